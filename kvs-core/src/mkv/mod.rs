@@ -1,0 +1,13 @@
+//! Matroska: element IDs, the KVS fragment builder, the streaming parser and
+//! the fragment assembler on top of it.
+
+pub mod error;
+pub mod ids;
+mod meta;
+pub mod parser;
+pub mod summary;
+pub mod types;
+
+pub use error::ParseError;
+pub use parser::{parse_all, Event, Limits, Parser, ParserConfig};
+pub use types::{AudioInfo, EbmlHeader, Frame, SegmentInfo, SimpleTag, TrackInfo, VideoInfo};
