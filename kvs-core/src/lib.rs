@@ -11,5 +11,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod ebml;
 pub mod mkv;

@@ -1,6 +1,7 @@
 //! Matroska: element IDs, the KVS fragment builder, the streaming parser and
 //! the fragment assembler on top of it.
 
+pub mod builder;
 pub mod error;
 pub mod ids;
 mod meta;

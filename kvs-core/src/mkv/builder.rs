@@ -1,0 +1,451 @@
+//! The KVS fragment builder: the stream header (EBML header, unknown-size
+//! Segment, Info, Tracks) once per connection, then one unknown-size Cluster
+//! per fragment with its metadata Tags in front, in the layout of the AWS
+//! producers (see the protocol notes, §2.5).
+//!
+//! No I/O: output is a list of `Bytes` chunks. Element headers and small
+//! payloads are packed into one buffer; payloads of [`ZERO_COPY_MIN`] bytes
+//! or more are referenced, not copied, so every payload byte is copied at
+//! most once (zero times for large frames, Annex-B input included).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::ids;
+use crate::codec::annexb::for_each_nal;
+use crate::ebml::vint::size_width;
+use crate::ebml::writer;
+
+/// Payloads at least this large are passed through as their own chunk.
+pub const ZERO_COPY_MIN: usize = 2048;
+
+/// Most tracks the service accepts in a stream.
+pub const MAX_TRACKS: usize = 3;
+/// Most metadata tags per fragment.
+pub const MAX_TAGS: usize = 10;
+/// Longest tag name, bytes.
+pub const MAX_TAG_NAME: usize = 128;
+/// Longest tag value, bytes.
+pub const MAX_TAG_VALUE: usize = 256;
+/// Tag names producers may send despite the reserved `AWS` prefix.
+pub const PRODUCER_TAGS: [&str; 3] =
+    ["AWS_KINESISVIDEO_END_OF_FRAGMENT", "AWS_KINESISVIDEO_IMAGE_GENERATION", "AWS_KINESISVIDEO_NOTIFICATION"];
+
+/// Why a header or fragment could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No tracks, or more than the service accepts.
+    #[error("a stream needs 1 to {MAX_TRACKS} tracks, got {0}")]
+    TrackCount(usize),
+    /// A track number outside 1..=127 or used twice.
+    #[error("track number {0} is invalid or repeated")]
+    BadTrackNumber(u64),
+    /// A frame names a track the header does not declare.
+    #[error("frame {index} names undeclared track {track}")]
+    UnknownTrack {
+        /// Index of the frame in the fragment.
+        index: usize,
+        /// The track it names.
+        track: u64,
+    },
+    /// A fragment with no frames.
+    #[error("a fragment needs at least one frame")]
+    EmptyFragment,
+    /// The first frame of a fragment is not a key frame.
+    #[error("a fragment must start with a key frame")]
+    NoKeyFrameFirst,
+    /// A frame too far from the cluster timecode for the 16-bit block offset.
+    #[error("frame {index} is {delta} timecode units from its fragment start; blocks hold -32768..=32767")]
+    TimecodeOutOfRange {
+        /// Index of the frame in the fragment.
+        index: usize,
+        /// Its offset from the fragment start.
+        delta: i64,
+    },
+    /// A frame timestamp before the fragment timecode 0 origin.
+    #[error("fragment timecode {0} is negative")]
+    NegativeTimecode(i64),
+    /// More than [`MAX_TAGS`] tags on one fragment.
+    #[error("{0} metadata tags on one fragment; at most {MAX_TAGS}")]
+    TooManyTags(usize),
+    /// A tag name that is empty, too long or uses the reserved prefix.
+    #[error("invalid tag name {name:?}: {reason}")]
+    BadTagName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A tag value over [`MAX_TAG_VALUE`] bytes.
+    #[error("value of tag {name:?} is {len} bytes; at most {MAX_TAG_VALUE}")]
+    TagValueTooLong {
+        /// The tag's name.
+        name: String,
+        /// The value's length.
+        len: usize,
+    },
+    /// An Annex-B frame with no NAL unit in it.
+    #[error("frame {0} is marked Annex-B but holds no NAL unit")]
+    EmptyAnnexB(usize),
+}
+
+/// Kind-specific settings of a track.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackKind {
+    /// A video track.
+    Video {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+    /// An audio track.
+    Audio {
+        /// Sampling rate, Hz.
+        sampling_frequency: f64,
+        /// Channel count.
+        channels: u8,
+        /// Bits per sample, when meaningful (PCM, G.711).
+        bit_depth: Option<u8>,
+    },
+}
+
+/// One track of the stream header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackConfig {
+    /// Track number blocks refer to (1..=127).
+    pub number: u64,
+    /// `TrackUID` (the application's track id in the AWS producers).
+    pub uid: u64,
+    /// Matroska CodecID, e.g. `V_MPEG4/ISO/AVC`.
+    pub codec_id: String,
+    /// CodecPrivate (avcC, hvcC, AudioSpecificConfig, WAVEFORMATEX), if any.
+    pub codec_private: Option<Bytes>,
+    /// Track name.
+    pub name: Option<String>,
+    /// Frame duration, ns, when constant.
+    pub default_duration_ns: Option<u64>,
+    /// Video or audio settings.
+    pub kind: TrackKind,
+}
+
+impl TrackConfig {
+    /// A video track.
+    pub fn video(number: u64, codec_id: &str, codec_private: Bytes, width: u32, height: u32) -> Self {
+        Self {
+            number,
+            uid: number,
+            codec_id: codec_id.to_owned(),
+            codec_private: Some(codec_private),
+            name: Some("video".to_owned()),
+            default_duration_ns: None,
+            kind: TrackKind::Video { width, height },
+        }
+    }
+
+    /// An audio track.
+    pub fn audio(number: u64, codec_id: &str, codec_private: Option<Bytes>, rate: f64, channels: u8) -> Self {
+        Self {
+            number,
+            uid: number,
+            codec_id: codec_id.to_owned(),
+            codec_private,
+            name: Some("audio".to_owned()),
+            default_duration_ns: None,
+            kind: TrackKind::Audio { sampling_frequency: rate, channels, bit_depth: None },
+        }
+    }
+}
+
+/// Stream-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// Nanoseconds per timecode unit (default 1,000,000: 1 ms, as the service expects).
+    pub timecode_scale_ns: u64,
+    /// The tracks, 1 to 3.
+    pub tracks: Vec<TrackConfig>,
+    /// `SegmentUID`.
+    pub segment_uid: [u8; 16],
+    /// `Title`, if any.
+    pub title: Option<String>,
+    /// `MuxingApp` and `WritingApp`.
+    pub app: String,
+}
+
+impl StreamConfig {
+    /// Settings with the defaults and these tracks.
+    pub fn new(tracks: Vec<TrackConfig>) -> Self {
+        Self {
+            timecode_scale_ns: 1_000_000,
+            tracks,
+            segment_uid: [0x6B; 16],
+            title: None,
+            app: concat!("kvs-rs ", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// A frame to put in a fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameIn {
+    /// Track number.
+    pub track: u64,
+    /// Presentation time in timecode units (absolute, like the cluster timecode).
+    pub timecode: i64,
+    /// Key frame flag.
+    pub key: bool,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// A frame payload as the application has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Stored as given (AVCC video, raw AAC, G.711 …).
+    Raw(Bytes),
+    /// H.264/H.265 Annex-B: converted to 4-byte AVCC lengths while writing.
+    AnnexB(Bytes),
+}
+
+/// A fragment metadata tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// Name (≤ 128 bytes; no `AWS` prefix except the producer tags).
+    pub name: String,
+    /// Value (≤ 256 bytes).
+    pub value: String,
+}
+
+/// Checks a set of fragment tags against the service's limits.
+pub fn validate_tags(tags: &[Tag]) -> Result<(), BuildError> {
+    if tags.len() > MAX_TAGS {
+        return Err(BuildError::TooManyTags(tags.len()));
+    }
+    for t in tags {
+        let bad = |reason| BuildError::BadTagName { name: t.name.clone(), reason };
+        if t.name.is_empty() {
+            return Err(bad("empty"));
+        }
+        if t.name.len() > MAX_TAG_NAME {
+            return Err(bad("longer than 128 bytes"));
+        }
+        if t.name.starts_with("AWS") && !PRODUCER_TAGS.contains(&t.name.as_str()) {
+            return Err(bad("the AWS prefix is reserved"));
+        }
+        if t.value.len() > MAX_TAG_VALUE {
+            return Err(BuildError::TagValueTooLong { name: t.name.clone(), len: t.value.len() });
+        }
+    }
+    Ok(())
+}
+
+/// Builds the stream header and fragments of one stream.
+#[derive(Debug, Clone)]
+pub struct FragmentBuilder {
+    cfg: StreamConfig,
+    scratch: BytesMut,
+    nals: Vec<(usize, usize)>,
+}
+
+impl FragmentBuilder {
+    /// Validates the settings and returns a builder.
+    pub fn new(cfg: StreamConfig) -> Result<Self, BuildError> {
+        if cfg.tracks.is_empty() || cfg.tracks.len() > MAX_TRACKS {
+            return Err(BuildError::TrackCount(cfg.tracks.len()));
+        }
+        for (i, t) in cfg.tracks.iter().enumerate() {
+            if t.number == 0 || t.number > 127 || cfg.tracks[..i].iter().any(|o| o.number == t.number) {
+                return Err(BuildError::BadTrackNumber(t.number));
+            }
+        }
+        Ok(Self { cfg, scratch: BytesMut::with_capacity(64 * 1024), nals: Vec::new() })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StreamConfig {
+        &self.cfg
+    }
+
+    /// EBML header, unknown-size Segment, Info and Tracks.
+    pub fn header(&self) -> Bytes {
+        let c = &self.cfg;
+        let mut out = Vec::with_capacity(512);
+        writer::master(&mut out, ids::EBML, |b| {
+            writer::uint(b, ids::EBML_VERSION, 1);
+            writer::uint(b, ids::EBML_READ_VERSION, 1);
+            writer::uint(b, ids::EBML_MAX_ID_LENGTH, 4);
+            writer::uint(b, ids::EBML_MAX_SIZE_LENGTH, 8);
+            writer::string(b, ids::DOC_TYPE, "matroska");
+            writer::uint(b, ids::DOC_TYPE_VERSION, 2);
+            writer::uint(b, ids::DOC_TYPE_READ_VERSION, 2);
+        });
+        writer::master_unknown(&mut out, ids::SEGMENT);
+        writer::master(&mut out, ids::INFO, |b| {
+            writer::element(b, ids::SEGMENT_UID, &c.segment_uid);
+            writer::uint(b, ids::TIMECODE_SCALE, c.timecode_scale_ns);
+            if let Some(t) = &c.title {
+                writer::string(b, ids::TITLE, t);
+            }
+            writer::string(b, ids::MUXING_APP, &c.app);
+            writer::string(b, ids::WRITING_APP, &c.app);
+        });
+        writer::master(&mut out, ids::TRACKS, |b| {
+            for t in &c.tracks {
+                writer::master(b, ids::TRACK_ENTRY, |e| {
+                    writer::uint(e, ids::TRACK_NUMBER, t.number);
+                    writer::uint8(e, ids::TRACK_UID, t.uid);
+                    let ty = match t.kind {
+                        TrackKind::Video { .. } => 1,
+                        TrackKind::Audio { .. } => 2,
+                    };
+                    writer::uint(e, ids::TRACK_TYPE, ty);
+                    writer::uint(e, ids::FLAG_LACING, 0);
+                    if let Some(n) = &t.name {
+                        writer::string(e, ids::NAME, n);
+                    }
+                    writer::string(e, ids::CODEC_ID, &t.codec_id);
+                    if let Some(cp) = &t.codec_private {
+                        writer::element(e, ids::CODEC_PRIVATE, cp);
+                    }
+                    if let Some(d) = t.default_duration_ns {
+                        writer::uint(e, ids::DEFAULT_DURATION, d);
+                    }
+                    match t.kind {
+                        TrackKind::Video { width, height } => writer::master(e, ids::VIDEO, |v| {
+                            writer::uint(v, ids::PIXEL_WIDTH, u64::from(width));
+                            writer::uint(v, ids::PIXEL_HEIGHT, u64::from(height));
+                        }),
+                        TrackKind::Audio { sampling_frequency, channels, bit_depth } => {
+                            writer::master(e, ids::AUDIO, |a| {
+                                writer::float(a, ids::SAMPLING_FREQUENCY, sampling_frequency);
+                                writer::uint(a, ids::CHANNELS, u64::from(channels));
+                                if let Some(bd) = bit_depth {
+                                    writer::uint(a, ids::BIT_DEPTH, u64::from(bd));
+                                }
+                            })
+                        }
+                    }
+                });
+            }
+        });
+        Bytes::from(out)
+    }
+
+    /// Metadata tags as the Tags elements that precede a fragment's Cluster
+    /// (one Tags per item, as the AWS producers send them).
+    pub fn tags(&self, tags: &[Tag]) -> Result<Bytes, BuildError> {
+        validate_tags(tags)?;
+        let mut out = Vec::new();
+        for t in tags {
+            write_tag(&mut out, &t.name, &t.value);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The end-of-fragment / end-of-session tag.
+    pub fn end_of_fragment_tag() -> Bytes {
+        let mut out = Vec::new();
+        write_tag(&mut out, PRODUCER_TAGS[0], "");
+        Bytes::from(out)
+    }
+
+    /// Writes one fragment — its tags, then an unknown-size Cluster with the
+    /// frames in the order given — appending chunks to `out`. The cluster
+    /// timecode is the first frame's.
+    pub fn fragment(&mut self, frames: &[FrameIn], tags: &[Tag], out: &mut Vec<Bytes>) -> Result<(), BuildError> {
+        let first = frames.first().ok_or(BuildError::EmptyFragment)?;
+        if !first.key {
+            return Err(BuildError::NoKeyFrameFirst);
+        }
+        if first.timecode < 0 {
+            return Err(BuildError::NegativeTimecode(first.timecode));
+        }
+        validate_tags(tags)?;
+        let cluster_tc = first.timecode;
+        for (index, f) in frames.iter().enumerate() {
+            if !self.cfg.tracks.iter().any(|t| t.number == f.track) {
+                return Err(BuildError::UnknownTrack { index, track: f.track });
+            }
+            let delta = f.timecode.wrapping_sub(cluster_tc);
+            if i16::try_from(delta).is_err() {
+                return Err(BuildError::TimecodeOutOfRange { index, delta });
+            }
+        }
+        let mut head = Vec::with_capacity(64);
+        for t in tags {
+            write_tag(&mut head, &t.name, &t.value);
+        }
+        writer::master_unknown(&mut head, ids::CLUSTER);
+        writer::uint8(&mut head, ids::TIMECODE, cluster_tc as u64);
+        writer::uint(&mut head, ids::POSITION, 0);
+        self.scratch.extend_from_slice(&head);
+        for (index, f) in frames.iter().enumerate() {
+            let rel = (f.timecode - cluster_tc) as i16;
+            let flags = if f.key { 0x80 } else { 0 };
+            match &f.payload {
+                Payload::Raw(p) => {
+                    self.block_header(f.track, rel, flags, p.len() as u64);
+                    self.put_payload(p, out);
+                }
+                Payload::AnnexB(p) => {
+                    self.nals.clear();
+                    let nals = &mut self.nals;
+                    for_each_nal(p, |s, e| nals.push((s, e)));
+                    if self.nals.is_empty() {
+                        return Err(BuildError::EmptyAnnexB(index));
+                    }
+                    let len: usize = self.nals.iter().map(|(s, e)| 4 + e - s).sum();
+                    self.block_header(f.track, rel, flags, len as u64);
+                    for i in 0..self.nals.len() {
+                        let (s, e) = self.nals[i];
+                        self.scratch.put_u32((e - s) as u32);
+                        if e - s >= ZERO_COPY_MIN {
+                            self.put_payload(&p.slice(s..e), out);
+                        } else {
+                            self.scratch.extend_from_slice(&p[s..e]);
+                        }
+                    }
+                }
+            }
+        }
+        self.flush(out);
+        Ok(())
+    }
+
+    fn block_header(&mut self, track: u64, rel: i16, flags: u8, payload_len: u64) {
+        let body = payload_len + 4;
+        let w = size_width(body);
+        let marked = body | (1u64 << (7 * w));
+        self.scratch.put_u8(ids::SIMPLE_BLOCK as u8);
+        self.scratch.extend_from_slice(&marked.to_be_bytes()[8 - w..]);
+        self.scratch.put_u8(0x80 | track as u8);
+        self.scratch.put_i16(rel);
+        self.scratch.put_u8(flags);
+    }
+
+    fn put_payload(&mut self, p: &Bytes, out: &mut Vec<Bytes>) {
+        if p.len() >= ZERO_COPY_MIN {
+            self.flush(out);
+            out.push(p.clone());
+        } else {
+            self.scratch.extend_from_slice(p);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<Bytes>) {
+        if !self.scratch.is_empty() {
+            out.push(self.scratch.split().freeze());
+        }
+    }
+}
+
+fn write_tag(out: &mut Vec<u8>, name: &str, value: &str) {
+    writer::master(out, ids::TAGS, |tags| {
+        writer::master(tags, ids::TAG, |tag| {
+            writer::master(tag, ids::SIMPLE_TAG, |st| {
+                writer::string(st, ids::TAG_NAME, name);
+                writer::string(st, ids::TAG_STRING, value);
+            });
+        });
+    });
+}
