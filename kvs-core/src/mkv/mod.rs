@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod error;
+pub mod fragment;
 pub mod ids;
 mod meta;
 pub mod parser;
