@@ -5,6 +5,7 @@ pub mod builder;
 pub mod error;
 pub mod fragment;
 pub mod ids;
+pub mod mux;
 mod meta;
 pub mod parser;
 pub mod summary;

@@ -468,20 +468,19 @@ impl Parser {
             }));
         })?;
         let base_tc = (cluster_tc as i64).wrapping_add(i64::from(head.rel_timecode));
-        // Laced frames share the block's duration evenly (BlockDuration, else
-        // DefaultDuration per frame), as Matroska demuxers do.
-        let lace_step = if count > 1 {
-            let per_frame_ns =
-                self.default_durations.iter().find(|(t, _)| *t == head.track).map(|(_, d)| *d);
-            let total = duration.or_else(|| per_frame_ns.map(|d| d.saturating_mul(u64::from(count)) / scale));
-            total.map_or(0, |t| t / u64::from(count)) as i64
+        // Laced frames share the block's duration (BlockDuration, else
+        // DefaultDuration × frames): frame i starts i/n of the way in,
+        // rounded down, as Matroska demuxers (libavformat) place them.
+        let span = if count > 1 {
+            let per_frame_ns = self.default_durations.iter().find(|(t, _)| *t == head.track).map(|(_, d)| *d);
+            duration.or_else(|| per_frame_ns.map(|d| d.saturating_mul(u64::from(count)) / scale)).unwrap_or(0)
         } else {
             0
         };
         for (i, ev) in self.pending.iter_mut().skip(start).enumerate() {
             if let Event::Frame(f) = ev {
                 f.track = head.track;
-                f.timecode = base_tc.wrapping_add(lace_step.wrapping_mul(i as i64));
+                f.timecode = base_tc.wrapping_add((u128::from(span) * i as u128 / u128::from(count)) as i64);
                 f.timestamp_ns = f.timecode.saturating_mul(scale as i64);
                 f.key = key_override.unwrap_or(head.flags & 0x80 != 0);
                 f.invisible = head.flags & 0x08 != 0;

@@ -1,0 +1,358 @@
+//! Conformance against tools no one here wrote: mkvinfo, ffprobe, ffmpeg and
+//! GStreamer. Inputs are made at test time with ffmpeg, mkvmerge and
+//! GStreamer, plus the real producer frame sets in `shared/vectors`.
+//!
+//! The README's test command installs the tools. Without one of them a test
+//! says so on stderr and passes locally; under `CI=true` it fails instead.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use kvs_core::codec::annexb::{access_units, to_avcc, VideoCodec};
+use kvs_core::codec::{aac, h264, h265};
+use kvs_core::mkv::{Event, Parser, ParserConfig};
+
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
+        || Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is missing; CI must have it (run the README test command)");
+        eprintln!("SKIPPED: {tool} is not installed (the README test command installs it)");
+    }
+    ok
+}
+
+fn have_all(tools: &[&str]) -> bool {
+    tools.iter().all(|t| have(t))
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn vectors() -> PathBuf {
+    std::env::var_os("KVS_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+}
+
+/// Test clips, made once per test binary.
+struct Clips {
+    dir: PathBuf,
+}
+
+impl Clips {
+    fn get() -> &'static Clips {
+        static CLIPS: OnceLock<Clips> = OnceLock::new();
+        CLIPS.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("kvs-conformance-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let ff = |args: &[&str]| {
+                run(Command::new("ffmpeg").args(["-y", "-hide_banner", "-loglevel", "error"]).args(args).current_dir(&dir));
+            };
+            let src = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "4", "-pix_fmt", "yuv420p"];
+            ff(&[&src[..], &["-c:v", "libx264", "-g", "25", "-bf", "0", "v.h264"]].concat());
+            ff(&[&src[..], &["-c:v", "libx265", "-x265-params", "log-level=none:bframes=0", "-g", "25", "v.h265"]].concat());
+            let sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4"];
+            ff(&[&sine[..], &["-c:a", "aac", "-b:a", "64k", "a.aac"]].concat());
+            ff(&[&sine[..], &["-c:a", "ac3", "-b:a", "96k", "a.ac3"]].concat());
+            Clips { dir }
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// One packet: (pts in ms, size, key).
+type Packet = (i64, u64, bool);
+
+/// ffprobe's packets, per stream index.
+fn ffprobe_packets(file: &Path) -> BTreeMap<usize, Vec<Packet>> {
+    let out = run(Command::new("ffprobe").args(["-v", "error", "-show_entries", "packet=stream_index,pts,size,flags", "-of", "csv=p=0"]).arg(file));
+    let mut map: BTreeMap<usize, Vec<Packet>> = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert!(f.len() >= 4, "odd ffprobe line {line:?}");
+        map.entry(f[0].parse().unwrap()).or_default().push((f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].starts_with('K')));
+    }
+    map
+}
+
+/// Our parser's packets, per track in declaration order (= ffprobe's stream index).
+fn our_packets(file: &Path, chunk: usize) -> BTreeMap<usize, Vec<Packet>> {
+    let data = std::fs::read(file).unwrap();
+    let mut p = Parser::new(ParserConfig::default());
+    let mut order: Vec<u64> = Vec::new();
+    let mut map: BTreeMap<usize, Vec<Packet>> = BTreeMap::new();
+    let mut handle = |ev: Event, order: &mut Vec<u64>| match ev {
+        Event::Tracks(ts) if order.is_empty() => order.extend(ts.iter().map(|t| t.number)),
+        Event::Frame(f) => {
+            let idx = order.iter().position(|n| *n == f.track).expect("declared track");
+            map.entry(idx).or_default().push((f.timestamp_ns / 1_000_000, f.payload.len() as u64, f.key));
+        }
+        _ => {}
+    };
+    for c in data.chunks(chunk) {
+        p.push(Bytes::copy_from_slice(c));
+        while let Some(ev) = p.next_event().unwrap() {
+            handle(ev, &mut order);
+        }
+    }
+    p.finish();
+    while let Some(ev) = p.next_event().unwrap() {
+        handle(ev, &mut order);
+    }
+    map
+}
+
+/// Per stream: frames, payload bytes, first and last pts.
+fn totals(m: &BTreeMap<usize, Vec<Packet>>) -> BTreeMap<usize, (usize, u64, i64, i64)> {
+    m.iter()
+        .map(|(k, v)| (*k, (v.len(), v.iter().map(|p| p.1).sum(), v.first().unwrap().0, v.last().unwrap().0)))
+        .collect()
+}
+
+fn framemd5(file: &Path) -> Vec<String> {
+    let out = run(Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(file).args(["-map", "0:v", "-f", "framemd5", "-"]));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+fn kvs(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    run(Command::new(env!("CARGO_BIN_EXE_kvs")).args(args))
+}
+
+fn mux(input: &Path, out: &Path, audio: Option<&Path>) {
+    let mut args = vec!["mux".as_ref(), input.as_os_str(), "-o".as_ref(), out.as_os_str()];
+    if let Some(a) = audio {
+        args.extend(["--audio".as_ref(), a.as_os_str()]);
+    }
+    kvs(&args);
+}
+
+fn mkvinfo_clean(file: &Path) {
+    let out = run(Command::new("mkvinfo").arg(file));
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase() + &String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(!text.contains("error"), "mkvinfo reports an error on {}:\n{text}", file.display());
+    assert!(text.contains("cluster"), "mkvinfo saw no cluster in {}", file.display());
+}
+
+/// What `kvs mux` must write for the test clip: AVCC access units at 40 ms,
+/// AAC frames at 1024 samples, independent of the builder's code.
+fn expected_packets(video: &Path, codec: VideoCodec, audio: Option<&Path>) -> BTreeMap<usize, Vec<Packet>> {
+    let v = Bytes::from(std::fs::read(video).unwrap());
+    let mut map = BTreeMap::new();
+    let units = access_units(codec, &v);
+    map.insert(
+        0,
+        units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let avcc = to_avcc(u).unwrap();
+                let mut key = false;
+                kvs_core::codec::annexb::for_each_nal(u, |s, _| key |= codec.is_key(codec.nal_type(&u[s..])));
+                (i as i64 * 40, avcc.len() as u64, key)
+            })
+            .collect::<Vec<_>>(),
+    );
+    if let Some(a) = audio {
+        let data = Bytes::from(std::fs::read(a).unwrap());
+        let (h, frames) = aac::split_adts(&data).unwrap();
+        map.insert(
+            1,
+            frames
+                .iter()
+                .enumerate()
+                .map(|(k, f)| (((k as f64) * 1024.0 * 1000.0 / f64::from(h.sample_rate)).round() as i64, f.len() as u64, true))
+                .collect(),
+        );
+    }
+    map
+}
+
+#[test]
+fn builder_output_is_read_back_exactly_by_mkvinfo_ffprobe_and_ffmpeg() {
+    if !have_all(&["ffmpeg", "ffprobe", "mkvinfo"]) {
+        return;
+    }
+    let c = Clips::get();
+    for (input, codec, audio) in [
+        ("v.h264", VideoCodec::H264, Some("a.aac")),
+        ("v.h264", VideoCodec::H264, None),
+        ("v.h265", VideoCodec::H265, None),
+        ("v.h265", VideoCodec::H265, Some("a.aac")),
+    ] {
+        let out = c.path(&format!("built-{input}-{}.mkv", audio.is_some()));
+        let audio = audio.map(|a| c.path(a));
+        mux(&c.path(input), &out, audio.as_deref());
+        mkvinfo_clean(&out);
+        let want = expected_packets(&c.path(input), codec, audio.as_deref());
+        assert_eq!(want[&0].len(), 100);
+        let probe = ffprobe_packets(&out);
+        assert_eq!(probe, want, "ffprobe packets of {}", out.display());
+        assert_eq!(our_packets(&out, 4093), want, "our parser on {}", out.display());
+        let a = framemd5(&c.path(input));
+        assert_eq!(a.len(), 100);
+        assert_eq!(framemd5(&out), a, "decoded pictures of {} differ from the Annex-B input", out.display());
+    }
+}
+
+#[test]
+fn gstreamer_plays_builder_output_to_eos() {
+    if !have_all(&["ffmpeg", "gst-launch-1.0"]) {
+        return;
+    }
+    let c = Clips::get();
+    let av = c.path("gst-av.mkv");
+    mux(&c.path("v.h264"), &av, Some(&c.path("a.aac")));
+    let pipeline = format!(
+        "filesrc location={} ! matroskademux name=d d.video_0 ! queue ! h264parse ! avdec_h264 ! fakesink \
+         d.audio_0 ! queue ! aacparse ! avdec_aac ! fakesink",
+        av.display()
+    );
+    run(Command::new("timeout").args(["120", "gst-launch-1.0", "-q"]).args(pipeline.split_whitespace()));
+    let hevc = c.path("gst-hevc.mkv");
+    mux(&c.path("v.h265"), &hevc, None);
+    let pipeline = format!("filesrc location={} ! matroskademux ! h265parse ! avdec_h265 ! fakesink", hevc.display());
+    run(Command::new("timeout").args(["120", "gst-launch-1.0", "-q"]).args(pipeline.split_whitespace()));
+}
+
+fn assert_parser_matches_ffprobe(file: &Path) {
+    let probe = totals(&ffprobe_packets(file));
+    assert!(!probe.is_empty(), "ffprobe saw no packets in {}", file.display());
+    for chunk in [1 << 20, 65536, 1000, 7] {
+        assert_eq!(totals(&our_packets(file, chunk)), probe, "{} in {chunk}-byte chunks", file.display());
+    }
+}
+
+#[test]
+fn parser_matches_ffprobe_on_ffmpeg_files() {
+    if !have_all(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let c = Clips::get();
+    let mk = c.path("ffmpeg-av.mkv");
+    run(Command::new("ffmpeg").args(["-y", "-v", "error", "-i"]).arg(c.path("v.h264")).arg("-i").arg(c.path("a.aac")).args(["-c", "copy"]).arg(&mk));
+    assert_parser_matches_ffprobe(&mk);
+    let webm = c.path("ffmpeg.webm");
+    run(Command::new("ffmpeg")
+        .args(["-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000"])
+        .args(["-t", "3", "-c:v", "libvpx", "-g", "25", "-c:a", "libvorbis", "-cluster_time_limit", "500"])
+        .arg(&webm));
+    assert_parser_matches_ffprobe(&webm);
+}
+
+#[test]
+fn parser_matches_ffprobe_on_mkvmerge_files_with_every_lacing() {
+    if !have_all(&["ffmpeg", "ffprobe", "mkvmerge"]) {
+        return;
+    }
+    let c = Clips::get();
+    for (i, opts) in [&[][..], &["--engage", "lacing_xiph"], &["--engage", "lacing_ebml"], &["--engage", "no_simpleblocks"]]
+        .iter()
+        .enumerate()
+    {
+        let out = c.path(&format!("mkvmerge-{i}.mkv"));
+        run(Command::new("mkvmerge").arg("-q").arg("-o").arg(&out).args(*opts).arg(c.path("v.h264")).arg(c.path("a.ac3")).arg(c.path("a.aac")));
+        // mkvmerge laces audio (fixed lacing for the constant-size AC-3).
+        let info = run(Command::new("mkvinfo").args(["-v", "-v"]).arg(&out));
+        assert!(String::from_utf8_lossy(&info.stdout).contains("8 frame(s)"), "mkvmerge did not lace");
+        assert_parser_matches_ffprobe(&out);
+    }
+}
+
+#[test]
+fn parser_matches_ffprobe_on_gstreamer_streamable_files() {
+    if !have_all(&["ffprobe", "gst-launch-1.0"]) {
+        return;
+    }
+    let c = Clips::get();
+    for (name, video, audio) in [
+        ("gst-vp8.mkv", "vp8enc keyframe-max-dist=25 deadline=1", "vorbisenc"),
+        ("gst-h264.mkv", "openh264enc ! h264parse", "avenc_aac ! aacparse"),
+    ] {
+        let out = c.path(name);
+        let pipeline = format!(
+            "-e videotestsrc num-buffers=100 ! video/x-raw,width=320,height=240,framerate=25/1 ! videoconvert ! {video} ! queue \
+             ! matroskamux streamable=true name=m ! filesink location={} \
+             audiotestsrc num-buffers=150 ! audioconvert ! {audio} ! queue ! m.",
+            out.display()
+        );
+        run(Command::new("timeout").args(["120", "gst-launch-1.0", "-q"]).args(pipeline.split_whitespace()));
+        assert_parser_matches_ffprobe(&out);
+    }
+}
+
+#[test]
+fn parser_matches_ffprobe_on_every_vector_ffprobe_reads() {
+    if !have("ffprobe") {
+        return;
+    }
+    for name in [
+        "kvs-parser-java/output_get_media.mkv",
+        "kvs-parser-java/clusters.mkv",
+        "kvs-parser-java/vogels_480.mkv",
+        "kvs-parser-java/bezos_vogels.mkv",
+        "kvs-producer-sdk-cpp/test-stream-1_0.mkv",
+        "rust-av-matroska/big-buck-bunny_trailer.webm",
+    ] {
+        let p = vectors().join(name);
+        let probe = totals(&ffprobe_packets(&p));
+        assert_eq!(totals(&our_packets(&p, 65536)), probe, "{name}");
+    }
+}
+
+fn concat_frames(dir: &Path, ext: &str) -> Vec<u8> {
+    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect();
+    names.sort();
+    names.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+#[test]
+fn producer_frame_sets_mux_to_identical_pictures() {
+    if !have_all(&["ffmpeg", "mkvinfo"]) {
+        return;
+    }
+    let c = Clips::get();
+    for (dir, ext, codec, frames, size) in [
+        ("kvs-producer-c/h265SampleFrames", "h265", VideoCodec::H265, 403, (640, 360)),
+        ("kvs-producer-embedded-c/h264_annexb", "h264", VideoCodec::H264, 240, (1920, 1080)),
+    ] {
+        let es = concat_frames(&vectors().join(dir), ext);
+        let input = c.path(&format!("vector.{ext}"));
+        std::fs::write(&input, &es).unwrap();
+        let es = Bytes::from(es);
+        assert_eq!(access_units(codec, &es).len(), frames, "{dir}");
+        let dims = match codec {
+            VideoCodec::H264 => {
+                let mut ps = h264::ParameterSets::default();
+                ps.collect_annexb(&es);
+                ps.dimensions().unwrap()
+            }
+            VideoCodec::H265 => {
+                let mut ps = h265::ParameterSets::default();
+                ps.collect_annexb(&es);
+                ps.dimensions().unwrap()
+            }
+        };
+        assert_eq!(dims, size, "{dir}");
+        let out = c.path(&format!("vector-{ext}.mkv"));
+        mux(&input, &out, None);
+        mkvinfo_clean(&out);
+        let want = framemd5(&input);
+        assert_eq!(want.len(), frames);
+        assert_eq!(framemd5(&out), want, "{dir}");
+    }
+}
