@@ -74,6 +74,9 @@ impl ChunkQueue {
     /// checks `len() >= n` first.
     pub fn take(&mut self, n: usize) -> Bytes {
         debug_assert!(n <= self.len);
+        if n == 0 {
+            return Bytes::new();
+        }
         self.len -= n;
         self.offset += n as u64;
         let front = self.chunks.front_mut().expect("take on empty queue");

@@ -1,0 +1,174 @@
+//! Split invariance and round trips: the parser's events do not depend on
+//! how the input is cut, and what the builder writes parses back exactly.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, Tag, TrackConfig};
+use kvs_core::mkv::{parse_all, Event, ParseError, Parser, ParserConfig};
+use proptest::prelude::*;
+
+fn vectors() -> PathBuf {
+    std::env::var_os("KVS_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+}
+
+/// Parses `data` pushed in the pieces `cuts` defines, draining after each push.
+fn parse_split(data: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<ParseError>) {
+    let mut p = Parser::new(ParserConfig::default());
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut ends: Vec<usize> = cuts.iter().map(|c| c.min(&data.len()).to_owned()).collect();
+    ends.sort_unstable();
+    ends.push(data.len());
+    for end in ends {
+        if end < start {
+            continue;
+        }
+        p.push(Bytes::copy_from_slice(&data[start..end]));
+        start = end;
+        loop {
+            match p.next_event() {
+                Ok(Some(ev)) => out.push(ev),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+    p.finish();
+    loop {
+        match p.next_event() {
+            Ok(Some(ev)) => out.push(ev),
+            Ok(None) => return (out, None),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+/// A small deterministic generator for cut points (seeded, reproducible).
+fn cuts(seed: u64, len: usize, n: usize) -> Vec<usize> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % (len as u64 + 1)) as usize
+        })
+        .collect()
+}
+
+#[test]
+fn every_vector_gives_identical_events_whole_bytewise_and_at_random_splits() {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["kvs-parser-java", "kvs-producer-sdk-cpp", "rust-av-matroska"] {
+        for e in std::fs::read_dir(vectors().join(dir)).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    assert!(files.len() >= 15);
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        let whole = parse_all(Bytes::from(data.clone()), ParserConfig::default());
+        assert!(whole.0.len() > 2, "{}", f.display());
+        let bytewise: Vec<usize> = (1..data.len()).collect();
+        assert_eq!(parse_split(&data, &bytewise), whole, "{} byte by byte", f.display());
+        for seed in [1u64, 7, 0xDEAD_BEEF] {
+            assert_eq!(parse_split(&data, &cuts(seed, data.len(), 200)), whole, "{} seed {seed}", f.display());
+        }
+    }
+}
+
+fn stream(audio: bool) -> StreamConfig {
+    let mut tracks = vec![TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::from_static(&[1, 2, 3]), 640, 480)];
+    if audio {
+        tracks.push(TrackConfig::audio(2, "A_AAC", Some(Bytes::from_static(&[0x11, 0x90])), 48000.0, 2));
+    }
+    StreamConfig::new(tracks)
+}
+
+#[derive(Debug, Clone)]
+struct Frag {
+    frames: Vec<(u64, i16, bool, Vec<u8>)>,
+    tags: Vec<(String, String)>,
+}
+
+fn frag_strategy(audio: bool) -> impl Strategy<Value = Frag> {
+    let frame = (if audio { 1u64..=2 } else { 1u64..=1 }, -2000i16..2000, any::<bool>(), prop::collection::vec(any::<u8>(), 0..3000));
+    (
+        prop::collection::vec(frame, 1..12),
+        prop::collection::vec(("[a-z][a-z0-9_]{0,20}", "[ -~]{0,40}"), 0..4),
+    )
+        .prop_map(|(frames, tags)| Frag { frames, tags })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn build_then_parse_round_trips_at_any_cuts(
+        audio in any::<bool>(),
+        frags in prop::collection::vec(frag_strategy(true), 1..6),
+        cut_seed in any::<u64>(),
+        ncuts in 0usize..64,
+    ) {
+        let mut b = FragmentBuilder::new(stream(audio)).unwrap();
+        let mut chunks = vec![b.header()];
+        let mut want = Vec::new();
+        let mut want_tags = Vec::new();
+        let mut base = 100_000i64;
+        for f in &frags {
+            let mut frames: Vec<FrameIn> = f.frames.iter().map(|(t, rel, key, p)| FrameIn {
+                track: if audio { *t } else { 1 },
+                timecode: base + i64::from(*rel),
+                key: *key,
+                payload: Payload::Raw(Bytes::from(p.clone())),
+            }).collect();
+            frames[0].key = true;
+            frames[0].timecode = base;
+            let tags: Vec<Tag> = f.tags.iter().map(|(n, v)| Tag { name: n.clone(), value: v.clone() }).collect();
+            b.fragment(&frames, &tags, &mut chunks).unwrap();
+            want.extend(frames.iter().map(|fr| match &fr.payload {
+                Payload::Raw(p) => (fr.track, fr.timecode, fr.key, p.clone()),
+                Payload::AnnexB(_) => unreachable!(),
+            }));
+            want_tags.extend(f.tags.iter().cloned());
+            base += 5000;
+        }
+        let data: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let (events, err) = parse_split(&data, &cuts(cut_seed, data.len(), ncuts));
+        prop_assert!(err.is_none(), "{:?}", err);
+        let got: Vec<_> = events.iter().filter_map(|e| match e {
+            Event::Frame(f) => Some((f.track, f.timecode, f.key, f.payload.clone())),
+            _ => None,
+        }).collect();
+        prop_assert_eq!(got, want);
+        let got_tags: Vec<_> = events.iter().flat_map(|e| match e {
+            Event::Tags { tags, .. } => tags.iter().map(|t| (t.name.clone(), t.string.clone().unwrap())).collect(),
+            _ => Vec::new(),
+        }).collect();
+        prop_assert_eq!(got_tags, want_tags);
+        prop_assert_eq!(events.iter().filter(|e| matches!(e, Event::ClusterStart { .. })).count(), frags.len());
+    }
+
+    #[test]
+    fn annexb_payloads_come_back_as_avcc(nals in prop::collection::vec(prop::collection::vec(1u8..=255, 1..5000), 1..6)) {
+        let mut annexb = Vec::new();
+        let mut avcc = Vec::new();
+        for (i, n) in nals.iter().enumerate() {
+            annexb.extend_from_slice(if i % 2 == 0 { &[0, 0, 0, 1][..] } else { &[0, 0, 1][..] });
+            annexb.extend_from_slice(n);
+            avcc.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            avcc.extend_from_slice(n);
+        }
+        let mut b = FragmentBuilder::new(stream(false)).unwrap();
+        let mut chunks = vec![b.header()];
+        b.fragment(&[FrameIn { track: 1, timecode: 0, key: true, payload: Payload::AnnexB(Bytes::from(annexb)) }], &[], &mut chunks).unwrap();
+        let data: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let (events, err) = parse_all(Bytes::from(data), ParserConfig::default());
+        prop_assert!(err.is_none());
+        let frames: Vec<_> = events.iter().filter_map(|e| match e { Event::Frame(f) => Some(f.payload.to_vec()), _ => None }).collect();
+        prop_assert_eq!(frames, vec![avcc]);
+    }
+}
