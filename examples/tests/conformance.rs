@@ -5,6 +5,8 @@
 //! The README's test command installs the tools. Without one of them a test
 //! says so on stderr and passes locally; under `CI=true` it fails instead.
 
+#![allow(clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,10 +18,19 @@ use kvs_core::codec::{aac, h264, h265};
 use kvs_core::mkv::{Event, Parser, ParserConfig};
 
 fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
-        || Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is missing; CI must have it (run the README test command)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing; CI must have it (run the README test command)"
+        );
         eprintln!("SKIPPED: {tool} is not installed (the README test command installs it)");
     }
     ok
@@ -31,7 +42,11 @@ fn have_all(tools: &[&str]) -> bool {
 
 fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -50,15 +65,51 @@ impl Clips {
     fn get() -> &'static Clips {
         static CLIPS: OnceLock<Clips> = OnceLock::new();
         CLIPS.get_or_init(|| {
-            let dir = std::env::temp_dir().join(format!("kvs-conformance-{}", std::process::id()));
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("conformance-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let ff = |args: &[&str]| {
-                run(Command::new("ffmpeg").args(["-y", "-hide_banner", "-loglevel", "error"]).args(args).current_dir(&dir));
+                run(Command::new("ffmpeg")
+                    .args(["-y", "-hide_banner", "-loglevel", "error"])
+                    .args(args)
+                    .current_dir(&dir));
             };
-            let src = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "4", "-pix_fmt", "yuv420p"];
-            ff(&[&src[..], &["-c:v", "libx264", "-g", "25", "-bf", "0", "v.h264"]].concat());
-            ff(&[&src[..], &["-c:v", "libx265", "-x265-params", "log-level=none:bframes=0", "-g", "25", "v.h265"]].concat());
-            let sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4"];
+            let src = [
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+                "-t",
+                "4",
+                "-pix_fmt",
+                "yuv420p",
+            ];
+            ff(&[
+                &src[..],
+                &["-c:v", "libx264", "-g", "25", "-bf", "0", "v.h264"],
+            ]
+            .concat());
+            ff(&[
+                &src[..],
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-x265-params",
+                    "log-level=none:bframes=0",
+                    "-g",
+                    "25",
+                    "v.h265",
+                ],
+            ]
+            .concat());
+            let sine = [
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "4",
+            ];
             ff(&[&sine[..], &["-c:a", "aac", "-b:a", "64k", "a.aac"]].concat());
             ff(&[&sine[..], &["-c:a", "ac3", "-b:a", "96k", "a.ac3"]].concat());
             Clips { dir }
@@ -75,12 +126,25 @@ type Packet = (i64, u64, bool);
 
 /// ffprobe's packets, per stream index.
 fn ffprobe_packets(file: &Path) -> BTreeMap<usize, Vec<Packet>> {
-    let out = run(Command::new("ffprobe").args(["-v", "error", "-show_entries", "packet=stream_index,pts,size,flags", "-of", "csv=p=0"]).arg(file));
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pts,size,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file));
     let mut map: BTreeMap<usize, Vec<Packet>> = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let f: Vec<&str> = line.split(',').collect();
         assert!(f.len() >= 4, "odd ffprobe line {line:?}");
-        map.entry(f[0].parse().unwrap()).or_default().push((f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].starts_with('K')));
+        map.entry(f[0].parse().unwrap()).or_default().push((
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+            f[3].starts_with('K'),
+        ));
     }
     map
 }
@@ -94,8 +158,15 @@ fn our_packets(file: &Path, chunk: usize) -> BTreeMap<usize, Vec<Packet>> {
     let mut handle = |ev: Event, order: &mut Vec<u64>| match ev {
         Event::Tracks(ts) if order.is_empty() => order.extend(ts.iter().map(|t| t.number)),
         Event::Frame(f) => {
-            let idx = order.iter().position(|n| *n == f.track).expect("declared track");
-            map.entry(idx).or_default().push((f.timestamp_ns / 1_000_000, f.payload.len() as u64, f.key));
+            let idx = order
+                .iter()
+                .position(|n| *n == f.track)
+                .expect("declared track");
+            map.entry(idx).or_default().push((
+                f.timestamp_ns / 1_000_000,
+                f.payload.len() as u64,
+                f.key,
+            ));
         }
         _ => {}
     };
@@ -115,12 +186,25 @@ fn our_packets(file: &Path, chunk: usize) -> BTreeMap<usize, Vec<Packet>> {
 /// Per stream: frames, payload bytes, first and last pts.
 fn totals(m: &BTreeMap<usize, Vec<Packet>>) -> BTreeMap<usize, (usize, u64, i64, i64)> {
     m.iter()
-        .map(|(k, v)| (*k, (v.len(), v.iter().map(|p| p.1).sum(), v.first().unwrap().0, v.last().unwrap().0)))
+        .map(|(k, v)| {
+            (
+                *k,
+                (
+                    v.len(),
+                    v.iter().map(|p| p.1).sum(),
+                    v.first().unwrap().0,
+                    v.last().unwrap().0,
+                ),
+            )
+        })
         .collect()
 }
 
 fn framemd5(file: &Path) -> Vec<String> {
-    let out = run(Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(file).args(["-map", "0:v", "-f", "framemd5", "-"]));
+    let out = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0:v", "-f", "framemd5", "-"]));
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -134,7 +218,12 @@ fn kvs(args: &[&std::ffi::OsStr]) -> std::process::Output {
 }
 
 fn mux(input: &Path, out: &Path, audio: Option<&Path>) {
-    let mut args = vec!["mux".as_ref(), input.as_os_str(), "-o".as_ref(), out.as_os_str()];
+    let mut args = vec![
+        "mux".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ];
     if let Some(a) = audio {
         args.extend(["--audio".as_ref(), a.as_os_str()]);
     }
@@ -143,14 +232,27 @@ fn mux(input: &Path, out: &Path, audio: Option<&Path>) {
 
 fn mkvinfo_clean(file: &Path) {
     let out = run(Command::new("mkvinfo").arg(file));
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase() + &String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(!text.contains("error"), "mkvinfo reports an error on {}:\n{text}", file.display());
-    assert!(text.contains("cluster"), "mkvinfo saw no cluster in {}", file.display());
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase()
+        + &String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        !text.contains("error"),
+        "mkvinfo reports an error on {}:\n{text}",
+        file.display()
+    );
+    assert!(
+        text.contains("cluster"),
+        "mkvinfo saw no cluster in {}",
+        file.display()
+    );
 }
 
 /// What `kvs mux` must write for the test clip: AVCC access units at 40 ms,
 /// AAC frames at 1024 samples, independent of the builder's code.
-fn expected_packets(video: &Path, codec: VideoCodec, audio: Option<&Path>) -> BTreeMap<usize, Vec<Packet>> {
+fn expected_packets(
+    video: &Path,
+    codec: VideoCodec,
+    audio: Option<&Path>,
+) -> BTreeMap<usize, Vec<Packet>> {
     let v = Bytes::from(std::fs::read(video).unwrap());
     let mut map = BTreeMap::new();
     let units = access_units(codec, &v);
@@ -162,7 +264,9 @@ fn expected_packets(video: &Path, codec: VideoCodec, audio: Option<&Path>) -> BT
             .map(|(i, u)| {
                 let avcc = to_avcc(u).unwrap();
                 let mut key = false;
-                kvs_core::codec::annexb::for_each_nal(u, |s, _| key |= codec.is_key(codec.nal_type(&u[s..])));
+                kvs_core::codec::annexb::for_each_nal(u, |s, _| {
+                    key |= codec.is_key(codec.nal_type(&u[s..]))
+                });
                 (i as i64 * 40, avcc.len() as u64, key)
             })
             .collect::<Vec<_>>(),
@@ -175,7 +279,13 @@ fn expected_packets(video: &Path, codec: VideoCodec, audio: Option<&Path>) -> BT
             frames
                 .iter()
                 .enumerate()
-                .map(|(k, f)| (((k as f64) * 1024.0 * 1000.0 / f64::from(h.sample_rate)).round() as i64, f.len() as u64, true))
+                .map(|(k, f)| {
+                    (
+                        ((k as f64) * 1024.0 * 1000.0 / f64::from(h.sample_rate)).round() as i64,
+                        f.len() as u64,
+                        true,
+                    )
+                })
                 .collect(),
         );
     }
@@ -202,10 +312,20 @@ fn builder_output_is_read_back_exactly_by_mkvinfo_ffprobe_and_ffmpeg() {
         assert_eq!(want[&0].len(), 100);
         let probe = ffprobe_packets(&out);
         assert_eq!(probe, want, "ffprobe packets of {}", out.display());
-        assert_eq!(our_packets(&out, 4093), want, "our parser on {}", out.display());
+        assert_eq!(
+            our_packets(&out, 4093),
+            want,
+            "our parser on {}",
+            out.display()
+        );
         let a = framemd5(&c.path(input));
         assert_eq!(a.len(), 100);
-        assert_eq!(framemd5(&out), a, "decoded pictures of {} differ from the Annex-B input", out.display());
+        assert_eq!(
+            framemd5(&out),
+            a,
+            "decoded pictures of {} differ from the Annex-B input",
+            out.display()
+        );
     }
 }
 
@@ -222,18 +342,34 @@ fn gstreamer_plays_builder_output_to_eos() {
          d.audio_0 ! queue ! aacparse ! avdec_aac ! fakesink",
         av.display()
     );
-    run(Command::new("timeout").args(["120", "gst-launch-1.0", "-q"]).args(pipeline.split_whitespace()));
+    run(Command::new("timeout")
+        .args(["120", "gst-launch-1.0", "-q"])
+        .args(pipeline.split_whitespace()));
     let hevc = c.path("gst-hevc.mkv");
     mux(&c.path("v.h265"), &hevc, None);
-    let pipeline = format!("filesrc location={} ! matroskademux ! h265parse ! avdec_h265 ! fakesink", hevc.display());
-    run(Command::new("timeout").args(["120", "gst-launch-1.0", "-q"]).args(pipeline.split_whitespace()));
+    let pipeline = format!(
+        "filesrc location={} ! matroskademux ! h265parse ! avdec_h265 ! fakesink",
+        hevc.display()
+    );
+    run(Command::new("timeout")
+        .args(["120", "gst-launch-1.0", "-q"])
+        .args(pipeline.split_whitespace()));
 }
 
 fn assert_parser_matches_ffprobe(file: &Path) {
     let probe = totals(&ffprobe_packets(file));
-    assert!(!probe.is_empty(), "ffprobe saw no packets in {}", file.display());
+    assert!(
+        !probe.is_empty(),
+        "ffprobe saw no packets in {}",
+        file.display()
+    );
     for chunk in [1 << 20, 65536, 1000, 7] {
-        assert_eq!(totals(&our_packets(file, chunk)), probe, "{} in {chunk}-byte chunks", file.display());
+        assert_eq!(
+            totals(&our_packets(file, chunk)),
+            probe,
+            "{} in {chunk}-byte chunks",
+            file.display()
+        );
     }
 }
 
@@ -244,12 +380,41 @@ fn parser_matches_ffprobe_on_ffmpeg_files() {
     }
     let c = Clips::get();
     let mk = c.path("ffmpeg-av.mkv");
-    run(Command::new("ffmpeg").args(["-y", "-v", "error", "-i"]).arg(c.path("v.h264")).arg("-i").arg(c.path("a.aac")).args(["-c", "copy"]).arg(&mk));
+    run(Command::new("ffmpeg")
+        .args(["-y", "-v", "error", "-i"])
+        .arg(c.path("v.h264"))
+        .arg("-i")
+        .arg(c.path("a.aac"))
+        .args(["-c", "copy"])
+        .arg(&mk));
     assert_parser_matches_ffprobe(&mk);
     let webm = c.path("ffmpeg.webm");
     run(Command::new("ffmpeg")
-        .args(["-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000"])
-        .args(["-t", "3", "-c:v", "libvpx", "-g", "25", "-c:a", "libvorbis", "-cluster_time_limit", "500"])
+        .args([
+            "-y",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "3",
+            "-c:v",
+            "libvpx",
+            "-g",
+            "25",
+            "-c:a",
+            "libvorbis",
+            "-cluster_time_limit",
+            "500",
+        ])
         .arg(&webm));
     assert_parser_matches_ffprobe(&webm);
 }
@@ -260,15 +425,30 @@ fn parser_matches_ffprobe_on_mkvmerge_files_with_every_lacing() {
         return;
     }
     let c = Clips::get();
-    for (i, opts) in [&[][..], &["--engage", "lacing_xiph"], &["--engage", "lacing_ebml"], &["--engage", "no_simpleblocks"]]
-        .iter()
-        .enumerate()
+    for (i, opts) in [
+        &[][..],
+        &["--engage", "lacing_xiph"],
+        &["--engage", "lacing_ebml"],
+        &["--engage", "no_simpleblocks"],
+    ]
+    .iter()
+    .enumerate()
     {
         let out = c.path(&format!("mkvmerge-{i}.mkv"));
-        run(Command::new("mkvmerge").arg("-q").arg("-o").arg(&out).args(*opts).arg(c.path("v.h264")).arg(c.path("a.ac3")).arg(c.path("a.aac")));
+        run(Command::new("mkvmerge")
+            .arg("-q")
+            .arg("-o")
+            .arg(&out)
+            .args(*opts)
+            .arg(c.path("v.h264"))
+            .arg(c.path("a.ac3"))
+            .arg(c.path("a.aac")));
         // mkvmerge laces audio (fixed lacing for the constant-size AC-3).
         let info = run(Command::new("mkvinfo").args(["-v", "-v"]).arg(&out));
-        assert!(String::from_utf8_lossy(&info.stdout).contains("8 frame(s)"), "mkvmerge did not lace");
+        assert!(
+            String::from_utf8_lossy(&info.stdout).contains("8 frame(s)"),
+            "mkvmerge did not lace"
+        );
         assert_parser_matches_ffprobe(&out);
     }
 }
@@ -280,8 +460,16 @@ fn parser_matches_ffprobe_on_gstreamer_streamable_files() {
     }
     let c = Clips::get();
     for (name, video, audio) in [
-        ("gst-vp8.mkv", "vp8enc keyframe-max-dist=25 deadline=1", "vorbisenc"),
-        ("gst-h264.mkv", "openh264enc ! h264parse", "avenc_aac ! aacparse"),
+        (
+            "gst-vp8.mkv",
+            "vp8enc keyframe-max-dist=25 deadline=1",
+            "vorbisenc",
+        ),
+        (
+            "gst-h264.mkv",
+            "openh264enc ! h264parse",
+            "avenc_aac ! aacparse",
+        ),
     ] {
         let out = c.path(name);
         let pipeline = format!(
@@ -290,7 +478,9 @@ fn parser_matches_ffprobe_on_gstreamer_streamable_files() {
              audiotestsrc num-buffers=150 ! audioconvert ! {audio} ! queue ! m.",
             out.display()
         );
-        run(Command::new("timeout").args(["120", "gst-launch-1.0", "-q"]).args(pipeline.split_whitespace()));
+        run(Command::new("timeout")
+            .args(["120", "gst-launch-1.0", "-q"])
+            .args(pipeline.split_whitespace()));
         assert_parser_matches_ffprobe(&out);
     }
 }
@@ -315,9 +505,16 @@ fn parser_matches_ffprobe_on_every_vector_ffprobe_reads() {
 }
 
 fn concat_frames(dir: &Path, ext: &str) -> Vec<u8> {
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
     names.sort();
-    names.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+    names
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 #[test]
@@ -327,8 +524,20 @@ fn producer_frame_sets_mux_to_identical_pictures() {
     }
     let c = Clips::get();
     for (dir, ext, codec, frames, size) in [
-        ("kvs-producer-c/h265SampleFrames", "h265", VideoCodec::H265, 403, (640, 360)),
-        ("kvs-producer-embedded-c/h264_annexb", "h264", VideoCodec::H264, 240, (1920, 1080)),
+        (
+            "kvs-producer-c/h265SampleFrames",
+            "h265",
+            VideoCodec::H265,
+            403,
+            (640, 360),
+        ),
+        (
+            "kvs-producer-embedded-c/h264_annexb",
+            "h264",
+            VideoCodec::H264,
+            240,
+            (1920, 1080),
+        ),
     ] {
         let es = concat_frames(&vectors().join(dir), ext);
         let input = c.path(&format!("vector.{ext}"));

@@ -13,4 +13,5 @@
 
 pub mod codec;
 pub mod ebml;
+pub mod fuzzing;
 pub mod mkv;

@@ -14,15 +14,25 @@ fn err(data: Vec<u8>) -> ParseError {
 
 #[test]
 fn not_matroska_is_reported_at_byte_zero() {
-    assert!(matches!(err(b"GET / HTTP/1.1\r\n\r\n".to_vec()), ParseError::NotMatroska { offset: 0, .. } | ParseError::BadId { offset: 0 } | ParseError::Truncated { offset: 0, .. }));
-    assert!(matches!(err(vec![0x00, 0x01, 0x02]), ParseError::BadId { offset: 0 }));
+    assert!(matches!(
+        err(b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ParseError::NotMatroska { offset: 0, .. }
+            | ParseError::BadId { offset: 0 }
+            | ParseError::Truncated { offset: 0, .. }
+    ));
+    assert!(matches!(
+        err(vec![0x00, 0x01, 0x02]),
+        ParseError::BadId { offset: 0 }
+    ));
 }
 
 #[test]
 fn huge_declared_block_is_refused_before_buffering() {
     // Segment (unknown) > Cluster (unknown) > SimpleBlock declaring 2^56 - 2 bytes.
     let mut d = EBML_HEADER.to_vec();
-    d.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0xFF, 0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xA3]);
+    d.extend_from_slice(&[
+        0x18, 0x53, 0x80, 0x67, 0xFF, 0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xA3,
+    ]);
     d.extend_from_slice(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE]);
     let at = EBML_HEADER.len() as u64 + 10;
     match err(d) {
@@ -73,7 +83,9 @@ fn a_million_nested_elements_hit_the_depth_limit() {
 #[test]
 fn lace_count_larger_than_the_block() {
     let mut d = EBML_HEADER.to_vec();
-    d.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0xFF, 0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xE7, 0x81, 0x00]);
+    d.extend_from_slice(&[
+        0x18, 0x53, 0x80, 0x67, 0xFF, 0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xE7, 0x81, 0x00,
+    ]);
     // SimpleBlock: track 1, tc 0, Xiph lacing, 200 frames, one size byte.
     let at = d.len() as u64;
     d.extend_from_slice(&[0xA3, 0x87, 0x81, 0x00, 0x00, 0x82, 199, 5, 1]);
@@ -85,7 +97,13 @@ fn lace_count_larger_than_the_block() {
 
 #[test]
 fn limits_are_configurable() {
-    let cfg = ParserConfig { limits: Limits { max_metadata_size: 3, ..Limits::default() }, strict: false };
+    let cfg = ParserConfig {
+        limits: Limits {
+            max_metadata_size: 3,
+            ..Limits::default()
+        },
+        strict: false,
+    };
     let (_, e) = parse_all(Bytes::from_static(EBML_HEADER), cfg);
     assert!(matches!(e, Some(ParseError::TooLarge { limit: 3, .. })));
 }
@@ -93,7 +111,9 @@ fn limits_are_configurable() {
 #[test]
 fn memory_returns_to_baseline_after_a_5_mb_frame() {
     let mut d = EBML_HEADER.to_vec();
-    d.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0xFF, 0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xE7, 0x81, 0x00]);
+    d.extend_from_slice(&[
+        0x18, 0x53, 0x80, 0x67, 0xFF, 0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xE7, 0x81, 0x00,
+    ]);
     let n = 5_000_000usize;
     d.extend_from_slice(&[0xA3, 0x01]);
     d.extend_from_slice(&((n + 4) as u64).to_be_bytes()[1..]);

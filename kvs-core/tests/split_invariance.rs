@@ -62,7 +62,11 @@ fn cuts(seed: u64, len: usize, n: usize) -> Vec<usize> {
 #[test]
 fn every_vector_gives_identical_events_whole_bytewise_and_at_random_splits() {
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["kvs-parser-java", "kvs-producer-sdk-cpp", "rust-av-matroska"] {
+    for dir in [
+        "kvs-parser-java",
+        "kvs-producer-sdk-cpp",
+        "rust-av-matroska",
+    ] {
         for e in std::fs::read_dir(vectors().join(dir)).unwrap() {
             files.push(e.unwrap().path());
         }
@@ -73,17 +77,39 @@ fn every_vector_gives_identical_events_whole_bytewise_and_at_random_splits() {
         let whole = parse_all(Bytes::from(data.clone()), ParserConfig::default());
         assert!(whole.0.len() > 2, "{}", f.display());
         let bytewise: Vec<usize> = (1..data.len()).collect();
-        assert_eq!(parse_split(&data, &bytewise), whole, "{} byte by byte", f.display());
+        assert_eq!(
+            parse_split(&data, &bytewise),
+            whole,
+            "{} byte by byte",
+            f.display()
+        );
         for seed in [1u64, 7, 0xDEAD_BEEF] {
-            assert_eq!(parse_split(&data, &cuts(seed, data.len(), 200)), whole, "{} seed {seed}", f.display());
+            assert_eq!(
+                parse_split(&data, &cuts(seed, data.len(), 200)),
+                whole,
+                "{} seed {seed}",
+                f.display()
+            );
         }
     }
 }
 
 fn stream(audio: bool) -> StreamConfig {
-    let mut tracks = vec![TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::from_static(&[1, 2, 3]), 640, 480)];
+    let mut tracks = vec![TrackConfig::video(
+        1,
+        "V_MPEG4/ISO/AVC",
+        Bytes::from_static(&[1, 2, 3]),
+        640,
+        480,
+    )];
     if audio {
-        tracks.push(TrackConfig::audio(2, "A_AAC", Some(Bytes::from_static(&[0x11, 0x90])), 48000.0, 2));
+        tracks.push(TrackConfig::audio(
+            2,
+            "A_AAC",
+            Some(Bytes::from_static(&[0x11, 0x90])),
+            48000.0,
+            2,
+        ));
     }
     StreamConfig::new(tracks)
 }
@@ -95,7 +121,12 @@ struct Frag {
 }
 
 fn frag_strategy(audio: bool) -> impl Strategy<Value = Frag> {
-    let frame = (if audio { 1u64..=2 } else { 1u64..=1 }, -2000i16..2000, any::<bool>(), prop::collection::vec(any::<u8>(), 0..3000));
+    let frame = (
+        if audio { 1u64..=2 } else { 1u64..=1 },
+        -2000i16..2000,
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..3000),
+    );
     (
         prop::collection::vec(frame, 1..12),
         prop::collection::vec(("[a-z][a-z0-9_]{0,20}", "[ -~]{0,40}"), 0..4),

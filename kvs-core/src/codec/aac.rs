@@ -8,13 +8,21 @@ use super::CodecError;
 pub const CODEC_ID: &str = "A_AAC";
 
 /// Sampling rates indexed by `sampling_frequency_index`.
-pub const SAMPLE_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+pub const SAMPLE_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
 
 /// Builds an AudioSpecificConfig for `object_type` (2 = AAC-LC) at `rate` Hz
 /// with `channels` channels (1–7). Rates outside the table use the escape form.
-pub fn audio_specific_config(object_type: u8, rate: u32, channels: u8) -> Result<Bytes, CodecError> {
+pub fn audio_specific_config(
+    object_type: u8,
+    rate: u32,
+    channels: u8,
+) -> Result<Bytes, CodecError> {
     if object_type == 0 || object_type > 30 {
-        return Err(CodecError::Unsupported(format!("AAC object type {object_type}")));
+        return Err(CodecError::Unsupported(format!(
+            "AAC object type {object_type}"
+        )));
     }
     if channels == 0 || channels > 7 {
         return Err(CodecError::Unsupported(format!("{channels} AAC channels")));
@@ -77,14 +85,23 @@ pub fn parse_adts(data: &[u8], offset: usize) -> Result<AdtsHeader, CodecError> 
     let protection_absent = data[1] & 1 != 0;
     let object_type = (data[2] >> 6) + 1;
     let sf = usize::from((data[2] >> 2) & 0x0F);
-    let sample_rate = *SAMPLE_RATES.get(sf).ok_or_else(|| bad("reserved sampling frequency index"))?;
+    let sample_rate = *SAMPLE_RATES
+        .get(sf)
+        .ok_or_else(|| bad("reserved sampling frequency index"))?;
     let channels = ((data[2] & 1) << 2) | (data[3] >> 6);
-    let frame_len = (usize::from(data[3] & 3) << 11) | (usize::from(data[4]) << 3) | usize::from(data[5] >> 5);
+    let frame_len =
+        (usize::from(data[3] & 3) << 11) | (usize::from(data[4]) << 3) | usize::from(data[5] >> 5);
     let header_len = if protection_absent { 7 } else { 9 };
     if frame_len < header_len {
         return Err(bad("frame length shorter than the header"));
     }
-    Ok(AdtsHeader { object_type, sample_rate, channels, header_len, frame_len })
+    Ok(AdtsHeader {
+        object_type,
+        sample_rate,
+        channels,
+        header_len,
+        frame_len,
+    })
 }
 
 /// Splits an ADTS stream into raw AAC frames (headers stripped, zero-copy)
@@ -96,13 +113,19 @@ pub fn split_adts(data: &Bytes) -> Result<(AdtsHeader, Vec<Bytes>), CodecError> 
     while pos < data.len() {
         let h = parse_adts(&data[pos..], pos)?;
         if h.frame_len > data.len() - pos {
-            return Err(CodecError::BadAdts { offset: pos, reason: "frame runs past the end of the data" });
+            return Err(CodecError::BadAdts {
+                offset: pos,
+                reason: "frame runs past the end of the data",
+            });
         }
         frames.push(data.slice(pos + h.header_len..pos + h.frame_len));
         first.get_or_insert(h);
         pos += h.frame_len;
     }
-    let first = first.ok_or(CodecError::BadAdts { offset: 0, reason: "no ADTS frame" })?;
+    let first = first.ok_or(CodecError::BadAdts {
+        offset: 0,
+        reason: "no ADTS frame",
+    })?;
     Ok((first, frames))
 }
 
@@ -113,9 +136,18 @@ mod tests {
     #[test]
     fn asc_values() {
         // AAC-LC 48 kHz stereo and 44.1 kHz mono, as every encoder writes them.
-        assert_eq!(&audio_specific_config(2, 48000, 2).unwrap()[..], &[0x11, 0x90]);
-        assert_eq!(&audio_specific_config(2, 44100, 1).unwrap()[..], &[0x12, 0x08]);
-        assert_eq!(&audio_specific_config(2, 8000, 1).unwrap()[..], &[0x15, 0x88]);
+        assert_eq!(
+            &audio_specific_config(2, 48000, 2).unwrap()[..],
+            &[0x11, 0x90]
+        );
+        assert_eq!(
+            &audio_specific_config(2, 44100, 1).unwrap()[..],
+            &[0x12, 0x08]
+        );
+        assert_eq!(
+            &audio_specific_config(2, 8000, 1).unwrap()[..],
+            &[0x15, 0x88]
+        );
         assert_eq!(audio_specific_config(2, 12345, 1).unwrap().len(), 5);
         assert!(audio_specific_config(2, 48000, 0).is_err());
     }
@@ -126,6 +158,9 @@ mod tests {
         let (h, frames) = split_adts(&Bytes::copy_from_slice(&frame)).unwrap();
         assert_eq!((h.sample_rate, h.channels, h.frame_len), (44100, 2, 9));
         assert_eq!(&frames[0][..], &[0xAA, 0xBB]);
-        assert!(split_adts(&Bytes::from_static(&[0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC])).is_err());
+        assert!(split_adts(&Bytes::from_static(&[
+            0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC
+        ]))
+        .is_err());
     }
 }

@@ -16,7 +16,9 @@ pub fn is_annexb(data: &[u8]) -> bool {
 /// ignored.
 pub fn for_each_nal(data: &[u8], mut f: impl FnMut(usize, usize)) {
     let finder = memmem::Finder::new(&[0u8, 0, 1]);
-    let Some(first) = finder.find(data) else { return };
+    let Some(first) = finder.find(data) else {
+        return;
+    };
     let mut start = first + 3;
     loop {
         let next = finder.find(&data[start..]).map(|p| p + start);
@@ -61,12 +63,22 @@ pub fn avcc_nals(data: &Bytes, length_size: usize) -> Result<Vec<Bytes>, CodecEr
     let mut pos = 0;
     while pos < data.len() {
         if data.len() - pos < length_size {
-            return Err(CodecError::BadLength { offset: pos, len: length_size, available: data.len() - pos });
+            return Err(CodecError::BadLength {
+                offset: pos,
+                len: length_size,
+                available: data.len() - pos,
+            });
         }
-        let len = data[pos..pos + length_size].iter().fold(0usize, |v, &b| (v << 8) | usize::from(b));
+        let len = data[pos..pos + length_size]
+            .iter()
+            .fold(0usize, |v, &b| (v << 8) | usize::from(b));
         let start = pos + length_size;
         if len > data.len() - start {
-            return Err(CodecError::BadLength { offset: pos, len, available: data.len() - start });
+            return Err(CodecError::BadLength {
+                offset: pos,
+                len,
+                available: data.len() - start,
+            });
         }
         out.push(data.slice(start..start + len));
         pos = start + len;
@@ -158,7 +170,8 @@ pub fn access_units(codec: VideoCodec, data: &Bytes) -> Vec<Bytes> {
         }
         let nal = &data[s..e];
         let t = codec.nal_type(nal);
-        let boundary = seen_vcl && (codec.opens_unit(t) || (codec.is_vcl(t) && codec.first_slice(nal)));
+        let boundary =
+            seen_vcl && (codec.opens_unit(t) || (codec.is_vcl(t) && codec.first_slice(nal)));
         if boundary {
             if let Some(us) = unit_start {
                 units.push(data.slice(us..code));
@@ -184,12 +197,23 @@ mod tests {
 
     #[test]
     fn annexb_avcc_round_trip() {
-        let a = [0u8, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9, 0];
+        let a = [
+            0u8, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9, 0,
+        ];
         let avcc = to_avcc(&a).unwrap();
-        assert_eq!(&avcc[..], &[0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x68, 3, 0, 0, 0, 3, 0x65, 9, 9]);
+        assert_eq!(
+            &avcc[..],
+            &[0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x68, 3, 0, 0, 0, 3, 0x65, 9, 9]
+        );
         let back = to_annexb(&avcc, 4).unwrap();
-        assert_eq!(&back[..], &[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9]);
-        assert!(matches!(avcc_nals(&Bytes::from_static(&[0, 0, 0, 9, 1]), 4), Err(CodecError::BadLength { .. })));
+        assert_eq!(
+            &back[..],
+            &[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9]
+        );
+        assert!(matches!(
+            avcc_nals(&Bytes::from_static(&[0, 0, 0, 9, 1]), 4),
+            Err(CodecError::BadLength { .. })
+        ));
         assert_eq!(to_avcc(b"\x01\x02"), Err(CodecError::NotAnnexB));
     }
 }

@@ -12,18 +12,27 @@ use super::CodecError;
 pub const CODEC_ID: &str = "V_MPEG4/ISO/AVC";
 
 fn bad(what: &'static str, reason: impl ToString) -> CodecError {
-    CodecError::BadParameterSet { what, reason: reason.to_string() }
+    CodecError::BadParameterSet {
+        what,
+        reason: reason.to_string(),
+    }
 }
 
 /// Decodes an SPS NAL unit (header byte included).
 pub fn parse_sps(sps: &[u8]) -> Result<SeqParameterSet, CodecError> {
+    // decode_nal needs a header byte and at least one more.
+    if sps.len() < 2 || sps[0] & 0x1F != 7 {
+        return Err(bad("SPS", "not an SPS NAL unit"));
+    }
     let rbsp = decode_nal(sps).map_err(|e| bad("SPS", e))?;
     SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| bad("SPS", format!("{e:?}")))
 }
 
 /// Displayed width and height from an SPS NAL, cropping applied.
 pub fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), CodecError> {
-    parse_sps(sps)?.pixel_dimensions().map_err(|e| bad("SPS", format!("{e:?}")))
+    parse_sps(sps)?
+        .pixel_dimensions()
+        .map_err(|e| bad("SPS", format!("{e:?}")))
 }
 
 /// Builds an `AVCDecoderConfigurationRecord` (avcC) with 4-byte NAL lengths.
@@ -84,6 +93,9 @@ impl ParameterSets {
         }
         // Same parameter-set id (first ue after the fixed bytes) replaces.
         let id = |n: &Bytes| -> Option<u32> {
+            if n.len() < 2 {
+                return None;
+            }
             let rbsp = decode_nal(n).ok()?;
             let skip = if n[0] & 0x1F == 7 { 3 } else { 0 };
             let mut r = BitReader::new(rbsp.get(skip..)?);

@@ -26,7 +26,10 @@ fn nal_type(nal: &[u8]) -> u8 {
 }
 
 fn bad(reason: impl ToString) -> CodecError {
-    CodecError::BadParameterSet { what: "SPS", reason: reason.to_string() }
+    CodecError::BadParameterSet {
+        what: "SPS",
+        reason: reason.to_string(),
+    }
 }
 
 /// The SPS fields an hvcC record and a Matroska track need.
@@ -105,11 +108,23 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
     }
     let bit_depth_luma_minus8 = r.read_ue("bit_depth_luma_minus8").map_err(e)?;
     let bit_depth_chroma_minus8 = r.read_ue("bit_depth_chroma_minus8").map_err(e)?;
-    let chroma_array_type = if separate_planes { 0 } else { chroma_format_idc };
-    let sub_w = if chroma_array_type == 1 || chroma_array_type == 2 { 2 } else { 1 };
+    let chroma_array_type = if separate_planes {
+        0
+    } else {
+        chroma_format_idc
+    };
+    let sub_w = if chroma_array_type == 1 || chroma_array_type == 2 {
+        2
+    } else {
+        1
+    };
     let sub_h = if chroma_array_type == 1 { 2 } else { 1 };
-    let crop_w = u64::from(l) .saturating_add(u64::from(rt)).saturating_mul(sub_w);
-    let crop_h = u64::from(t).saturating_add(u64::from(b)).saturating_mul(sub_h);
+    let crop_w = u64::from(l)
+        .saturating_add(u64::from(rt))
+        .saturating_mul(sub_w);
+    let crop_h = u64::from(t)
+        .saturating_add(u64::from(b))
+        .saturating_mul(sub_h);
     if crop_w >= u64::from(w) || crop_h >= u64::from(h) {
         return Err(bad("conformance window larger than the picture"));
     }

@@ -104,7 +104,9 @@ impl ChunkQueue {
     pub fn skip(&mut self, n: u64) -> u64 {
         let mut left = n;
         while left > 0 {
-            let Some(front) = self.chunks.front_mut() else { break };
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
             if (front.len() as u64) <= left {
                 left -= front.len() as u64;
                 self.len -= front.len();
@@ -195,7 +197,12 @@ pub struct Walker<F: Fn(u32) -> bool> {
 impl<F: Fn(u32) -> bool> Walker<F> {
     /// A walker that descends into the masters `is_master` accepts.
     pub fn new(is_master: F) -> Self {
-        Self { queue: ChunkQueue::new(), skip: 0, is_master, stats: WalkStats::default() }
+        Self {
+            queue: ChunkQueue::new(),
+            skip: 0,
+            is_master,
+            stats: WalkStats::default(),
+        }
     }
 
     /// Feeds a chunk and walks as far as it goes.

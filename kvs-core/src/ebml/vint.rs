@@ -142,7 +142,10 @@ mod tests {
         );
         assert_eq!(read_size(&[0x00]), VintRead::Invalid);
         assert_eq!(read_size(&[0x10, 0]), VintRead::NeedMore(4));
-        assert_eq!(read_id(&[0x1A, 0x45, 0xDF, 0xA3]), VintRead::Ok(0x1A45_DFA3, 4));
+        assert_eq!(
+            read_id(&[0x1A, 0x45, 0xDF, 0xA3]),
+            VintRead::Ok(0x1A45_DFA3, 4)
+        );
         assert_eq!(read_id(&[0x08, 0, 0, 0, 0]), VintRead::Invalid);
         assert_eq!(read_signed(&[0x80 | 63]), VintRead::Ok(0, 1));
     }

@@ -27,8 +27,11 @@ pub const MAX_TAG_NAME: usize = 128;
 /// Longest tag value, bytes.
 pub const MAX_TAG_VALUE: usize = 256;
 /// Tag names producers may send despite the reserved `AWS` prefix.
-pub const PRODUCER_TAGS: [&str; 3] =
-    ["AWS_KINESISVIDEO_END_OF_FRAGMENT", "AWS_KINESISVIDEO_IMAGE_GENERATION", "AWS_KINESISVIDEO_NOTIFICATION"];
+pub const PRODUCER_TAGS: [&str; 3] = [
+    "AWS_KINESISVIDEO_END_OF_FRAGMENT",
+    "AWS_KINESISVIDEO_IMAGE_GENERATION",
+    "AWS_KINESISVIDEO_NOTIFICATION",
+];
 
 /// Why a header or fragment could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,7 +134,13 @@ pub struct TrackConfig {
 
 impl TrackConfig {
     /// A video track.
-    pub fn video(number: u64, codec_id: &str, codec_private: Bytes, width: u32, height: u32) -> Self {
+    pub fn video(
+        number: u64,
+        codec_id: &str,
+        codec_private: Bytes,
+        width: u32,
+        height: u32,
+    ) -> Self {
         Self {
             number,
             uid: number,
@@ -144,7 +153,13 @@ impl TrackConfig {
     }
 
     /// An audio track.
-    pub fn audio(number: u64, codec_id: &str, codec_private: Option<Bytes>, rate: f64, channels: u8) -> Self {
+    pub fn audio(
+        number: u64,
+        codec_id: &str,
+        codec_private: Option<Bytes>,
+        rate: f64,
+        channels: u8,
+    ) -> Self {
         Self {
             number,
             uid: number,
@@ -152,7 +167,11 @@ impl TrackConfig {
             codec_private,
             name: Some("audio".to_owned()),
             default_duration_ns: None,
-            kind: TrackKind::Audio { sampling_frequency: rate, channels, bit_depth: None },
+            kind: TrackKind::Audio {
+                sampling_frequency: rate,
+                channels,
+                bit_depth: None,
+            },
         }
     }
 }
@@ -222,7 +241,10 @@ pub fn validate_tags(tags: &[Tag]) -> Result<(), BuildError> {
         return Err(BuildError::TooManyTags(tags.len()));
     }
     for t in tags {
-        let bad = |reason| BuildError::BadTagName { name: t.name.clone(), reason };
+        let bad = |reason| BuildError::BadTagName {
+            name: t.name.clone(),
+            reason,
+        };
         if t.name.is_empty() {
             return Err(bad("empty"));
         }
@@ -233,7 +255,10 @@ pub fn validate_tags(tags: &[Tag]) -> Result<(), BuildError> {
             return Err(bad("the AWS prefix is reserved"));
         }
         if t.value.len() > MAX_TAG_VALUE {
-            return Err(BuildError::TagValueTooLong { name: t.name.clone(), len: t.value.len() });
+            return Err(BuildError::TagValueTooLong {
+                name: t.name.clone(),
+                len: t.value.len(),
+            });
         }
     }
     Ok(())
@@ -254,11 +279,18 @@ impl FragmentBuilder {
             return Err(BuildError::TrackCount(cfg.tracks.len()));
         }
         for (i, t) in cfg.tracks.iter().enumerate() {
-            if t.number == 0 || t.number > 127 || cfg.tracks[..i].iter().any(|o| o.number == t.number) {
+            if t.number == 0
+                || t.number > 127
+                || cfg.tracks[..i].iter().any(|o| o.number == t.number)
+            {
                 return Err(BuildError::BadTrackNumber(t.number));
             }
         }
-        Ok(Self { cfg, scratch: BytesMut::with_capacity(64 * 1024), nals: Vec::new() })
+        Ok(Self {
+            cfg,
+            scratch: BytesMut::with_capacity(64 * 1024),
+            nals: Vec::new(),
+        })
     }
 
     /// The settings.
@@ -315,15 +347,17 @@ impl FragmentBuilder {
                             writer::uint(v, ids::PIXEL_WIDTH, u64::from(width));
                             writer::uint(v, ids::PIXEL_HEIGHT, u64::from(height));
                         }),
-                        TrackKind::Audio { sampling_frequency, channels, bit_depth } => {
-                            writer::master(e, ids::AUDIO, |a| {
-                                writer::float(a, ids::SAMPLING_FREQUENCY, sampling_frequency);
-                                writer::uint(a, ids::CHANNELS, u64::from(channels));
-                                if let Some(bd) = bit_depth {
-                                    writer::uint(a, ids::BIT_DEPTH, u64::from(bd));
-                                }
-                            })
-                        }
+                        TrackKind::Audio {
+                            sampling_frequency,
+                            channels,
+                            bit_depth,
+                        } => writer::master(e, ids::AUDIO, |a| {
+                            writer::float(a, ids::SAMPLING_FREQUENCY, sampling_frequency);
+                            writer::uint(a, ids::CHANNELS, u64::from(channels));
+                            if let Some(bd) = bit_depth {
+                                writer::uint(a, ids::BIT_DEPTH, u64::from(bd));
+                            }
+                        }),
                     }
                 });
             }
@@ -352,7 +386,12 @@ impl FragmentBuilder {
     /// Writes one fragment — its tags, then an unknown-size Cluster with the
     /// frames in the order given — appending chunks to `out`. The cluster
     /// timecode is the first frame's.
-    pub fn fragment(&mut self, frames: &[FrameIn], tags: &[Tag], out: &mut Vec<Bytes>) -> Result<(), BuildError> {
+    pub fn fragment(
+        &mut self,
+        frames: &[FrameIn],
+        tags: &[Tag],
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), BuildError> {
         let first = frames.first().ok_or(BuildError::EmptyFragment)?;
         if !first.key {
             return Err(BuildError::NoKeyFrameFirst);
@@ -364,7 +403,10 @@ impl FragmentBuilder {
         let cluster_tc = first.timecode;
         for (index, f) in frames.iter().enumerate() {
             if !self.cfg.tracks.iter().any(|t| t.number == f.track) {
-                return Err(BuildError::UnknownTrack { index, track: f.track });
+                return Err(BuildError::UnknownTrack {
+                    index,
+                    track: f.track,
+                });
             }
             let delta = f.timecode.wrapping_sub(cluster_tc);
             if i16::try_from(delta).is_err() {
@@ -417,7 +459,8 @@ impl FragmentBuilder {
         let w = size_width(body);
         let marked = body | (1u64 << (7 * w));
         self.scratch.put_u8(ids::SIMPLE_BLOCK as u8);
-        self.scratch.extend_from_slice(&marked.to_be_bytes()[8 - w..]);
+        self.scratch
+            .extend_from_slice(&marked.to_be_bytes()[8 - w..]);
         self.scratch.put_u8(0x80 | track as u8);
         self.scratch.put_i16(rel);
         self.scratch.put_u8(flags);

@@ -102,8 +102,12 @@ impl Fragment {
         let v = t.string.as_deref().unwrap_or("").trim_end_matches('\0');
         match t.name.as_str() {
             TAG_FRAGMENT_NUMBER => self.fragment_number = Some(v.to_owned()),
-            TAG_SERVER_TIMESTAMP | TAG_SERVER_SIDE_TIMESTAMP => self.server_timestamp_ms = parse_epoch_ms(v),
-            TAG_PRODUCER_TIMESTAMP | TAG_PRODUCER_SIDE_TIMESTAMP => self.producer_timestamp_ms = parse_epoch_ms(v),
+            TAG_SERVER_TIMESTAMP | TAG_SERVER_SIDE_TIMESTAMP => {
+                self.server_timestamp_ms = parse_epoch_ms(v)
+            }
+            TAG_PRODUCER_TIMESTAMP | TAG_PRODUCER_SIDE_TIMESTAMP => {
+                self.producer_timestamp_ms = parse_epoch_ms(v)
+            }
             TAG_MILLIS_BEHIND_NOW => self.millis_behind_now = v.parse().ok(),
             TAG_CONTINUATION_TOKEN => self.continuation_token = Some(v.to_owned()),
             TAG_ERROR_ID | TAG_GETMEDIA_ERROR_ID => self.error_id = v.parse().ok(),
@@ -118,14 +122,20 @@ impl Fragment {
     }
 
     fn has_metadata(&self) -> bool {
-        self.fragment_number.is_some() || self.error_code.is_some() || self.error_id.is_some() || !self.tags.is_empty()
+        self.fragment_number.is_some()
+            || self.error_code.is_some()
+            || self.error_id.is_some()
+            || !self.tags.is_empty()
     }
 }
 
 /// Parses decimal epoch seconds (`1511852109.126`) into milliseconds.
 pub fn parse_epoch_ms(s: &str) -> Option<u64> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let secs: u64 = int.parse().ok()?;
@@ -145,7 +155,11 @@ fn is_trailing(name: &str) -> bool {
 fn is_leading(name: &str) -> bool {
     matches!(
         name,
-        TAG_FRAGMENT_NUMBER | TAG_SERVER_TIMESTAMP | TAG_SERVER_SIDE_TIMESTAMP | TAG_PRODUCER_TIMESTAMP | TAG_PRODUCER_SIDE_TIMESTAMP
+        TAG_FRAGMENT_NUMBER
+            | TAG_SERVER_TIMESTAMP
+            | TAG_SERVER_SIDE_TIMESTAMP
+            | TAG_PRODUCER_TIMESTAMP
+            | TAG_PRODUCER_SIDE_TIMESTAMP
     )
 }
 
@@ -158,7 +172,9 @@ pub struct AssemblerLimits {
 
 impl Default for AssemblerLimits {
     fn default() -> Self {
-        Self { max_fragment_bytes: 64 << 20 }
+        Self {
+            max_fragment_bytes: 64 << 20,
+        }
     }
 }
 
@@ -293,8 +309,12 @@ impl FragmentAssembler {
                         if self.cur.is_some() && !self.cluster_open {
                             self.close_cur();
                         }
-                        self.next.get_or_insert_with(|| Fragment::new(self.tracks.clone(), self.scale)).apply(t);
-                    } else if let Some(cur) = self.cur.as_mut().filter(|_| is_trailing(&t.name) || t.name.starts_with("AWS_KINESISVIDEO_E")) {
+                        self.next
+                            .get_or_insert_with(|| Fragment::new(self.tracks.clone(), self.scale))
+                            .apply(t);
+                    } else if let Some(cur) = self.cur.as_mut().filter(|_| {
+                        is_trailing(&t.name) || t.name.starts_with("AWS_KINESISVIDEO_E")
+                    }) {
                         cur.apply(t);
                         closes |= is_trailing(&t.name);
                     } else if self.cur.is_some() && !t.name.starts_with("AWS_KINESISVIDEO_") {
@@ -302,7 +322,9 @@ impl FragmentAssembler {
                             self.after.push((t.name.clone(), s.clone()));
                         }
                     } else {
-                        self.next.get_or_insert_with(|| Fragment::new(self.tracks.clone(), self.scale)).apply(t);
+                        self.next
+                            .get_or_insert_with(|| Fragment::new(self.tracks.clone(), self.scale))
+                            .apply(t);
                     }
                 }
                 if closes {
@@ -313,7 +335,10 @@ impl FragmentAssembler {
                 // Tags between two clusters of one segment belong to the next.
                 let carried = std::mem::take(&mut self.after);
                 self.close_cur();
-                let mut f = self.next.take().unwrap_or_else(|| Fragment::new(self.tracks.clone(), self.scale));
+                let mut f = self
+                    .next
+                    .take()
+                    .unwrap_or_else(|| Fragment::new(self.tracks.clone(), self.scale));
                 f.tracks = self.tracks.clone();
                 f.timecode_scale = self.scale;
                 let mut tags = carried;
@@ -331,7 +356,10 @@ impl FragmentAssembler {
             Event::Frame(fr) => {
                 self.cur_bytes += fr.payload.len() as u64;
                 if self.cur_bytes > self.limits.max_fragment_bytes {
-                    return Err(FragmentError::TooLarge { offset: fr.offset, limit: self.limits.max_fragment_bytes });
+                    return Err(FragmentError::TooLarge {
+                        offset: fr.offset,
+                        limit: self.limits.max_fragment_bytes,
+                    });
                 }
                 if let Some(f) = self.cur.as_mut() {
                     f.frames.push(fr);

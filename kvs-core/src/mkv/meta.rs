@@ -20,7 +20,10 @@ pub(crate) struct Child {
 
 /// Iterates the children of a buffered master body that starts at stream
 /// offset `base`.
-pub(crate) fn children(body: &Bytes, base: u64) -> impl Iterator<Item = Result<Child, ParseError>> + '_ {
+pub(crate) fn children(
+    body: &Bytes,
+    base: u64,
+) -> impl Iterator<Item = Result<Child, ParseError>> + '_ {
     let mut pos = 0usize;
     let mut failed = false;
     std::iter::from_fn(move || {
@@ -44,7 +47,12 @@ pub(crate) fn children(body: &Bytes, base: u64) -> impl Iterator<Item = Result<C
                     } else {
                         let end = start + size as usize;
                         pos = end;
-                        Ok(Child { id: h.id, offset, body_offset: base + start as u64, body: body.slice(start..end) })
+                        Ok(Child {
+                            id: h.id,
+                            offset,
+                            body_offset: base + start as u64,
+                            body: body.slice(start..end),
+                        })
                     }
                 }
             },
@@ -64,29 +72,43 @@ pub(crate) fn children(body: &Bytes, base: u64) -> impl Iterator<Item = Result<C
 
 pub(crate) fn uint(c: &Child) -> Result<u64, ParseError> {
     if c.body.len() > 8 {
-        return Err(ParseError::BadValue { offset: c.offset, what: "unsigned integer" });
+        return Err(ParseError::BadValue {
+            offset: c.offset,
+            what: "unsigned integer",
+        });
     }
     Ok(c.body.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)))
 }
 
 pub(crate) fn sint(c: &Child) -> Result<i64, ParseError> {
     if c.body.len() > 8 {
-        return Err(ParseError::BadValue { offset: c.offset, what: "signed integer" });
+        return Err(ParseError::BadValue {
+            offset: c.offset,
+            what: "signed integer",
+        });
     }
     if c.body.is_empty() {
         return Ok(0);
     }
     let neg = c.body[0] & 0x80 != 0;
-    let v = c.body.iter().fold(if neg { -1i64 } else { 0 }, |v, &b| (v << 8) | i64::from(b));
+    let v = c
+        .body
+        .iter()
+        .fold(if neg { -1i64 } else { 0 }, |v, &b| (v << 8) | i64::from(b));
     Ok(v)
 }
 
 fn float(c: &Child) -> Result<f64, ParseError> {
     match c.body.len() {
         0 => Ok(0.0),
-        4 => Ok(f64::from(f32::from_be_bytes(c.body[..4].try_into().expect("4 bytes")))),
+        4 => Ok(f64::from(f32::from_be_bytes(
+            c.body[..4].try_into().expect("4 bytes"),
+        ))),
         8 => Ok(f64::from_be_bytes(c.body[..8].try_into().expect("8 bytes"))),
-        _ => Err(ParseError::BadValue { offset: c.offset, what: "float" }),
+        _ => Err(ParseError::BadValue {
+            offset: c.offset,
+            what: "float",
+        }),
     }
 }
 
@@ -106,7 +128,11 @@ pub(crate) fn check_crc(body: &Bytes, base: u64, id: u32, strict: bool) -> Resul
             if strict {
                 return Err(ParseError::CrcMismatch { offset: base, id });
             }
-            tracing::warn!(offset = base, id, "CRC-32 mismatch (ignored in lenient mode)");
+            tracing::warn!(
+                offset = base,
+                id,
+                "CRC-32 mismatch (ignored in lenient mode)"
+            );
         }
     }
     Ok(())
@@ -114,12 +140,21 @@ pub(crate) fn check_crc(body: &Bytes, base: u64, id: u32, strict: bool) -> Resul
 
 fn unexpected(strict: bool, c: &Child, parent: u32) -> Result<(), ParseError> {
     if strict && c.id != ids::VOID && c.id != ids::CRC32 {
-        return Err(ParseError::Unexpected { offset: c.offset, id: c.id, parent });
+        return Err(ParseError::Unexpected {
+            offset: c.offset,
+            id: c.id,
+            parent,
+        });
     }
     Ok(())
 }
 
-pub(crate) fn parse_ebml_header(body: &Bytes, offset: u64, base: u64, strict: bool) -> Result<EbmlHeader, ParseError> {
+pub(crate) fn parse_ebml_header(
+    body: &Bytes,
+    offset: u64,
+    base: u64,
+    strict: bool,
+) -> Result<EbmlHeader, ParseError> {
     let mut h = EbmlHeader {
         offset,
         doc_type: String::new(),
@@ -151,7 +186,10 @@ pub(crate) fn parse_info(body: &Bytes, base: u64, strict: bool) -> Result<Segmen
             ids::TIMECODE_SCALE => {
                 let v = uint(&c)?;
                 if v == 0 {
-                    return Err(ParseError::BadValue { offset: c.offset, what: "TimecodeScale of 0" });
+                    return Err(ParseError::BadValue {
+                        offset: c.offset,
+                        what: "TimecodeScale of 0",
+                    });
                 }
                 info.timecode_scale = v;
             }
@@ -166,7 +204,12 @@ pub(crate) fn parse_info(body: &Bytes, base: u64, strict: bool) -> Result<Segmen
     Ok(info)
 }
 
-pub(crate) fn parse_tracks(body: &Bytes, base: u64, limits: &Limits, strict: bool) -> Result<Vec<TrackInfo>, ParseError> {
+pub(crate) fn parse_tracks(
+    body: &Bytes,
+    base: u64,
+    limits: &Limits,
+    strict: bool,
+) -> Result<Vec<TrackInfo>, ParseError> {
     let mut out = Vec::new();
     for c in children(body, base) {
         let c = c?;
@@ -175,7 +218,11 @@ pub(crate) fn parse_tracks(body: &Bytes, base: u64, limits: &Limits, strict: boo
             continue;
         }
         if out.len() >= limits.max_tracks {
-            return Err(ParseError::TooMany { offset: base, what: "tracks", limit: limits.max_tracks });
+            return Err(ParseError::TooMany {
+                offset: base,
+                what: "tracks",
+                limit: limits.max_tracks,
+            });
         }
         let mut t = TrackInfo {
             number: 0,
@@ -199,7 +246,10 @@ pub(crate) fn parse_tracks(body: &Bytes, base: u64, limits: &Limits, strict: boo
                 ids::NAME => t.name = Some(ident(&f)),
                 ids::DEFAULT_DURATION => t.default_duration_ns = Some(uint(&f)?),
                 ids::VIDEO => {
-                    let mut v = VideoInfo { pixel_width: 0, pixel_height: 0 };
+                    let mut v = VideoInfo {
+                        pixel_width: 0,
+                        pixel_height: 0,
+                    };
                     for g in children(&f.body, f.body_offset) {
                         let g = g?;
                         match g.id {
@@ -211,7 +261,11 @@ pub(crate) fn parse_tracks(body: &Bytes, base: u64, limits: &Limits, strict: boo
                     t.video = Some(v);
                 }
                 ids::AUDIO => {
-                    let mut a = AudioInfo { sampling_frequency: 8000.0, channels: 1, bit_depth: None };
+                    let mut a = AudioInfo {
+                        sampling_frequency: 8000.0,
+                        channels: 1,
+                        bit_depth: None,
+                    };
                     for g in children(&f.body, f.body_offset) {
                         let g = g?;
                         match g.id {
@@ -231,7 +285,12 @@ pub(crate) fn parse_tracks(body: &Bytes, base: u64, limits: &Limits, strict: boo
     Ok(out)
 }
 
-pub(crate) fn parse_tags(body: &Bytes, base: u64, limits: &Limits, strict: bool) -> Result<Vec<SimpleTag>, ParseError> {
+pub(crate) fn parse_tags(
+    body: &Bytes,
+    base: u64,
+    limits: &Limits,
+    strict: bool,
+) -> Result<Vec<SimpleTag>, ParseError> {
     let mut out = Vec::new();
     for tag in children(body, base) {
         let tag = tag?;
@@ -249,20 +308,40 @@ pub(crate) fn parse_tags(body: &Bytes, base: u64, limits: &Limits, strict: bool)
     Ok(out)
 }
 
-fn simple_tag(st: &Child, level: usize, limits: &Limits, base: u64, out: &mut Vec<SimpleTag>) -> Result<(), ParseError> {
+fn simple_tag(
+    st: &Child,
+    level: usize,
+    limits: &Limits,
+    base: u64,
+    out: &mut Vec<SimpleTag>,
+) -> Result<(), ParseError> {
     if level + 4 > limits.max_depth {
-        return Err(ParseError::TooDeep { offset: st.offset, limit: limits.max_depth });
+        return Err(ParseError::TooDeep {
+            offset: st.offset,
+            limit: limits.max_depth,
+        });
     }
     if out.len() >= limits.max_tags {
-        return Err(ParseError::TooMany { offset: base, what: "tags", limit: limits.max_tags });
+        return Err(ParseError::TooMany {
+            offset: base,
+            what: "tags",
+            limit: limits.max_tags,
+        });
     }
     let idx = out.len();
-    out.push(SimpleTag { name: String::new(), string: None, binary: None, level: level.min(255) as u8 });
+    out.push(SimpleTag {
+        name: String::new(),
+        string: None,
+        binary: None,
+        level: level.min(255) as u8,
+    });
     for f in children(&st.body, st.body_offset) {
         let f = f?;
         match f.id {
             ids::TAG_NAME => out[idx].name = ident(&f),
-            ids::TAG_STRING => out[idx].string = Some(String::from_utf8_lossy(&f.body).into_owned()),
+            ids::TAG_STRING => {
+                out[idx].string = Some(String::from_utf8_lossy(&f.body).into_owned())
+            }
             ids::TAG_BINARY => out[idx].binary = Some(f.body.clone()),
             ids::SIMPLE_TAG => simple_tag(&f, level + 1, limits, base, out)?,
             _ => {}
@@ -287,7 +366,9 @@ pub(crate) fn parse_block(
 ) -> Result<BlockHead, ParseError> {
     let bad = |reason| ParseError::BadBlock { offset, reason };
     let (track, tw) = match read_size(body) {
-        VintRead::Ok(UNKNOWN_SIZE, _) | VintRead::Invalid => return Err(bad("invalid track number")),
+        VintRead::Ok(UNKNOWN_SIZE, _) | VintRead::Invalid => {
+            return Err(bad("invalid track number"))
+        }
         VintRead::NeedMore(_) => return Err(bad("block shorter than its header")),
         VintRead::Ok(v, w) => (v, w),
     };
@@ -300,9 +381,15 @@ pub(crate) fn parse_block(
     let lacing = (flags >> 1) & 0x03;
     if lacing == 0 {
         frame(0, 1, body.slice(pos..));
-        return Ok(BlockHead { track, rel_timecode, flags });
+        return Ok(BlockHead {
+            track,
+            rel_timecode,
+            flags,
+        });
     }
-    let Some(&n_minus_1) = body.get(pos) else { return Err(bad("lace count missing")) };
+    let Some(&n_minus_1) = body.get(pos) else {
+        return Err(bad("lace count missing"));
+    };
     pos += 1;
     let count = usize::from(n_minus_1) + 1;
     // Sizes of the first count-1 frames; the last takes the rest.
@@ -312,7 +399,9 @@ pub(crate) fn parse_block(
             for s in sizes.iter_mut().take(count - 1) {
                 let mut v = 0usize;
                 loop {
-                    let Some(&b) = body.get(pos) else { return Err(bad("Xiph lace sizes run past the block")) };
+                    let Some(&b) = body.get(pos) else {
+                        return Err(bad("Xiph lace sizes run past the block"));
+                    };
                     pos += 1;
                     v += usize::from(b);
                     if b != 255 {
@@ -337,7 +426,10 @@ pub(crate) fn parse_block(
                         _ => return Err(bad("bad EBML lace size delta")),
                     };
                     pos += w;
-                    prev = prev.checked_add(d).filter(|v| *v >= 0).ok_or_else(|| bad("negative EBML lace size"))?;
+                    prev = prev
+                        .checked_add(d)
+                        .filter(|v| *v >= 0)
+                        .ok_or_else(|| bad("negative EBML lace size"))?;
                     *s = usize::try_from(prev).map_err(|_| bad("EBML lace size too large"))?;
                 }
             }
@@ -355,7 +447,9 @@ pub(crate) fn parse_block(
     // Validate every size before handing out any frame.
     let mut total = 0usize;
     for s in sizes.iter().take(count - 1) {
-        total = total.checked_add(*s).ok_or_else(|| bad("lace sizes exceed the block"))?;
+        total = total
+            .checked_add(*s)
+            .ok_or_else(|| bad("lace sizes exceed the block"))?;
     }
     if total > body.len() - pos {
         return Err(bad("lace sizes exceed the block"));
@@ -366,5 +460,9 @@ pub(crate) fn parse_block(
         pos = end;
     }
     frame((count - 1) as u8, count as u8, body.slice(pos..));
-    Ok(BlockHead { track, rel_timecode, flags })
+    Ok(BlockHead {
+        track,
+        rel_timecode,
+        flags,
+    })
 }

@@ -62,7 +62,13 @@ fn video_track(codec: VideoCodec, units: &[Bytes]) -> Result<TrackConfig, MuxErr
                 }
             }
             let (w, h) = ps.dimensions()?;
-            Ok(TrackConfig::video(1, h264::CODEC_ID, ps.codec_private()?, w, h))
+            Ok(TrackConfig::video(
+                1,
+                h264::CODEC_ID,
+                ps.codec_private()?,
+                w,
+                h,
+            ))
         }
         VideoCodec::H265 => {
             let mut ps = h265::ParameterSets::default();
@@ -73,7 +79,13 @@ fn video_track(codec: VideoCodec, units: &[Bytes]) -> Result<TrackConfig, MuxErr
                 }
             }
             let (w, h) = ps.dimensions()?;
-            Ok(TrackConfig::video(1, h265::CODEC_ID, ps.codec_private()?, w, h))
+            Ok(TrackConfig::video(
+                1,
+                h265::CODEC_ID,
+                ps.codec_private()?,
+                w,
+                h,
+            ))
         }
     }
 }
@@ -85,7 +97,12 @@ fn is_key(codec: VideoCodec, au: &[u8]) -> bool {
 }
 
 /// Muxes an Annex-B video elementary stream (and optional AAC) at `fps`.
-pub fn mux_annexb(codec: VideoCodec, video: &Bytes, fps: f64, audio: Option<&AacInput>) -> Result<MuxOutput, MuxError> {
+pub fn mux_annexb(
+    codec: VideoCodec,
+    video: &Bytes,
+    fps: f64,
+    audio: Option<&AacInput>,
+) -> Result<MuxOutput, MuxError> {
     if !(fps.is_finite() && fps > 0.0) {
         return Err(MuxError::BadFrameRate(fps));
     }
@@ -96,29 +113,46 @@ pub fn mux_annexb(codec: VideoCodec, video: &Bytes, fps: f64, audio: Option<&Aac
     let mut tracks = vec![video_track(codec, &units)?];
     if let Some(a) = audio {
         let asc = a.header.audio_specific_config()?;
-        let mut t = TrackConfig::audio(2, aac::CODEC_ID, Some(asc), f64::from(a.header.sample_rate), a.header.channels);
+        let mut t = TrackConfig::audio(
+            2,
+            aac::CODEC_ID,
+            Some(asc),
+            f64::from(a.header.sample_rate),
+            a.header.channels,
+        );
         t.default_duration_ns = Some(1024 * 1_000_000_000 / u64::from(a.header.sample_rate));
         tracks.push(t);
     }
     let cfg = StreamConfig::new(tracks);
     let scale = cfg.timecode_scale_ns as f64;
     let mut builder = FragmentBuilder::new(cfg)?;
-    let mut out = MuxOutput { chunks: vec![builder.header()], ..MuxOutput::default() };
+    let mut out = MuxOutput {
+        chunks: vec![builder.header()],
+        ..MuxOutput::default()
+    };
 
     let keys: Vec<bool> = units.iter().map(|u| is_key(codec, u)).collect();
     if !keys[0] {
         return Err(MuxError::NoKeyFrame);
     }
     let vts = |i: usize| ((i as f64) * 1e9 / fps / scale).round() as i64;
-    let ats = |k: usize, rate: u32| ((k as f64) * 1024.0 * 1e9 / f64::from(rate) / scale).round() as i64;
+    let ats =
+        |k: usize, rate: u32| ((k as f64) * 1024.0 * 1e9 / f64::from(rate) / scale).round() as i64;
     let mut next_audio = 0usize;
     let mut frames = Vec::new();
     let mut start = 0;
     while start < units.len() {
-        let end = (start + 1..units.len()).find(|&i| keys[i]).unwrap_or(units.len());
+        let end = (start + 1..units.len())
+            .find(|&i| keys[i])
+            .unwrap_or(units.len());
         frames.clear();
         for (i, u) in units.iter().enumerate().take(end).skip(start) {
-            frames.push(FrameIn { track: 1, timecode: vts(i), key: keys[i], payload: Payload::AnnexB(u.clone()) });
+            frames.push(FrameIn {
+                track: 1,
+                timecode: vts(i),
+                key: keys[i],
+                payload: Payload::AnnexB(u.clone()),
+            });
         }
         if let Some(a) = audio {
             let last = end == units.len();
@@ -127,7 +161,12 @@ pub fn mux_annexb(codec: VideoCodec, video: &Bytes, fps: f64, audio: Option<&Aac
                 if !last && ts >= vts(end) {
                     break;
                 }
-                frames.push(FrameIn { track: 2, timecode: ts, key: true, payload: Payload::Raw(a.frames[next_audio].clone()) });
+                frames.push(FrameIn {
+                    track: 2,
+                    timecode: ts,
+                    key: true,
+                    payload: Payload::Raw(a.frames[next_audio].clone()),
+                });
                 next_audio += 1;
                 out.audio_frames += 1;
             }

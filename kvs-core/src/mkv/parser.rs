@@ -134,7 +134,14 @@ impl Default for Parser {
 fn is_level1(id: u32) -> bool {
     matches!(
         id,
-        ids::SEEK_HEAD | ids::INFO | ids::TRACKS | ids::CLUSTER | ids::CUES | ids::CHAPTERS | ids::ATTACHMENTS | ids::TAGS
+        ids::SEEK_HEAD
+            | ids::INFO
+            | ids::TRACKS
+            | ids::CLUSTER
+            | ids::CUES
+            | ids::CHAPTERS
+            | ids::ATTACHMENTS
+            | ids::TAGS
     )
 }
 
@@ -265,14 +272,24 @@ impl Parser {
                 }
                 Some(top) => {
                     let (id, offset, end) = (top.id, top.offset, top.end.unwrap_or(pos));
-                    return Err(ParseError::Truncated { offset, id, needed: end - offset, available: pos - offset });
+                    return Err(ParseError::Truncated {
+                        offset,
+                        id,
+                        needed: end - offset,
+                        available: pos - offset,
+                    });
                 }
             }
         }
         let h = match read_header(self.q.peek(12)) {
             HeaderRead::Ok(h) => h,
             HeaderRead::NeedMore if self.finished => {
-                return Err(ParseError::Truncated { offset: pos, id: 0, needed: 12, available: self.q.len() as u64 })
+                return Err(ParseError::Truncated {
+                    offset: pos,
+                    id: 0,
+                    needed: 12,
+                    available: self.q.len() as u64,
+                })
             }
             HeaderRead::NeedMore => return Ok(false),
             HeaderRead::BadId => return Err(ParseError::BadId { offset: pos }),
@@ -287,12 +304,27 @@ impl Parser {
         }
         let hl = h.header_len as u64;
         let end = h.size.map(|s| pos.saturating_add(hl).saturating_add(s));
-        if let Some(Open { end: Some(pend), .. }) = parent {
+        if let Some(Open {
+            end: Some(pend), ..
+        }) = parent
+        {
             match end {
                 Some(e) if e <= pend => {}
-                Some(e) => return Err(ParseError::OverflowsParent { offset: pos, id: h.id, end: e, parent_end: pend }),
+                Some(e) => {
+                    return Err(ParseError::OverflowsParent {
+                        offset: pos,
+                        id: h.id,
+                        end: e,
+                        parent_end: pend,
+                    })
+                }
                 None if h.id == ids::CLUSTER => {}
-                None => return Err(ParseError::UnknownSizeNotAllowed { offset: pos, id: h.id }),
+                None => {
+                    return Err(ParseError::UnknownSizeNotAllowed {
+                        offset: pos,
+                        id: h.id,
+                    })
+                }
             }
         }
         let first = !self.seen_element;
@@ -301,7 +333,9 @@ impl Parser {
         let parent_id = parent.map_or(0, |p| p.id);
         match (parent_id, h.id) {
             (0, ids::EBML) => {
-                let Some((body, base)) = self.buffer(pos, h.id, h.size, hl, self.cfg.limits.max_metadata_size)? else {
+                let Some((body, base)) =
+                    self.buffer(pos, h.id, h.size, hl, self.cfg.limits.max_metadata_size)?
+                else {
                     return Ok(false);
                 };
                 meta::check_crc(&body, pos, h.id, strict)?;
@@ -310,20 +344,41 @@ impl Parser {
             }
             (0, ids::SEGMENT) => {
                 self.q.skip(hl);
-                self.stack.push(Open { id: ids::SEGMENT, offset: pos, end });
+                self.stack.push(Open {
+                    id: ids::SEGMENT,
+                    offset: pos,
+                    end,
+                });
                 self.timecode_scale = 1_000_000;
                 self.default_durations.clear();
-                self.pending.push_back(Event::SegmentStart { offset: pos, size: h.size });
+                self.pending.push_back(Event::SegmentStart {
+                    offset: pos,
+                    size: h.size,
+                });
             }
-            (0, _) if first => return Err(ParseError::NotMatroska { offset: pos, id: h.id }),
+            (0, _) if first => {
+                return Err(ParseError::NotMatroska {
+                    offset: pos,
+                    id: h.id,
+                })
+            }
             (ids::SEGMENT, ids::CLUSTER) => {
                 self.q.skip(hl);
-                self.stack.push(Open { id: ids::CLUSTER, offset: pos, end });
+                self.stack.push(Open {
+                    id: ids::CLUSTER,
+                    offset: pos,
+                    end,
+                });
                 self.cluster_timecode = None;
-                self.pending.push_back(Event::ClusterStart { offset: pos, size: h.size });
+                self.pending.push_back(Event::ClusterStart {
+                    offset: pos,
+                    size: h.size,
+                });
             }
             (ids::SEGMENT, ids::INFO | ids::TRACKS | ids::TAGS) => {
-                let Some((body, base)) = self.buffer(pos, h.id, h.size, hl, self.cfg.limits.max_metadata_size)? else {
+                let Some((body, base)) =
+                    self.buffer(pos, h.id, h.size, hl, self.cfg.limits.max_metadata_size)?
+                else {
                     return Ok(false);
                 };
                 meta::check_crc(&body, pos, h.id, strict)?;
@@ -335,22 +390,36 @@ impl Parser {
                     }
                     ids::TRACKS => {
                         let tracks = meta::parse_tracks(&body, base, &self.cfg.limits, strict)?;
-                        self.default_durations =
-                            tracks.iter().filter_map(|t| t.default_duration_ns.map(|d| (t.number, d))).collect();
+                        self.default_durations = tracks
+                            .iter()
+                            .filter_map(|t| t.default_duration_ns.map(|d| (t.number, d)))
+                            .collect();
                         Event::Tracks(tracks)
                     }
-                    _ => Event::Tags { offset: pos, tags: meta::parse_tags(&body, base, &self.cfg.limits, strict)? },
+                    _ => Event::Tags {
+                        offset: pos,
+                        tags: meta::parse_tags(&body, base, &self.cfg.limits, strict)?,
+                    },
                 };
                 self.pending.push_back(ev);
             }
             (ids::CLUSTER, ids::TIMECODE) => {
-                let Some((body, base)) = self.buffer(pos, h.id, h.size, hl, 8)? else { return Ok(false) };
-                let tc = meta::uint(&meta::Child { id: h.id, offset: pos, body_offset: base, body })?;
+                let Some((body, base)) = self.buffer(pos, h.id, h.size, hl, 8)? else {
+                    return Ok(false);
+                };
+                let tc = meta::uint(&meta::Child {
+                    id: h.id,
+                    offset: pos,
+                    body_offset: base,
+                    body,
+                })?;
                 self.cluster_timecode = Some(tc);
                 self.pending.push_back(Event::ClusterTimecode(tc));
             }
             (ids::CLUSTER, ids::SIMPLE_BLOCK | ids::BLOCK_GROUP) => {
-                let Some((body, base)) = self.buffer(pos, h.id, h.size, hl, self.cfg.limits.max_block_size)? else {
+                let Some((body, base)) =
+                    self.buffer(pos, h.id, h.size, hl, self.cfg.limits.max_block_size)?
+                else {
                     return Ok(false);
                 };
                 if h.id == ids::SIMPLE_BLOCK {
@@ -374,10 +443,17 @@ impl Parser {
                         | ids::ENCRYPTED_BLOCK
                 );
                 if strict && !known {
-                    return Err(ParseError::Unexpected { offset: pos, id: h.id, parent: parent_id });
+                    return Err(ParseError::Unexpected {
+                        offset: pos,
+                        id: h.id,
+                        parent: parent_id,
+                    });
                 }
                 let Some(size) = h.size else {
-                    return Err(ParseError::UnknownSizeNotAllowed { offset: pos, id: h.id });
+                    return Err(ParseError::UnknownSizeNotAllowed {
+                        offset: pos,
+                        id: h.id,
+                    });
                 };
                 self.q.skip(hl);
                 self.skip = size;
@@ -390,21 +466,45 @@ impl Parser {
 
     fn truncated(&self, offset: u64, id: u32, missing: u64) -> ParseError {
         let available = self.q.offset().saturating_sub(offset);
-        ParseError::Truncated { offset, id, needed: available + missing, available }
+        ParseError::Truncated {
+            offset,
+            id,
+            needed: available + missing,
+            available,
+        }
     }
 
     /// Takes a whole known-size element once it is buffered; returns its body
     /// and the body's stream offset, or `None` when more input is needed.
-    fn buffer(&mut self, pos: u64, id: u32, size: Option<u64>, hl: u64, limit: u64) -> Result<Option<(Bytes, u64)>, ParseError> {
-        let Some(size) = size else { return Err(ParseError::UnknownSizeNotAllowed { offset: pos, id }) };
+    fn buffer(
+        &mut self,
+        pos: u64,
+        id: u32,
+        size: Option<u64>,
+        hl: u64,
+        limit: u64,
+    ) -> Result<Option<(Bytes, u64)>, ParseError> {
+        let Some(size) = size else {
+            return Err(ParseError::UnknownSizeNotAllowed { offset: pos, id });
+        };
         if size > limit {
-            return Err(ParseError::TooLarge { offset: pos, id, size, limit });
+            return Err(ParseError::TooLarge {
+                offset: pos,
+                id,
+                size,
+                limit,
+            });
         }
         let total = hl + size;
         if (self.q.len() as u64) < total {
             if self.finished {
                 let available = (self.q.len() as u64).saturating_sub(hl);
-                return Err(ParseError::Truncated { offset: pos, id, needed: size, available });
+                return Err(ParseError::Truncated {
+                    offset: pos,
+                    id,
+                    needed: size,
+                    available,
+                });
             }
             return Ok(None);
         }
@@ -428,7 +528,10 @@ impl Parser {
             }
         }
         let Some(block) = block else {
-            return Err(ParseError::BadBlock { offset: pos, reason: "BlockGroup without a Block" });
+            return Err(ParseError::BadBlock {
+                offset: pos,
+                reason: "BlockGroup without a Block",
+            });
         };
         self.emit_block(&block, pos, Some(!referenced), duration, padding)
     }
@@ -444,7 +547,10 @@ impl Parser {
         let cluster_tc = match self.cluster_timecode {
             Some(tc) => tc,
             None if self.cfg.strict => {
-                return Err(ParseError::BadBlock { offset, reason: "block before the cluster's Timecode" })
+                return Err(ParseError::BadBlock {
+                    offset,
+                    reason: "block before the cluster's Timecode",
+                })
             }
             None => 0,
         };
@@ -472,15 +578,22 @@ impl Parser {
         // DefaultDuration × frames): frame i starts i/n of the way in,
         // rounded down, as Matroska demuxers (libavformat) place them.
         let span = if count > 1 {
-            let per_frame_ns = self.default_durations.iter().find(|(t, _)| *t == head.track).map(|(_, d)| *d);
-            duration.or_else(|| per_frame_ns.map(|d| d.saturating_mul(u64::from(count)) / scale)).unwrap_or(0)
+            let per_frame_ns = self
+                .default_durations
+                .iter()
+                .find(|(t, _)| *t == head.track)
+                .map(|(_, d)| *d);
+            duration
+                .or_else(|| per_frame_ns.map(|d| d.saturating_mul(u64::from(count)) / scale))
+                .unwrap_or(0)
         } else {
             0
         };
         for (i, ev) in self.pending.iter_mut().skip(start).enumerate() {
             if let Event::Frame(f) = ev {
                 f.track = head.track;
-                f.timecode = base_tc.wrapping_add((u128::from(span) * i as u128 / u128::from(count)) as i64);
+                f.timecode =
+                    base_tc.wrapping_add((u128::from(span) * i as u128 / u128::from(count)) as i64);
                 f.timestamp_ns = f.timecode.saturating_mul(scale as i64);
                 f.key = key_override.unwrap_or(head.flags & 0x80 != 0);
                 f.invisible = head.flags & 0x08 != 0;

@@ -50,7 +50,11 @@ impl Summary {
             Event::ClusterStart { .. } => self.clusters += 1,
             Event::Tracks(ts) => {
                 for t in ts {
-                    self.tracks.entry(t.number).or_default().codec_id.clone_from(&t.codec_id);
+                    self.tracks
+                        .entry(t.number)
+                        .or_default()
+                        .codec_id
+                        .clone_from(&t.codec_id);
                 }
             }
             Event::Frame(f) => {
@@ -62,7 +66,10 @@ impl Summary {
                 t.last_ts_ns = Some(f.timestamp_ns);
             }
             Event::Tags { tags, .. } => {
-                self.tags.extend(tags.iter().filter_map(|t| Some((t.name.clone(), t.string.clone()?))));
+                self.tags.extend(
+                    tags.iter()
+                        .filter_map(|t| Some((t.name.clone(), t.string.clone()?))),
+                );
             }
             _ => {}
         }

@@ -15,7 +15,9 @@ pub fn run(file: &Path, as_json: bool) -> Result<(), String> {
     let mut buf = vec![0u8; 1 << 20];
     let mut timecode_scale = None;
     loop {
-        let n = f.read(&mut buf).map_err(|e| format!("{}: {e}", file.display()))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
         if n == 0 {
             parser.finish();
         } else {
@@ -60,7 +62,11 @@ pub fn run(file: &Path, as_json: bool) -> Result<(), String> {
                 }),
             );
         }
-        let tags: Vec<Value> = summary.tags.iter().map(|(n, v)| json!({"name": n, "value": v})).collect();
+        let tags: Vec<Value> = summary
+            .tags
+            .iter()
+            .map(|(n, v)| json!({"name": n, "value": v}))
+            .collect();
         let out = json!({
             "documents": summary.documents,
             "segments": summary.segments,
@@ -80,10 +86,15 @@ pub fn run(file: &Path, as_json: bool) -> Result<(), String> {
             timecode_scale.unwrap_or(1_000_000)
         );
         for (n, t) in &summary.tracks {
-            let ms = |v: Option<i64>| v.map_or("-".to_owned(), |ns| format!("{:.3}s", ns as f64 / 1e9));
+            let ms =
+                |v: Option<i64>| v.map_or("-".to_owned(), |ns| format!("{:.3}s", ns as f64 / 1e9));
             println!(
                 "  track {n}: {} — {} frames ({} key), {} bytes, {} → {}",
-                if t.codec_id.is_empty() { "?" } else { &t.codec_id },
+                if t.codec_id.is_empty() {
+                    "?"
+                } else {
+                    &t.codec_id
+                },
                 t.frames,
                 t.keyframes,
                 t.frame_bytes,

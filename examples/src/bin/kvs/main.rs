@@ -49,7 +49,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Inspect { file, json } => inspect::run(&file, json),
-        Cmd::Mux { input, output, fps, audio } => mux::run(&input, &output, fps, audio.as_deref()),
+        Cmd::Mux {
+            input,
+            output,
+            fps,
+            audio,
+        } => mux::run(&input, &output, fps, audio.as_deref()),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
