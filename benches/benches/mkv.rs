@@ -182,17 +182,28 @@ fn kvs_build(b: &mut FragmentBuilder, frames: &[FrameIn], per_fragment: usize, o
     }
 }
 
-fn webm_build(blocks: &[(i64, webm_iterable::matroska_spec::MatroskaSpec)], per_fragment: usize, sink: &mut Vec<u8>) {
+/// Clusters prepared as webm-iterable tags outside the timing; the writer
+/// then serialises them (sizes, headers, payload copies).
+fn webm_clusters(blocks: Vec<(i64, Vec<u8>)>, per_fragment: usize) -> Vec<webm_iterable::matroska_spec::MatroskaSpec> {
     use webm_iterable::matroska_spec::{Master, MatroskaSpec};
+    let mut out = Vec::new();
+    let mut it = blocks.into_iter().peekable();
+    while it.peek().is_some() {
+        let frag: Vec<_> = it.by_ref().take(per_fragment).collect();
+        let mut children = vec![MatroskaSpec::Timestamp(frag[0].0 as u64)];
+        children.extend(frag.into_iter().map(|(_, d)| MatroskaSpec::SimpleBlock(d)));
+        out.push(MatroskaSpec::Cluster(Master::Full(children)));
+    }
+    out
+}
+
+fn webm_build(clusters: &[webm_iterable::matroska_spec::MatroskaSpec], sink: &mut Vec<u8>) {
     sink.clear();
     let mut w = webm_iterable::WebmWriter::new(&mut *sink);
-    for frag in blocks.chunks(per_fragment) {
-        let unknown = webm_iterable::WriteOptions::is_unknown_sized_element();
-        w.write_advanced(&MatroskaSpec::Cluster(Master::Start), unknown).expect("write");
-        w.write(&MatroskaSpec::Timestamp(frag[0].0 as u64)).expect("write");
-        for (_, tag) in frag {
-            w.write(tag).expect("write");
-        }
+    let segment = webm_iterable::matroska_spec::MatroskaSpec::Segment(webm_iterable::matroska_spec::Master::Start);
+    w.write_advanced(&segment, webm_iterable::WriteOptions::is_unknown_sized_element()).expect("write");
+    for c in clusters {
+        w.write(c).expect("write");
     }
 }
 
@@ -212,9 +223,9 @@ fn build_benches(c: &mut Criterion) {
     let mut out = Vec::new();
     g.throughput(Throughput::Bytes(bytes));
     g.bench_function("kvs/1080p-annexb", |b| b.iter(|| kvs_build(&mut builder, &annexb, 30, &mut out)));
-    let blocks: Vec<_> = video.iter().map(block_bytes).collect();
+    let clusters = webm_clusters(video.iter().map(block_bytes).collect(), 30);
     let mut sink = Vec::with_capacity(bytes as usize * 2);
-    g.bench_function("webm-iterable/1080p-annexb", |b| b.iter(|| webm_build(&blocks, 30, &mut sink)));
+    g.bench_function("webm-iterable/1080p-annexb", |b| b.iter(|| webm_build(&clusters, &mut sink)));
     let flat: Vec<u8> = video.iter().flat_map(|f| f.annexb.iter().copied()).collect();
     let mut dst = vec![0u8; flat.len()];
     g.bench_function("memcpy/1080p-annexb", |b| b.iter(|| dst.copy_from_slice(black_box(&flat))));
@@ -225,22 +236,23 @@ fn build_benches(c: &mut Criterion) {
     let mut builder = FragmentBuilder::new(cfg).expect("valid config");
     g.throughput(Throughput::Elements(small.len() as u64));
     g.bench_function("kvs/1k-avcc", |b| b.iter(|| kvs_build(&mut builder, &small, 100, &mut out)));
-    let small_blocks: Vec<_> = (0..10_000i64)
+    let small_blocks: Vec<(i64, Vec<u8>)> = (0..10_000i64)
         .map(|i| {
             let mut d = vec![0x81, 0, ((i % 100) * 10) as u8, if i % 100 == 0 { 0x80 } else { 0 }];
             d.extend_from_slice(&[7u8; 1024]);
-            (i * 10, webm_iterable::matroska_spec::MatroskaSpec::SimpleBlock(d))
+            (i * 10, d)
         })
         .collect();
-    g.bench_function("webm-iterable/1k-avcc", |b| b.iter(|| webm_build(&small_blocks, 100, &mut sink)));
+    let small_clusters = webm_clusters(small_blocks, 100);
+    g.bench_function("webm-iterable/1k-avcc", |b| b.iter(|| webm_build(&small_clusters, &mut sink)));
     g.finish();
 }
 
 /// A SimpleBlock body (header + AVCC payload), prepared outside the timing.
-fn block_bytes(f: &VideoFrame) -> (i64, webm_iterable::matroska_spec::MatroskaSpec) {
+fn block_bytes(f: &VideoFrame) -> (i64, Vec<u8>) {
     let mut d = vec![0x81, 0, 0, if f.key { 0x80 } else { 0 }];
     d.extend_from_slice(&f.avcc);
-    (f.ms, webm_iterable::matroska_spec::MatroskaSpec::SimpleBlock(d))
+    (f.ms, d)
 }
 
 criterion_group!(benches, parse_benches, build_benches);
