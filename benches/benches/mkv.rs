@@ -114,7 +114,12 @@ fn mkvparser_parse(data: &[u8], chunk: Option<usize>) -> u64 {
         loop {
             match mkvparser::parse_element(rest) {
                 Ok((r, e)) => {
-                    if matches!(e.body, mkvparser::Body::Binary(mkvparser::Binary::SimpleBlock(_) | mkvparser::Binary::Block(_))) {
+                    if matches!(
+                        e.body,
+                        mkvparser::Body::Binary(
+                            mkvparser::Binary::SimpleBlock(_) | mkvparser::Binary::Block(_)
+                        )
+                    ) {
                         *n += 1;
                     }
                     rest = r;
@@ -152,16 +157,38 @@ fn parse_benches(c: &mut Criterion) {
     for (name, data) in &inputs {
         let expected = kvs_parse(data, None);
         assert_eq!(kvs_parse(data, Some(CHUNK)), expected);
-        assert_eq!(demuxer_parse(data, None), expected, "matroska-demuxer frame count");
-        assert_eq!(webm_iterable_parse(data, None), expected, "webm-iterable frame count");
-        assert_eq!(mkvparser_parse(data, None), expected, "mkvparser frame count");
+        assert_eq!(
+            demuxer_parse(data, None),
+            expected,
+            "matroska-demuxer frame count"
+        );
+        assert_eq!(
+            webm_iterable_parse(data, None),
+            expected,
+            "webm-iterable frame count"
+        );
+        assert_eq!(
+            mkvparser_parse(data, None),
+            expected,
+            "mkvparser frame count"
+        );
         g.throughput(Throughput::Bytes(data.len() as u64));
         for (mode, chunk) in [("whole", None), ("64k", Some(CHUNK))] {
-            g.bench_function(format!("kvs/{name}-{mode}"), |b| b.iter(|| kvs_parse(data, chunk)));
-            g.bench_function(format!("floor/{name}-{mode}"), |b| b.iter(|| floor_walk(data, chunk.unwrap_or(data.len()))));
-            g.bench_function(format!("matroska-demuxer/{name}-{mode}"), |b| b.iter(|| demuxer_parse(data, chunk)));
-            g.bench_function(format!("webm-iterable/{name}-{mode}"), |b| b.iter(|| webm_iterable_parse(data, chunk)));
-            g.bench_function(format!("mkvparser/{name}-{mode}"), |b| b.iter(|| mkvparser_parse(data, chunk)));
+            g.bench_function(format!("kvs/{name}-{mode}"), |b| {
+                b.iter(|| kvs_parse(data, chunk))
+            });
+            g.bench_function(format!("floor/{name}-{mode}"), |b| {
+                b.iter(|| floor_walk(data, chunk.unwrap_or(data.len())))
+            });
+            g.bench_function(format!("matroska-demuxer/{name}-{mode}"), |b| {
+                b.iter(|| demuxer_parse(data, chunk))
+            });
+            g.bench_function(format!("webm-iterable/{name}-{mode}"), |b| {
+                b.iter(|| webm_iterable_parse(data, chunk))
+            });
+            g.bench_function(format!("mkvparser/{name}-{mode}"), |b| {
+                b.iter(|| mkvparser_parse(data, chunk))
+            });
         }
         let mut dst = vec![0u8; data.len()];
         g.bench_function(format!("memcpy/{name}"), |b| {
@@ -174,7 +201,12 @@ fn parse_benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn kvs_build(b: &mut FragmentBuilder, frames: &[FrameIn], per_fragment: usize, out: &mut Vec<Bytes>) {
+fn kvs_build(
+    b: &mut FragmentBuilder,
+    frames: &[FrameIn],
+    per_fragment: usize,
+    out: &mut Vec<Bytes>,
+) {
     out.clear();
     out.push(b.header());
     for frag in frames.chunks(per_fragment) {
@@ -184,7 +216,10 @@ fn kvs_build(b: &mut FragmentBuilder, frames: &[FrameIn], per_fragment: usize, o
 
 /// Clusters prepared as webm-iterable tags outside the timing; the writer
 /// then serialises them (sizes, headers, payload copies).
-fn webm_clusters(blocks: Vec<(i64, Vec<u8>)>, per_fragment: usize) -> Vec<webm_iterable::matroska_spec::MatroskaSpec> {
+fn webm_clusters(
+    blocks: Vec<(i64, Vec<u8>)>,
+    per_fragment: usize,
+) -> Vec<webm_iterable::matroska_spec::MatroskaSpec> {
     use webm_iterable::matroska_spec::{Master, MatroskaSpec};
     let mut out = Vec::new();
     let mut it = blocks.into_iter().peekable();
@@ -200,8 +235,14 @@ fn webm_clusters(blocks: Vec<(i64, Vec<u8>)>, per_fragment: usize) -> Vec<webm_i
 fn webm_build(clusters: &[webm_iterable::matroska_spec::MatroskaSpec], sink: &mut Vec<u8>) {
     sink.clear();
     let mut w = webm_iterable::WebmWriter::new(&mut *sink);
-    let segment = webm_iterable::matroska_spec::MatroskaSpec::Segment(webm_iterable::matroska_spec::Master::Start);
-    w.write_advanced(&segment, webm_iterable::WriteOptions::is_unknown_sized_element()).expect("write");
+    let segment = webm_iterable::matroska_spec::MatroskaSpec::Segment(
+        webm_iterable::matroska_spec::Master::Start,
+    );
+    w.write_advanced(
+        &segment,
+        webm_iterable::WriteOptions::is_unknown_sized_element(),
+    )
+    .expect("write");
     for c in clusters {
         w.write(c).expect("write");
     }
@@ -209,42 +250,76 @@ fn webm_build(clusters: &[webm_iterable::matroska_spec::MatroskaSpec], sink: &mu
 
 fn build_benches(c: &mut Criterion) {
     let video = frames_1080p();
-    let cfg = StreamConfig::new(vec![TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::from_static(&[1]), 1920, 1080)]);
+    let cfg = StreamConfig::new(vec![TrackConfig::video(
+        1,
+        "V_MPEG4/ISO/AVC",
+        Bytes::from_static(&[1]),
+        1920,
+        1080,
+    )]);
     let mut g = c.benchmark_group("build");
     g.sample_size(20);
     g.measurement_time(std::time::Duration::from_secs(3));
 
     let annexb: Vec<FrameIn> = video
         .iter()
-        .map(|f| FrameIn { track: 1, timecode: f.ms, key: f.key, payload: Payload::AnnexB(f.annexb.clone()) })
+        .map(|f| FrameIn {
+            track: 1,
+            timecode: f.ms,
+            key: f.key,
+            payload: Payload::AnnexB(f.annexb.clone()),
+        })
         .collect();
     let bytes: u64 = video.iter().map(|f| f.annexb.len() as u64).sum();
     let mut builder = FragmentBuilder::new(cfg.clone()).expect("valid config");
     let mut out = Vec::new();
     g.throughput(Throughput::Bytes(bytes));
-    g.bench_function("kvs/1080p-annexb", |b| b.iter(|| kvs_build(&mut builder, &annexb, 30, &mut out)));
+    g.bench_function("kvs/1080p-annexb", |b| {
+        b.iter(|| kvs_build(&mut builder, &annexb, 30, &mut out))
+    });
     let clusters = webm_clusters(video.iter().map(block_bytes).collect(), 30);
     let mut sink = Vec::with_capacity(bytes as usize * 2);
-    g.bench_function("webm-iterable/1080p-annexb", |b| b.iter(|| webm_build(&clusters, &mut sink)));
-    let flat: Vec<u8> = video.iter().flat_map(|f| f.annexb.iter().copied()).collect();
+    g.bench_function("webm-iterable/1080p-annexb", |b| {
+        b.iter(|| webm_build(&clusters, &mut sink))
+    });
+    let flat: Vec<u8> = video
+        .iter()
+        .flat_map(|f| f.annexb.iter().copied())
+        .collect();
     let mut dst = vec![0u8; flat.len()];
-    g.bench_function("memcpy/1080p-annexb", |b| b.iter(|| dst.copy_from_slice(black_box(&flat))));
+    g.bench_function("memcpy/1080p-annexb", |b| {
+        b.iter(|| dst.copy_from_slice(black_box(&flat)))
+    });
 
     let small: Vec<FrameIn> = (0..10_000)
-        .map(|i| FrameIn { track: 1, timecode: i * 10, key: i % 100 == 0, payload: Payload::Raw(Bytes::from(vec![7u8; 1024])) })
+        .map(|i| FrameIn {
+            track: 1,
+            timecode: i * 10,
+            key: i % 100 == 0,
+            payload: Payload::Raw(Bytes::from(vec![7u8; 1024])),
+        })
         .collect();
     let mut builder = FragmentBuilder::new(cfg).expect("valid config");
     g.throughput(Throughput::Elements(small.len() as u64));
-    g.bench_function("kvs/1k-avcc", |b| b.iter(|| kvs_build(&mut builder, &small, 100, &mut out)));
+    g.bench_function("kvs/1k-avcc", |b| {
+        b.iter(|| kvs_build(&mut builder, &small, 100, &mut out))
+    });
     let small_blocks: Vec<(i64, Vec<u8>)> = (0..10_000i64)
         .map(|i| {
-            let mut d = vec![0x81, 0, ((i % 100) * 10) as u8, if i % 100 == 0 { 0x80 } else { 0 }];
+            let mut d = vec![
+                0x81,
+                0,
+                ((i % 100) * 10) as u8,
+                if i % 100 == 0 { 0x80 } else { 0 },
+            ];
             d.extend_from_slice(&[7u8; 1024]);
             (i * 10, d)
         })
         .collect();
     let small_clusters = webm_clusters(small_blocks, 100);
-    g.bench_function("webm-iterable/1k-avcc", |b| b.iter(|| webm_build(&small_clusters, &mut sink)));
+    g.bench_function("webm-iterable/1k-avcc", |b| {
+        b.iter(|| webm_build(&small_clusters, &mut sink))
+    });
     g.finish();
 }
 

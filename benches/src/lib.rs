@@ -30,8 +30,8 @@ impl Rng {
 
 /// The SPS/PPS of the 1080p High-profile stream in the producer vectors.
 pub const SPS_1080P: &[u8] = &[
-    0x67, 0x64, 0x00, 0x28, 0xac, 0x2b, 0x40, 0x3c, 0x01, 0x13, 0xf2, 0xe0, 0x2d, 0x40, 0x80, 0x80, 0x90, 0x00, 0x00, 0x3e,
-    0x80, 0x00, 0x0c, 0x35, 0x08, 0xf4, 0xaa,
+    0x67, 0x64, 0x00, 0x28, 0xac, 0x2b, 0x40, 0x3c, 0x01, 0x13, 0xf2, 0xe0, 0x2d, 0x40, 0x80, 0x80,
+    0x90, 0x00, 0x00, 0x3e, 0x80, 0x00, 0x0c, 0x35, 0x08, 0xf4, 0xaa,
 ];
 /// PPS matching [`SPS_1080P`].
 pub const PPS_1080P: &[u8] = &[0x68, 0xee, 0x3c, 0xb0];
@@ -71,7 +71,12 @@ pub fn frames_1080p() -> Vec<VideoFrame> {
                 avcc.extend_from_slice(&(n.len() as u32).to_be_bytes());
                 avcc.extend_from_slice(n);
             }
-            VideoFrame { ms: i * 1000 / 30, key, annexb: Bytes::from(annexb), avcc: Bytes::from(avcc) }
+            VideoFrame {
+                ms: i * 1000 / 30,
+                key,
+                annexb: Bytes::from(annexb),
+                avcc: Bytes::from(avcc),
+            }
         })
         .collect()
 }
@@ -92,8 +97,11 @@ pub fn mkv_known_sizes(frames: &[VideoFrame]) -> Bytes {
             writer::uint(e, ids::TRACK_UID, 1);
             writer::uint(e, ids::TRACK_TYPE, 1);
             writer::string(e, ids::CODEC_ID, "V_MPEG4/ISO/AVC");
-            let cp = kvs_core::codec::h264::avcc_record(&[Bytes::from_static(SPS_1080P)], &[Bytes::from_static(PPS_1080P)])
-                .expect("valid parameter sets");
+            let cp = kvs_core::codec::h264::avcc_record(
+                &[Bytes::from_static(SPS_1080P)],
+                &[Bytes::from_static(PPS_1080P)],
+            )
+            .expect("valid parameter sets");
             writer::element(e, ids::CODEC_PRIVATE, &cp);
             writer::master(e, ids::VIDEO, |v| {
                 writer::uint(v, ids::PIXEL_WIDTH, 1920);
@@ -133,8 +141,12 @@ pub fn mkv_known_sizes(frames: &[VideoFrame]) -> Bytes {
 pub fn small_av() -> Option<Bytes> {
     let dir = std::env::var_os("KVS_VECTORS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"));
-    std::fs::read(dir.join("kvs-parser-java/vogels_480.mkv")).ok().map(Bytes::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+        });
+    std::fs::read(dir.join("kvs-parser-java/vogels_480.mkv"))
+        .ok()
+        .map(Bytes::from)
 }
 
 /// A `Read` that hands out at most `chunk` bytes per call, the way a socket does.

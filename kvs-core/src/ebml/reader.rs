@@ -49,6 +49,12 @@ impl ChunkQueue {
         self.offset
     }
 
+    /// The first buffered chunk (empty when nothing is buffered).
+    #[inline]
+    pub fn front(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| &c[..])
+    }
+
     /// Up to `n` bytes from the front, contiguous. Copies into a small scratch
     /// buffer only when those bytes straddle chunks.
     pub fn peek(&mut self, n: usize) -> &[u8] {

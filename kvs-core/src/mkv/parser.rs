@@ -216,6 +216,9 @@ impl Parser {
             if let Some(e) = &self.failed {
                 return Err(e.clone());
             }
+            if let Some(f) = self.fast_block() {
+                return Ok(Some(Event::Frame(f)));
+            }
             match self.step() {
                 Ok(true) => continue,
                 Ok(false) => return Ok(None),
@@ -224,6 +227,65 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// The common case without the general machinery: an unlaced SimpleBlock
+    /// that lies whole in the first buffered chunk, inside an open Cluster
+    /// whose Timecode is known. Anything else goes the general way.
+    #[inline]
+    fn fast_block(&mut self) -> Option<Frame> {
+        use crate::ebml::vint::{read_size, VintRead, UNKNOWN_SIZE};
+        if self.skip != 0 {
+            return None;
+        }
+        let top = *self.stack.last()?;
+        let cluster_tc = self.cluster_timecode?;
+        if top.id != ids::CLUSTER {
+            return None;
+        }
+        let front = self.q.front();
+        if front.first() != Some(&(ids::SIMPLE_BLOCK as u8)) {
+            return None;
+        }
+        let (size, sw) = match read_size(&front[1..]) {
+            VintRead::Ok(s, w) if s != UNKNOWN_SIZE => (s, w),
+            _ => return None,
+        };
+        let hl = 1 + sw;
+        let total = (hl as u64).checked_add(size)?;
+        if size > self.cfg.limits.max_block_size || total > front.len() as u64 {
+            return None;
+        }
+        let pos = self.q.offset();
+        if top.end.is_some_and(|end| pos + total > end) {
+            return None;
+        }
+        let body = &front[hl..total as usize];
+        let (track, tw) = match read_size(body) {
+            VintRead::Ok(t, w) if t != UNKNOWN_SIZE => (t, w),
+            _ => return None,
+        };
+        if body.len() < tw + 3 || body[tw + 2] & 0x06 != 0 {
+            return None;
+        }
+        let rel = i16::from_be_bytes([body[tw], body[tw + 1]]);
+        let flags = body[tw + 2];
+        let mut payload = self.q.take(total as usize);
+        bytes::Buf::advance(&mut payload, hl + tw + 3);
+        let timecode = (cluster_tc as i64).wrapping_add(i64::from(rel));
+        Some(Frame {
+            track,
+            timecode,
+            timestamp_ns: timecode.saturating_mul(self.timecode_scale as i64),
+            key: flags & 0x80 != 0,
+            invisible: flags & 0x08 != 0,
+            discardable: flags & 0x01 != 0,
+            duration: None,
+            discard_padding_ns: None,
+            lace_index: 0,
+            offset: pos,
+            payload,
+        })
     }
 
     fn close_top(&mut self) {
