@@ -123,15 +123,7 @@ pub fn mkv_known_sizes(frames: &[VideoFrame]) -> Bytes {
         });
     }
     let mut out = Vec::new();
-    writer::master(&mut out, ids::EBML, |b| {
-        writer::uint(b, ids::EBML_VERSION, 1);
-        writer::uint(b, ids::EBML_READ_VERSION, 1);
-        writer::uint(b, ids::EBML_MAX_ID_LENGTH, 4);
-        writer::uint(b, ids::EBML_MAX_SIZE_LENGTH, 8);
-        writer::string(b, ids::DOC_TYPE, "matroska");
-        writer::uint(b, ids::DOC_TYPE_VERSION, 4);
-        writer::uint(b, ids::DOC_TYPE_READ_VERSION, 2);
-    });
+    writer::ebml_header(&mut out, "matroska", 4);
     writer::element(&mut out, ids::SEGMENT, &seg);
     Bytes::from(out)
 }

@@ -42,15 +42,7 @@ fn live() -> isize {
 /// A file: header, then a cluster with a small frame, a 5 MB frame and small frames.
 fn file() -> Vec<u8> {
     let mut out = Vec::new();
-    writer::master(&mut out, ids::EBML, |b| {
-        writer::uint(b, ids::EBML_VERSION, 1);
-        writer::uint(b, ids::EBML_READ_VERSION, 1);
-        writer::uint(b, ids::EBML_MAX_ID_LENGTH, 4);
-        writer::uint(b, ids::EBML_MAX_SIZE_LENGTH, 8);
-        writer::string(b, ids::DOC_TYPE, "matroska");
-        writer::uint(b, ids::DOC_TYPE_VERSION, 4);
-        writer::uint(b, ids::DOC_TYPE_READ_VERSION, 2);
-    });
+    writer::ebml_header(&mut out, "matroska", 4);
     let mut seg = Vec::new();
     writer::master(&mut seg, ids::INFO, |b| {
         writer::uint(b, ids::TIMECODE_SCALE, 1_000_000);

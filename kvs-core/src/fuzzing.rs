@@ -9,7 +9,7 @@ use crate::codec::annexb::{access_units, avcc_nals, to_avcc, VideoCodec};
 use crate::codec::{aac, h264, h265};
 use crate::ebml::reader::Walker;
 use crate::mkv::fragment::FragmentAssembler;
-use crate::mkv::{parse_all, Event, ParseError, Parser, ParserConfig};
+use crate::mkv::{parse_all, parse_split, Event, ParseError, ParserConfig};
 
 /// Split points derived from the input itself, so a crash reproduces.
 fn splits(data: &[u8]) -> Vec<usize> {
@@ -30,30 +30,7 @@ fn splits(data: &[u8]) -> Vec<usize> {
 }
 
 fn parse_chunked(data: &[u8], cfg: ParserConfig) -> (Vec<Event>, Option<ParseError>) {
-    let mut p = Parser::new(cfg);
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut ends = splits(data);
-    ends.push(data.len());
-    for end in ends {
-        p.push(Bytes::copy_from_slice(&data[start..end]));
-        start = end;
-        loop {
-            match p.next_event() {
-                Ok(Some(e)) => out.push(e),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    p.finish();
-    loop {
-        match p.next_event() {
-            Ok(Some(e)) => out.push(e),
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e)),
-        }
-    }
+    parse_split(data, &splits(data), cfg)
 }
 
 /// The bare EBML walker over arbitrary bytes, whole and chunked.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, Tag, TrackConfig};
-use kvs_core::mkv::{parse_all, Event, ParseError, Parser, ParserConfig};
+use kvs_core::mkv::{parse_all, parse_split, Event, ParseError, ParserConfig};
 use proptest::prelude::*;
 
 fn vectors() -> PathBuf {
@@ -14,36 +14,8 @@ fn vectors() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
 }
 
-/// Parses `data` pushed in the pieces `cuts` defines, draining after each push.
-fn parse_split(data: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<ParseError>) {
-    let mut p = Parser::new(ParserConfig::default());
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut ends: Vec<usize> = cuts.iter().map(|c| c.min(&data.len()).to_owned()).collect();
-    ends.sort_unstable();
-    ends.push(data.len());
-    for end in ends {
-        if end < start {
-            continue;
-        }
-        p.push(Bytes::copy_from_slice(&data[start..end]));
-        start = end;
-        loop {
-            match p.next_event() {
-                Ok(Some(ev)) => out.push(ev),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    p.finish();
-    loop {
-        match p.next_event() {
-            Ok(Some(ev)) => out.push(ev),
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e)),
-        }
-    }
+fn parse_cut(data: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<ParseError>) {
+    parse_split(data, cuts, ParserConfig::default())
 }
 
 /// A small deterministic generator for cut points (seeded, reproducible).
@@ -78,14 +50,14 @@ fn every_vector_gives_identical_events_whole_bytewise_and_at_random_splits() {
         assert!(whole.0.len() > 2, "{}", f.display());
         let bytewise: Vec<usize> = (1..data.len()).collect();
         assert_eq!(
-            parse_split(&data, &bytewise),
+            parse_cut(&data, &bytewise),
             whole,
             "{} byte by byte",
             f.display()
         );
         for seed in [1u64, 7, 0xDEAD_BEEF] {
             assert_eq!(
-                parse_split(&data, &cuts(seed, data.len(), 200)),
+                parse_cut(&data, &cuts(seed, data.len(), 200)),
                 whole,
                 "{} seed {seed}",
                 f.display()
@@ -168,7 +140,7 @@ proptest! {
             base += 5000;
         }
         let data: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        let (events, err) = parse_split(&data, &cuts(cut_seed, data.len(), ncuts));
+        let (events, err) = parse_cut(&data, &cuts(cut_seed, data.len(), ncuts));
         prop_assert!(err.is_none(), "{:?}", err);
         let got: Vec<_> = events.iter().filter_map(|e| match e {
             Event::Frame(f) => Some((f.track, f.timecode, f.key, f.payload.clone())),

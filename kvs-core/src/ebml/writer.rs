@@ -49,3 +49,18 @@ pub fn header(out: &mut Vec<u8>, id: u32, len: u64) {
     write_id(out, id);
     write_size(out, len, size_width(len));
 }
+
+/// Writes a Matroska EBML header (EBML version 1, IDs ≤ 4 bytes, sizes ≤ 8
+/// bytes) with the given DocType and DocTypeVersion (read version 2).
+pub fn ebml_header(out: &mut Vec<u8>, doc_type: &str, doc_type_version: u64) {
+    use crate::mkv::ids;
+    master(out, ids::EBML, |b| {
+        uint(b, ids::EBML_VERSION, 1);
+        uint(b, ids::EBML_READ_VERSION, 1);
+        uint(b, ids::EBML_MAX_ID_LENGTH, 4);
+        uint(b, ids::EBML_MAX_SIZE_LENGTH, 8);
+        string(b, ids::DOC_TYPE, doc_type);
+        uint(b, ids::DOC_TYPE_VERSION, doc_type_version);
+        uint(b, ids::DOC_TYPE_READ_VERSION, 2);
+    });
+}

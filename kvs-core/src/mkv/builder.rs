@@ -302,15 +302,7 @@ impl FragmentBuilder {
     pub fn header(&self) -> Bytes {
         let c = &self.cfg;
         let mut out = Vec::with_capacity(512);
-        writer::master(&mut out, ids::EBML, |b| {
-            writer::uint(b, ids::EBML_VERSION, 1);
-            writer::uint(b, ids::EBML_READ_VERSION, 1);
-            writer::uint(b, ids::EBML_MAX_ID_LENGTH, 4);
-            writer::uint(b, ids::EBML_MAX_SIZE_LENGTH, 8);
-            writer::string(b, ids::DOC_TYPE, "matroska");
-            writer::uint(b, ids::DOC_TYPE_VERSION, 2);
-            writer::uint(b, ids::DOC_TYPE_READ_VERSION, 2);
-        });
+        writer::ebml_header(&mut out, "matroska", 2);
         writer::master_unknown(&mut out, ids::SEGMENT);
         writer::master(&mut out, ids::INFO, |b| {
             writer::element(b, ids::SEGMENT_UID, &c.segment_uid);

@@ -12,5 +12,5 @@ pub mod summary;
 pub mod types;
 
 pub use error::ParseError;
-pub use parser::{parse_all, Event, Limits, Parser, ParserConfig};
+pub use parser::{parse_all, parse_split, Event, Limits, Parser, ParserConfig};
 pub use types::{AudioInfo, EbmlHeader, Frame, SegmentInfo, SimpleTag, TrackInfo, VideoInfo};

@@ -681,3 +681,36 @@ pub fn parse_all(data: Bytes, cfg: ParserConfig) -> (Vec<Event>, Option<ParseErr
         }
     }
 }
+
+/// Parses `data` pushed in pieces that end at the offsets `ends` (sorted,
+/// clamped to the input), draining events after every push. Tests and the
+/// fuzz targets compare this with [`parse_all`] to check split invariance.
+pub fn parse_split(
+    data: &[u8],
+    ends: &[usize],
+    cfg: ParserConfig,
+) -> (Vec<Event>, Option<ParseError>) {
+    let mut p = Parser::new(cfg);
+    let mut out = Vec::new();
+    let mut ends: Vec<usize> = ends.iter().map(|&e| e.min(data.len())).collect();
+    ends.sort_unstable();
+    ends.push(data.len());
+    let mut start = 0;
+    let drain = |p: &mut Parser, out: &mut Vec<Event>| loop {
+        match p.next_event() {
+            Ok(Some(ev)) => out.push(ev),
+            Ok(None) => return None,
+            Err(e) => return Some(e),
+        }
+    };
+    for end in ends {
+        p.push(Bytes::copy_from_slice(&data[start..end]));
+        start = end;
+        if let Some(e) = drain(&mut p, &mut out) {
+            return (out, Some(e));
+        }
+    }
+    p.finish();
+    let e = drain(&mut p, &mut out);
+    (out, e)
+}
