@@ -565,3 +565,144 @@ fn producer_frame_sets_mux_to_identical_pictures() {
         assert_eq!(framemd5(&out), want, "{dir}");
     }
 }
+
+fn frame_files(dir: &Path, ext: &str) -> Vec<Bytes> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| Bytes::from(std::fs::read(p).unwrap()))
+        .collect()
+}
+
+/// Builds H.264 (30 fps, a fragment per GOP) plus an audio track from the
+/// embedded-C producer frame sets with the library, as a producer would.
+fn build_av(
+    audio: kvs_core::mkv::builder::TrackConfig,
+    audio_frames: &[Bytes],
+    audio_ns: i64,
+) -> Vec<u8> {
+    use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
+    let video = frame_files(
+        &vectors().join("kvs-producer-embedded-c/h264_annexb"),
+        "h264",
+    );
+    let mut ps = h264::ParameterSets::default();
+    ps.collect_annexb(&video[0]);
+    let (w, h) = ps.dimensions().unwrap();
+    let vtrack = TrackConfig::video(1, h264::CODEC_ID, ps.codec_private().unwrap(), w, h);
+    let mut b = FragmentBuilder::new(StreamConfig::new(vec![vtrack, audio])).unwrap();
+    let mut chunks = vec![b.header()];
+    let mut next_audio = 0;
+    for (g, gop) in video.chunks(30).enumerate() {
+        let start = g * 30;
+        let mut frames: Vec<FrameIn> = gop
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FrameIn {
+                track: 1,
+                timecode: ((start + i) as i64) * 1000 / 30,
+                key: i == 0,
+                payload: Payload::AnnexB(f.clone()),
+            })
+            .collect();
+        let end_ms = ((start + gop.len()) as i64) * 1000 / 30;
+        while next_audio < audio_frames.len() && (next_audio as i64) * audio_ns / 1_000_000 < end_ms
+        {
+            let timecode = next_audio as i64 * audio_ns / 1_000_000;
+            frames.push(FrameIn {
+                track: 2,
+                timecode,
+                key: true,
+                payload: Payload::Raw(audio_frames[next_audio].clone()),
+            });
+            next_audio += 1;
+        }
+        frames.sort_by_key(|f| (f.timecode, f.track));
+        b.fragment(&frames, &[], &mut chunks).unwrap();
+    }
+    chunks.concat()
+}
+
+#[test]
+fn g711_and_raw_aac_tracks_are_read_by_ffmpeg() {
+    if !have_all(&["ffmpeg", "ffprobe", "mkvinfo"]) {
+        return;
+    }
+    use kvs_core::codec::g711::Law;
+    use kvs_core::mkv::builder::TrackConfig;
+    let c = Clips::get();
+    let alaw = frame_files(&vectors().join("kvs-producer-embedded-c/g711_alaw"), "alaw");
+    // The C producer's AAC-LC set (48 kHz stereo). The embedded-C set declares
+    // 8 kHz mono, but its frames only decode with a 32–48 kHz configuration.
+    let aac_raw = frame_files(&vectors().join("kvs-producer-c/aacSampleFrames"), "aac");
+    for (name, track, frames, ns, codec, rate) in [
+        (
+            "g711.mkv",
+            TrackConfig::g711(2, Law::ALaw, 8000, 1),
+            &alaw,
+            40_000_000,
+            "pcm_alaw",
+            8000,
+        ),
+        (
+            "aacraw.mkv",
+            TrackConfig::aac(2, 48000, 2).unwrap(),
+            &aac_raw,
+            1024 * 1_000_000_000 / 48000,
+            "aac",
+            48000,
+        ),
+    ] {
+        let out = c.path(name);
+        std::fs::write(&out, build_av(track, frames, ns)).unwrap();
+        mkvinfo_clean(&out);
+        let streams = run(Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,sample_rate,width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&out));
+        let text = String::from_utf8(streams.stdout).unwrap();
+        assert!(text.contains("h264,1920,1080"), "{name}: {text}");
+        assert!(text.contains(&format!("{codec},{rate}")), "{name}: {text}");
+        let packets = ffprobe_packets(&out);
+        assert_eq!(packets[&0].len(), 240, "{name}");
+        let audio_sent = frames
+            .iter()
+            .take(packets[&1].len())
+            .map(|f| f.len() as u64)
+            .sum::<u64>();
+        assert_eq!(
+            packets[&1].iter().map(|p| p.1).sum::<u64>(),
+            audio_sent,
+            "{name}: audio bytes"
+        );
+        let want_pts: Vec<i64> = (0..packets[&1].len() as i64)
+            .map(|k| k * ns / 1_000_000)
+            .collect();
+        assert_eq!(
+            packets[&1].iter().map(|p| p.0).collect::<Vec<_>>(),
+            want_pts,
+            "{name}: audio pts"
+        );
+        // Both tracks decode without a single error.
+        let dec = run(Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&out)
+            .args(["-f", "null", "-"]));
+        assert!(
+            dec.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&dec.stderr)
+        );
+    }
+}

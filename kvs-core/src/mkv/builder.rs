@@ -152,6 +152,39 @@ impl TrackConfig {
         }
     }
 
+    /// An AAC-LC track at `rate` Hz with `channels` channels (the
+    /// AudioSpecificConfig is derived), 1024 samples per frame.
+    pub fn aac(number: u64, rate: u32, channels: u8) -> Result<Self, crate::codec::CodecError> {
+        let asc = crate::codec::aac::audio_specific_config(2, rate, channels)?;
+        let mut t = Self::audio(
+            number,
+            crate::codec::aac::CODEC_ID,
+            Some(asc),
+            f64::from(rate),
+            channels,
+        );
+        t.default_duration_ns = Some(1024 * 1_000_000_000 / u64::from(rate.max(1)));
+        Ok(t)
+    }
+
+    /// A G.711 track (`A_MS/ACM` with a WAVEFORMATEX), 8 bits per sample.
+    pub fn g711(number: u64, law: crate::codec::g711::Law, rate: u32, channels: u8) -> Self {
+        let wfx = crate::codec::g711::waveformatex(law, rate, u16::from(channels));
+        let mut t = Self::audio(
+            number,
+            crate::codec::g711::CODEC_ID,
+            Some(wfx),
+            f64::from(rate),
+            channels,
+        );
+        t.kind = TrackKind::Audio {
+            sampling_frequency: f64::from(rate),
+            channels,
+            bit_depth: Some(8),
+        };
+        t
+    }
+
     /// An audio track.
     pub fn audio(
         number: u64,
@@ -483,4 +516,131 @@ fn write_tag(out: &mut Vec<u8>, name: &str, value: &str) {
             });
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video() -> TrackConfig {
+        TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::from_static(&[1]), 64, 64)
+    }
+
+    fn frame(track: u64, timecode: i64, key: bool) -> FrameIn {
+        FrameIn {
+            track,
+            timecode,
+            key,
+            payload: Payload::Raw(Bytes::from_static(b"x")),
+        }
+    }
+
+    #[test]
+    fn stream_settings_are_checked() {
+        assert_eq!(
+            FragmentBuilder::new(StreamConfig::new(vec![])).unwrap_err(),
+            BuildError::TrackCount(0)
+        );
+        let four = (1..=4)
+            .map(|n| TrackConfig {
+                number: n,
+                ..video()
+            })
+            .collect();
+        assert_eq!(
+            FragmentBuilder::new(StreamConfig::new(four)).unwrap_err(),
+            BuildError::TrackCount(4)
+        );
+        let dup = vec![video(), video()];
+        assert_eq!(
+            FragmentBuilder::new(StreamConfig::new(dup)).unwrap_err(),
+            BuildError::BadTrackNumber(1)
+        );
+        let zero = vec![TrackConfig {
+            number: 0,
+            ..video()
+        }];
+        assert_eq!(
+            FragmentBuilder::new(StreamConfig::new(zero)).unwrap_err(),
+            BuildError::BadTrackNumber(0)
+        );
+    }
+
+    #[test]
+    fn fragments_are_checked() {
+        let mut b = FragmentBuilder::new(StreamConfig::new(vec![video()])).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            b.fragment(&[], &[], &mut out),
+            Err(BuildError::EmptyFragment)
+        );
+        assert_eq!(
+            b.fragment(&[frame(1, 0, false)], &[], &mut out),
+            Err(BuildError::NoKeyFrameFirst)
+        );
+        assert_eq!(
+            b.fragment(&[frame(1, -5, true)], &[], &mut out),
+            Err(BuildError::NegativeTimecode(-5))
+        );
+        assert_eq!(
+            b.fragment(&[frame(1, 0, true), frame(2, 1, false)], &[], &mut out),
+            Err(BuildError::UnknownTrack { index: 1, track: 2 })
+        );
+        assert_eq!(
+            b.fragment(&[frame(1, 0, true), frame(1, 40_000, false)], &[], &mut out),
+            Err(BuildError::TimecodeOutOfRange {
+                index: 1,
+                delta: 40_000
+            })
+        );
+        assert!(out.is_empty(), "nothing is written for a refused fragment");
+        b.fragment(&[frame(1, 0, true), frame(1, 32_767, false)], &[], &mut out)
+            .unwrap();
+        assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn tag_limits_are_the_services() {
+        let tag = |n: &str, v: &str| Tag {
+            name: n.to_owned(),
+            value: v.to_owned(),
+        };
+        assert!(validate_tags(
+            &(0..10)
+                .map(|i| tag(&format!("t{i}"), "v"))
+                .collect::<Vec<_>>()
+        )
+        .is_ok());
+        assert_eq!(
+            validate_tags(
+                &(0..11)
+                    .map(|i| tag(&format!("t{i}"), "v"))
+                    .collect::<Vec<_>>()
+            ),
+            Err(BuildError::TooManyTags(11))
+        );
+        assert!(validate_tags(&[tag(&"n".repeat(128), &"v".repeat(256))]).is_ok());
+        assert!(matches!(
+            validate_tags(&[tag(&"n".repeat(129), "v")]),
+            Err(BuildError::BadTagName { .. })
+        ));
+        assert!(matches!(
+            validate_tags(&[tag("n", &"v".repeat(257))]),
+            Err(BuildError::TagValueTooLong { len: 257, .. })
+        ));
+        assert!(matches!(
+            validate_tags(&[tag("", "v")]),
+            Err(BuildError::BadTagName { .. })
+        ));
+        assert!(matches!(
+            validate_tags(&[tag("AWS_MINE", "v")]),
+            Err(BuildError::BadTagName { .. })
+        ));
+        assert!(matches!(
+            validate_tags(&[tag("AWSfoo", "v")]),
+            Err(BuildError::BadTagName { .. })
+        ));
+        assert!(validate_tags(&[tag("AWS_KINESISVIDEO_END_OF_FRAGMENT", "")]).is_ok());
+        assert!(validate_tags(&[tag("aws_lowercase_is_fine", "")]).is_ok());
+    }
 }

@@ -1,0 +1,165 @@
+//! The `kvs` tool as a user runs it: `inspect --json` on every captured
+//! vector gives the numbers in `facts.json`; bad input gives a one-line reason.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn vectors() -> PathBuf {
+    std::env::var_os("KVS_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+}
+
+fn kvs(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .args(args)
+        .output()
+        .expect("kvs runs")
+}
+
+#[test]
+fn inspect_json_matches_the_vector_facts() {
+    let facts: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors().join("facts.json")).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    for (name, f) in facts["files"].as_object().unwrap() {
+        if name.ends_with('/') {
+            continue;
+        }
+        let out = kvs(&[
+            "inspect".as_ref(),
+            "--json".as_ref(),
+            vectors().join(name).as_os_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            stdout.trim().lines().count(),
+            1,
+            "{name}: exactly one JSON line"
+        );
+        let j: Value = serde_json::from_str(&stdout).unwrap();
+        let e = &f["ebml"];
+        assert_eq!(j["documents"], e["ebml_headers"], "{name}");
+        assert_eq!(j["segments"], e["segments"], "{name}");
+        assert_eq!(j["clusters"], e["clusters"], "{name}");
+        assert_eq!(
+            j["truncated"],
+            Value::Bool(!e["truncated"].is_null()),
+            "{name}"
+        );
+        for (num, t) in e["tracks"].as_object().unwrap() {
+            let got = &j["tracks"][num];
+            assert_eq!(got["frames"], t["frames"], "{name} track {num}");
+            assert_eq!(got["frame_bytes"], t["frame_bytes"], "{name} track {num}");
+            assert_eq!(got["keyframes"], t["keyframe_blocks"], "{name} track {num}");
+            assert_eq!(
+                got["first_ts_ns"], t["first_block_ts_ns"],
+                "{name} track {num}"
+            );
+            assert_eq!(
+                got["last_ts_ns"], t["last_block_ts_ns"],
+                "{name} track {num}"
+            );
+            let codec = e["segment_details"][0]["tracks"][num]["codec_id"].clone();
+            if !codec.is_null() {
+                assert_eq!(got["codec_id"], codec, "{name} track {num}");
+            }
+        }
+        let tags: usize = e["segment_details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["simple_tags"].as_array().map_or(0, |t| t.len()))
+            .sum();
+        assert_eq!(j["tags"].as_array().unwrap().len(), tags, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 15);
+}
+
+#[test]
+fn inspect_rejects_what_is_not_matroska_with_one_line() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let junk = dir.join("not-matroska.bin");
+    std::fs::write(&junk, b"<html><body>503 Service Unavailable</body></html>").unwrap();
+    for args in [
+        vec!["inspect".as_ref(), junk.as_os_str()],
+        vec!["inspect".as_ref(), "--json".as_ref(), junk.as_os_str()],
+    ] {
+        let out = kvs(&args);
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "nothing on stdout");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one-line reason: {err:?}"
+        );
+        assert!(
+            err.contains("not Matroska") || err.contains("malformed"),
+            "{err}"
+        );
+    }
+    let missing = kvs(&["inspect".as_ref(), dir.join("nope.mkv").as_os_str()]);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn mux_rejects_unknown_extensions_and_bad_streams() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let txt = dir.join("clip.txt");
+    std::fs::write(&txt, b"hello").unwrap();
+    let out = kvs(&[
+        "mux".as_ref(),
+        txt.as_os_str(),
+        "-o".as_ref(),
+        dir.join("x.mkv").as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let noise = dir.join("noise.h264");
+    std::fs::write(&noise, [0u8, 0, 0, 1, 0x41, 0x9a, 1, 2, 3]).unwrap();
+    let out = kvs(&[
+        "mux".as_ref(),
+        noise.as_os_str(),
+        "-o".as_ref(),
+        dir.join("y.mkv").as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SPS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bundled_clip_muxes_into_four_fragments() {
+    let media = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bundled.mkv");
+    let r = kvs(&[
+        "mux".as_ref(),
+        media.join("clip.h264").as_os_str(),
+        "--audio".as_ref(),
+        media.join("clip.aac").as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let j: Value = serde_json::from_slice(
+        &kvs(&["inspect".as_ref(), "--json".as_ref(), out.as_os_str()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(j["clusters"], 4);
+    assert_eq!(j["tracks"]["1"]["frames"], 200);
+    assert_eq!(j["tracks"]["1"]["keyframes"], 4);
+    assert_eq!(j["tracks"]["1"]["last_ts_ns"], 7_960_000_000i64);
+    assert_eq!(j["tracks"]["2"]["codec_id"], "A_AAC");
+}
