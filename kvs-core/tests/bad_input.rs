@@ -149,3 +149,88 @@ proptest! {
         while let Ok(Some(_)) = a.next_fragment() {}
     }
 }
+
+fn vector(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("KVS_VECTORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+        });
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+#[test]
+fn crc32_is_checked_strictly_and_reported_leniently() {
+    let mut data = vector("kvs-parser-java/bezos_vogels.mkv");
+    let strict = ParserConfig {
+        strict: true,
+        ..ParserConfig::default()
+    };
+    // Intact: both modes accept every CRC-32 in the file.
+    assert!(parse_all(Bytes::from(data.clone()), strict).1.is_none());
+    // Flip one byte of the muxing-app string inside the CRC-protected Info.
+    let at = data
+        .windows(4)
+        .position(|w| w == b"Lavf")
+        .expect("Info text");
+    data[at] ^= 0x20;
+    let (lenient_events, lenient_err) =
+        parse_all(Bytes::from(data.clone()), ParserConfig::default());
+    assert!(lenient_err.is_none());
+    assert!(lenient_events.len() > 500);
+    match parse_all(Bytes::from(data), strict).1 {
+        Some(ParseError::CrcMismatch { id, .. }) => assert_eq!(id, 0x1549_A966),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_elements_are_skipped_unless_strict() {
+    let mut d = EBML_HEADER.to_vec();
+    d.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0xFF]);
+    let at = d.len() as u64;
+    d.extend_from_slice(&[0x4F, 0xEE, 0x83, 1, 2, 3]); // an element no schema here knows
+    d.extend_from_slice(&[
+        0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xE7, 0x81, 0x05, 0xA3, 0x85, 0x81, 0x00, 0x01, 0x80, 0xAA,
+    ]);
+    let (events, err) = parse_all(Bytes::from(d.clone()), ParserConfig::default());
+    assert!(err.is_none());
+    let frame = events
+        .iter()
+        .find_map(|e| {
+            if let kvs_core::mkv::Event::Frame(f) = e {
+                Some(f.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        (frame.timecode, frame.key, &frame.payload[..]),
+        (6, true, &[0xAA][..])
+    );
+    let strict = ParserConfig {
+        strict: true,
+        ..ParserConfig::default()
+    };
+    assert_eq!(
+        parse_all(Bytes::from(d), strict).1,
+        Some(ParseError::Unexpected {
+            offset: at,
+            id: 0x4FEE,
+            parent: 0x1853_8067
+        })
+    );
+}
+
+#[test]
+fn nul_terminated_doc_type_reads_as_matroska() {
+    let (events, _) = parse_all(
+        Bytes::from(vector("kvs-parser-java/test_mixed_tags.mkv")),
+        ParserConfig::default(),
+    );
+    match &events[0] {
+        kvs_core::mkv::Event::Header(h) => assert_eq!(h.doc_type, "matroska"),
+        e => panic!("{e:?}"),
+    }
+}

@@ -67,6 +67,10 @@ fn every_vector_gives_identical_events_whole_bytewise_and_at_random_splits() {
 }
 
 fn stream(audio: bool) -> StreamConfig {
+    stream_scaled(audio, 1_000_000)
+}
+
+fn stream_scaled(audio: bool, timecode_scale_ns: u64) -> StreamConfig {
     let mut tracks = vec![TrackConfig::video(
         1,
         "V_MPEG4/ISO/AVC",
@@ -83,7 +87,10 @@ fn stream(audio: bool) -> StreamConfig {
             2,
         ));
     }
-    StreamConfig::new(tracks)
+    StreamConfig {
+        timecode_scale_ns,
+        ..StreamConfig::new(tracks)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -112,11 +119,12 @@ proptest! {
     #[test]
     fn build_then_parse_round_trips_at_any_cuts(
         audio in any::<bool>(),
+        scale in prop::sample::select(vec![100u64, 1_000, 1_000_000, 1_000_000_000]),
         frags in prop::collection::vec(frag_strategy(true), 1..6),
         cut_seed in any::<u64>(),
         ncuts in 0usize..64,
     ) {
-        let mut b = FragmentBuilder::new(stream(audio)).unwrap();
+        let mut b = FragmentBuilder::new(stream_scaled(audio, scale)).unwrap();
         let mut chunks = vec![b.header()];
         let mut want = Vec::new();
         let mut want_tags = Vec::new();
@@ -147,6 +155,11 @@ proptest! {
             _ => None,
         }).collect();
         prop_assert_eq!(got, want);
+        for e in &events {
+            if let Event::Frame(f) = e {
+                prop_assert_eq!(f.timestamp_ns, f.timecode * scale as i64);
+            }
+        }
         let got_tags: Vec<_> = events.iter().flat_map(|e| match e {
             Event::Tags { tags, .. } => tags.iter().map(|t| (t.name.clone(), t.string.clone().unwrap())).collect(),
             _ => Vec::new(),
