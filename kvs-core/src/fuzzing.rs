@@ -67,7 +67,11 @@ pub fn mkv_parser(data: &[u8]) {
         let whole = parse_all(Bytes::copy_from_slice(data), cfg);
         let chunked = parse_chunked(data, cfg);
         // Compared as text: a NaN float (a Duration, say) is unequal to itself.
-        assert_eq!(format!("{whole:?}"), format!("{chunked:?}"), "parser events depend on chunking");
+        assert_eq!(
+            format!("{whole:?}"),
+            format!("{chunked:?}"),
+            "parser events depend on chunking"
+        );
         if let Some(e) = &whole.1 {
             assert!(
                 e.offset() <= data.len() as u64,

@@ -1,14 +1,41 @@
 //! kvs-core: the engine of a client for Amazon Kinesis Video Streams.
 //!
-//! Quick start — parse Matroska as it streams in:
+//! Quick start — build a KVS fragment, then read it back as it streams in:
 //!
 //! ```
-//! use kvs_core::mkv::{Event, Parser};
-//! let mut parser = Parser::default();
-//! parser.push_slice(&[0x1A, 0x45, 0xDF, 0xA3, 0x80]); // an empty EBML header
-//! parser.finish();
-//! assert!(matches!(parser.next_event(), Ok(Some(Event::Header(_)))));
+//! use bytes::Bytes;
+//! use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, Tag, TrackConfig};
+//! use kvs_core::mkv::fragment::FragmentAssembler;
+//!
+//! // A stream with one H.264 track (CodecPrivate would come from the SPS/PPS).
+//! let track = TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::from_static(&[1, 0x64, 0, 0x28]), 1920, 1080);
+//! let mut builder = FragmentBuilder::new(StreamConfig::new(vec![track]))?;
+//! let mut chunks = vec![builder.header()];
+//! let frames = [
+//!     FrameIn { track: 1, timecode: 1_000, key: true, payload: Payload::AnnexB(Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88])) },
+//!     FrameIn { track: 1, timecode: 1_040, key: false, payload: Payload::AnnexB(Bytes::from_static(&[0, 0, 1, 0x41, 0x9a])) },
+//! ];
+//! let tags = [Tag { name: "camera".into(), value: "front-door".into() }];
+//! builder.fragment(&frames, &tags, &mut chunks)?;
+//!
+//! // Feed the bytes in any chunking; fragments come out whole.
+//! let mut assembler = FragmentAssembler::default();
+//! for chunk in chunks {
+//!     assembler.push(chunk);
+//! }
+//! assembler.finish();
+//! let fragment = assembler.next_fragment()?.expect("one fragment");
+//! assert_eq!(fragment.frames.len(), 2);
+//! assert_eq!(fragment.frames[1].timestamp_ns, 1_040_000_000);
+//! assert_eq!(&fragment.frames[0].payload[..], &[0, 0, 0, 2, 0x65, 0x88]); // AVCC now
+//! assert_eq!(fragment.tags, [("camera".to_string(), "front-door".to_string())]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Modules: [`ebml`] (varints, writer, chunk queue), [`mkv`] (parser, fragment
+//! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation).
+//! Everything here is sans-IO: bytes in, events out, no clock, no threads.
+//! Cargo features: none yet.
 #![forbid(unsafe_code)]
 
 pub mod codec;
