@@ -110,6 +110,21 @@ impl Clips {
                 "-t",
                 "4",
             ];
+            // The encoders' defaults: B-frames, so decode and presentation order differ.
+            ff(&[&src[..], &["-c:v", "libx264", "-g", "25", "vb.h264"]].concat());
+            ff(&[
+                &src[..],
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-x265-params",
+                    "log-level=none",
+                    "-g",
+                    "25",
+                    "vb.h265",
+                ],
+            ]
+            .concat());
             ff(&[&sine[..], &["-c:a", "aac", "-b:a", "64k", "a.aac"]].concat());
             ff(&[&sine[..], &["-c:a", "ac3", "-b:a", "96k", "a.ac3"]].concat());
             Clips { dir }
@@ -704,5 +719,43 @@ fn g711_and_raw_aac_tracks_are_read_by_ffmpeg() {
             "{name}: {}",
             String::from_utf8_lossy(&dec.stderr)
         );
+    }
+}
+
+#[test]
+fn b_frame_streams_get_presentation_timestamps() {
+    if !have_all(&["ffmpeg", "ffprobe", "mkvinfo"]) {
+        return;
+    }
+    let c = Clips::get();
+    for (input, codec) in [("vb.h264", VideoCodec::H264), ("vb.h265", VideoCodec::H265)] {
+        let out = c.path(&format!("{input}.mkv"));
+        mux(&c.path(input), &out, Some(&c.path("a.aac")));
+        mkvinfo_clean(&out);
+        let probe = ffprobe_packets(&out);
+        let video = &probe[&0];
+        // Decode order is kept, so timestamps are not monotonic …
+        assert!(
+            video.windows(2).any(|w| w[1].0 < w[0].0),
+            "{input}: expected B-frames"
+        );
+        // … but every presentation slot of 40 ms is used exactly once.
+        let mut pts: Vec<i64> = video.iter().map(|p| p.0).collect();
+        pts.sort_unstable();
+        assert_eq!(pts, (0..100).map(|i| i * 40).collect::<Vec<_>>(), "{input}");
+        // Sizes in decode order are the AVCC access units.
+        let units = access_units(codec, &Bytes::from(std::fs::read(c.path(input)).unwrap()));
+        let sizes: Vec<u64> = units
+            .iter()
+            .map(|u| to_avcc(u).unwrap().len() as u64)
+            .collect();
+        assert_eq!(
+            video.iter().map(|p| p.1).collect::<Vec<_>>(),
+            sizes,
+            "{input}"
+        );
+        assert_eq!(our_packets(&out, 5000), probe, "{input}: our parser");
+        let want = framemd5(&c.path(input));
+        assert_eq!(framemd5(&out), want, "{input}: decoded pictures");
     }
 }

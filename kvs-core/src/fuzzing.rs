@@ -106,6 +106,15 @@ pub fn annexb(data: &[u8]) {
     for codec in [VideoCodec::H264, VideoCodec::H265] {
         let units = access_units(codec, &b);
         assert!(units.iter().map(Bytes::len).sum::<usize>() <= data.len());
+        let keys: Vec<bool> = (0..units.len()).map(|i| i == 0).collect();
+        if let Some(order) = crate::codec::poc::presentation_order(codec, &units, &keys) {
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert!(
+                sorted.iter().enumerate().all(|(i, &o)| i == o),
+                "presentation order is a permutation"
+            );
+        }
     }
     if let Ok(avcc) = to_avcc(data) {
         let nals = avcc_nals(&avcc, 4).expect("our own AVCC parses");

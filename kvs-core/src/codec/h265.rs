@@ -51,6 +51,10 @@ pub struct SpsInfo {
     pub width: u32,
     /// Displayed height (conformance window applied).
     pub height: u32,
+    /// `log2_max_pic_order_cnt_lsb_minus4 + 4`.
+    pub log2_max_poc_lsb: u32,
+    /// `separate_colour_plane_flag`.
+    pub separate_colour_planes: bool,
 }
 
 /// Decodes the parts of an SPS NAL unit (2-byte header included) listed in [`SpsInfo`].
@@ -108,6 +112,10 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
     }
     let bit_depth_luma_minus8 = r.read_ue("bit_depth_luma_minus8").map_err(e)?;
     let bit_depth_chroma_minus8 = r.read_ue("bit_depth_chroma_minus8").map_err(e)?;
+    let log2_max_poc_lsb = r.read_ue("log2_max_pic_order_cnt_lsb_minus4").map_err(e)? + 4;
+    if log2_max_poc_lsb > 16 {
+        return Err(bad("log2_max_pic_order_cnt_lsb above 16"));
+    }
     let chroma_array_type = if separate_planes {
         0
     } else {
@@ -137,6 +145,8 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
         bit_depth_chroma_minus8,
         width: (u64::from(w) - crop_w) as u32,
         height: (u64::from(h) - crop_h) as u32,
+        log2_max_poc_lsb,
+        separate_colour_planes: separate_planes,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod annexb;
 pub mod g711;
 pub mod h264;
 pub mod h265;
+pub mod poc;
 
 /// Errors of codec adaptation; each names what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

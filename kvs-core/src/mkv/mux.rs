@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::builder::{BuildError, FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
 use crate::codec::annexb::{access_units, for_each_nal, VideoCodec};
+use crate::codec::poc::presentation_order;
 use crate::codec::{aac, h264, h265, CodecError};
 
 /// Why muxing failed.
@@ -135,7 +136,12 @@ pub fn mux_annexb(
     if !keys[0] {
         return Err(MuxError::NoKeyFrame);
     }
-    let vts = |i: usize| ((i as f64) * 1e9 / fps / scale).round() as i64;
+    // Presentation order from the picture order counts (B-frames), else
+    // the order of the stream.
+    let order =
+        presentation_order(codec, &units, &keys).unwrap_or_else(|| (0..units.len()).collect());
+    let slot = |i: usize| ((i as f64) * 1e9 / fps / scale).round() as i64;
+    let pts = |i: usize| slot(order[i]);
     let ats =
         |k: usize, rate: u32| ((k as f64) * 1024.0 * 1e9 / f64::from(rate) / scale).round() as i64;
     let mut next_audio = 0usize;
@@ -149,7 +155,7 @@ pub fn mux_annexb(
         for (i, u) in units.iter().enumerate().take(end).skip(start) {
             frames.push(FrameIn {
                 track: 1,
-                timecode: vts(i),
+                timecode: pts(i),
                 key: keys[i],
                 payload: Payload::AnnexB(u.clone()),
             });
@@ -158,7 +164,7 @@ pub fn mux_annexb(
             let last = end == units.len();
             while next_audio < a.frames.len() {
                 let ts = ats(next_audio, a.header.sample_rate);
-                if !last && ts >= vts(end) {
+                if !last && ts >= slot(end) {
                     break;
                 }
                 frames.push(FrameIn {
@@ -171,12 +177,40 @@ pub fn mux_annexb(
                 out.audio_frames += 1;
             }
         }
-        // Time order; the key picture stays first on a tie.
-        frames.sort_by_key(|f| (f.timecode, f.track));
+        // Video stays in decode order (decoders need it); audio goes in
+        // before the first picture that is shown after it.
+        frames.sort_by_key(|f| {
+            if f.track == 1 {
+                (0, 0)
+            } else {
+                (1, f.timecode)
+            }
+        });
+        interleave(&mut frames);
         builder.fragment(&frames, &[], &mut out.chunks)?;
         out.video_frames += end - start;
         out.fragments += 1;
         start = end;
     }
     Ok(out)
+}
+
+/// Puts each audio frame (all after the video, sorted by time) in front of
+/// the first video frame in decode order whose time is later, keeping the
+/// video in decode order and the key picture first.
+fn interleave(frames: &mut Vec<FrameIn>) {
+    let split = frames
+        .iter()
+        .position(|f| f.track != 1)
+        .unwrap_or(frames.len());
+    let audio: Vec<FrameIn> = frames.drain(split..).collect();
+    let video = std::mem::take(frames);
+    let mut a = audio.into_iter().peekable();
+    for (i, v) in video.into_iter().enumerate() {
+        while i > 0 && a.peek().is_some_and(|x| x.timecode < v.timecode) {
+            frames.push(a.next().expect("peeked"));
+        }
+        frames.push(v);
+    }
+    frames.extend(a);
 }
