@@ -234,3 +234,41 @@ fn nul_terminated_doc_type_reads_as_matroska() {
         e => panic!("{e:?}"),
     }
 }
+
+#[test]
+fn unknown_size_cluster_ends_with_its_sized_segment() {
+    // Segment of 15 bytes holding an unknown-size Cluster; what follows the
+    // Segment is not the Cluster's, even though a SimpleBlock ID comes next.
+    let mut d = EBML_HEADER.to_vec();
+    d.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0x8F]);
+    d.extend_from_slice(&[
+        0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xE7, 0x81, 0x00, 0xA3, 0x85, 0x81, 0x00, 0x00, 0x80, 0xAA,
+    ]);
+    let after = d.len() as u64;
+    d.extend_from_slice(&[0xA3, 0x85, 0x81, 0x00, 0x00, 0x80, 0xBB]);
+    let (events, err) = parse_all(Bytes::from(d.clone()), ParserConfig::default());
+    let frames = events
+        .iter()
+        .filter(|e| matches!(e, kvs_core::mkv::Event::Frame(_)))
+        .count();
+    assert_eq!(
+        frames, 1,
+        "the block after the Segment is not a frame of its Cluster"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, kvs_core::mkv::Event::DocumentEnd)));
+    assert_eq!(err, None, "lenient mode skips the stray top-level element");
+    let strict = ParserConfig {
+        strict: true,
+        ..ParserConfig::default()
+    };
+    assert_eq!(
+        parse_all(Bytes::from(d), strict).1,
+        Some(ParseError::Unexpected {
+            offset: after,
+            id: 0xA3,
+            parent: 0
+        })
+    );
+}

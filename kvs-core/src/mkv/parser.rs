@@ -105,7 +105,11 @@ pub enum Event {
 struct Open {
     id: u32,
     offset: u64,
+    /// Its own end, when its size is known.
     end: Option<u64>,
+    /// Where it must end at the latest: its own end, else the nearest known
+    /// end of an enclosing element (an unknown-size Cluster in a sized Segment).
+    limit: Option<u64>,
 }
 
 /// The streaming parser. See the module docs.
@@ -257,7 +261,7 @@ impl Parser {
             return None;
         }
         let pos = self.q.offset();
-        if top.end.is_some_and(|end| pos + total > end) {
+        if top.limit.is_some_and(|end| pos + total > end) {
             return None;
         }
         let body = &front[hl..total as usize];
@@ -316,7 +320,7 @@ impl Parser {
         }
         let pos = self.q.offset();
         if let Some(top) = self.stack.last() {
-            if top.end == Some(pos) {
+            if top.limit == Some(pos) {
                 self.close_top();
                 return Ok(true);
             }
@@ -367,7 +371,7 @@ impl Parser {
         let hl = h.header_len as u64;
         let end = h.size.map(|s| pos.saturating_add(hl).saturating_add(s));
         if let Some(Open {
-            end: Some(pend), ..
+            limit: Some(pend), ..
         }) = parent
         {
             match end {
@@ -410,6 +414,7 @@ impl Parser {
                     id: ids::SEGMENT,
                     offset: pos,
                     end,
+                    limit: end,
                 });
                 self.timecode_scale = 1_000_000;
                 self.default_durations.clear();
@@ -430,6 +435,7 @@ impl Parser {
                     id: ids::CLUSTER,
                     offset: pos,
                     end,
+                    limit: end.or(parent.and_then(|p| p.limit)),
                 });
                 self.cluster_timecode = None;
                 self.pending.push_back(Event::ClusterStart {
