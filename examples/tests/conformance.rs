@@ -520,16 +520,7 @@ fn parser_matches_ffprobe_on_every_vector_ffprobe_reads() {
 }
 
 fn concat_frames(dir: &Path, ext: &str) -> Vec<u8> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|p| std::fs::read(p).unwrap())
-        .collect()
+    frame_files(dir, ext).concat()
 }
 
 #[test]
