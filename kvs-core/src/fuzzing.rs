@@ -132,3 +132,29 @@ pub fn annexb(data: &[u8]) {
     let _ = h265::parse_sps(data);
     let _ = aac::split_adts(&b);
 }
+
+/// The PutMedia ACK decoder: the same ACKs (or the same error) whatever the chunking.
+pub fn ack_decoder(data: &[u8]) {
+    use crate::protocol::AckDecoder;
+    let run = |ends: &[usize]| {
+        let mut d = AckDecoder::new(1024);
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &end in ends.iter().chain([data.len()].iter()) {
+            d.push(&data[start..end]);
+            start = end;
+            while let Some(a) = d.next_ack() {
+                let stop = a.is_err();
+                out.push(a);
+                if stop {
+                    return out;
+                }
+            }
+        }
+        if let Err(e) = d.finish() {
+            out.push(Err(e));
+        }
+        out
+    };
+    assert_eq!(run(&[]), run(&splits(data)), "ACKs depend on chunking");
+}

@@ -42,3 +42,4 @@ pub mod codec;
 pub mod ebml;
 pub mod fuzzing;
 pub mod mkv;
+pub mod protocol;

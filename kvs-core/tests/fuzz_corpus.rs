@@ -44,3 +44,8 @@ fn fragment_assembler_corpus() {
 fn annexb_corpus() {
     replay("annexb", fuzzing::annexb);
 }
+
+#[test]
+fn ack_decoder_corpus() {
+    replay("ack_decoder", fuzzing::ack_decoder);
+}
