@@ -33,11 +33,14 @@
 //! ```
 //!
 //! Modules: [`ebml`] (varints, writer, chunk queue), [`mkv`] (parser, fragment
-//! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation).
+//! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation),
+//! [`protocol`] (PutMedia ACKs, service error codes), [`auth`] (credentials,
+//! SigV4).
 //! Everything here is sans-IO: bytes in, events out, no clock, no threads.
 //! Cargo features: none yet.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod codec;
 pub mod ebml;
 pub mod fuzzing;
