@@ -436,7 +436,7 @@ pub(crate) fn parse_block(
         }
         _ => {
             let rest = body.len() - pos;
-            if rest % count != 0 {
+            if !rest.is_multiple_of(count) {
                 return Err(bad("fixed-size lace does not divide the block"));
             }
             for s in sizes.iter_mut().take(count - 1) {
