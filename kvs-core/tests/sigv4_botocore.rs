@@ -47,13 +47,15 @@ fn python() -> Option<PathBuf> {
     ok.then_some(p)
 }
 
+/// (method, url, region, headers, body, session token)
+type Case<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+
 #[test]
 fn identical_authorization_to_botocore() {
     let Some(py) = python() else { return };
     let time = UNIX_EPOCH + Duration::from_secs(1_732_012_345);
     let token = "IQoJb3JpZ2luX2VjEXAMPLETOKEN//////////wEaCXVzLWVhc3QtMSJHMEUCIQ";
-    // (method, url, region, headers, body, session token, payload convention)
-    let cases: Vec<(&str, &str, &str, Vec<(&str, &str)>, &str, Option<&str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "POST",
             "https://kinesisvideo.us-west-2.amazonaws.com/describeStream",
