@@ -48,7 +48,14 @@ fn python() -> Option<PathBuf> {
 }
 
 /// (method, url, region, headers, body, session token)
-type Case<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    &'a str,
+    Option<&'a str>,
+);
 
 #[test]
 fn identical_authorization_to_botocore() {
