@@ -41,6 +41,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codec;
 pub mod ebml;
 pub mod fuzzing;

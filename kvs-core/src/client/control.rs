@@ -1,0 +1,568 @@
+//! The control-plane client: streams, tags, retention and data endpoints.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use bytes::Bytes;
+use http_body_util::Full;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::endpoint::{control_plane, is_loopback_url, Variant};
+use super::error::ClientError;
+use super::http::Transport;
+use super::retry::{random_u64, RetryPolicy};
+use crate::auth::sigv4::{sign_headers, Payload};
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// AWS region of the streams.
+    pub region: String,
+    /// Control-plane URL; `None` resolves it from the region.
+    pub endpoint: Option<String>,
+    /// FIPS / dual-stack endpoint variant (with no explicit endpoint).
+    pub variant: Variant,
+    /// Where credentials come from.
+    pub credentials: SharedCredentialsProvider,
+    /// Retries of throttled, 5xx and failed-connection calls.
+    pub retry: RetryPolicy,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+    /// Allow plain `http://` to hosts that are not loopback.
+    pub allow_http: bool,
+    /// How long a GetDataEndpoint answer is reused (default 40 minutes).
+    pub endpoint_ttl: Duration,
+    /// Largest response body read (default 16 MiB).
+    pub max_response_bytes: usize,
+}
+
+impl ClientConfig {
+    /// Settings for `region` with `credentials` and the defaults.
+    pub fn new(region: impl Into<String>, credentials: impl ProvideCredentials + 'static) -> Self {
+        Self {
+            region: region.into(),
+            endpoint: None,
+            variant: Variant::default(),
+            credentials: SharedCredentialsProvider::new(credentials),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(10),
+            allow_http: false,
+            endpoint_ttl: Duration::from_secs(40 * 60),
+            max_response_bytes: 16 << 20,
+        }
+    }
+
+    /// Uses this control-plane URL (a local endpoint, a VPC endpoint …).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Uses this retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// A stream, by name or by ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamId {
+    /// `StreamName`.
+    Name(String),
+    /// `StreamARN`.
+    Arn(String),
+}
+
+impl From<&str> for StreamId {
+    /// Strings starting with `arn:` are ARNs, others names.
+    fn from(s: &str) -> Self {
+        if s.starts_with("arn:") {
+            Self::Arn(s.to_owned())
+        } else {
+            Self::Name(s.to_owned())
+        }
+    }
+}
+
+impl StreamId {
+    fn add_to(&self, body: &mut Value) {
+        match self {
+            Self::Name(n) => body["StreamName"] = Value::from(n.as_str()),
+            Self::Arn(a) => body["StreamARN"] = Value::from(a.as_str()),
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Self::Name(n) | Self::Arn(n) => n,
+        }
+    }
+}
+
+/// The data-plane APIs GetDataEndpoint resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiName {
+    /// PutMedia.
+    PutMedia,
+    /// GetMedia.
+    GetMedia,
+    /// ListFragments.
+    ListFragments,
+    /// GetMediaForFragmentList.
+    GetMediaForFragmentList,
+    /// GetHLSStreamingSessionURL.
+    GetHlsStreamingSessionUrl,
+    /// GetDASHStreamingSessionURL.
+    GetDashStreamingSessionUrl,
+    /// GetClip.
+    GetClip,
+    /// GetImages.
+    GetImages,
+}
+
+impl ApiName {
+    /// The `APIName` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PutMedia => "PUT_MEDIA",
+            Self::GetMedia => "GET_MEDIA",
+            Self::ListFragments => "LIST_FRAGMENTS",
+            Self::GetMediaForFragmentList => "GET_MEDIA_FOR_FRAGMENT_LIST",
+            Self::GetHlsStreamingSessionUrl => "GET_HLS_STREAMING_SESSION_URL",
+            Self::GetDashStreamingSessionUrl => "GET_DASH_STREAMING_SESSION_URL",
+            Self::GetClip => "GET_CLIP",
+            Self::GetImages => "GET_IMAGES",
+        }
+    }
+}
+
+/// DescribeStream's `StreamInfo`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct StreamInfo {
+    /// Stream name.
+    pub stream_name: String,
+    /// Stream ARN.
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: String,
+    /// Device name, if set.
+    #[serde(default)]
+    pub device_name: Option<String>,
+    /// Media type, if set.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// KMS key id.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// Version, for conditional updates.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// `CREATING`, `ACTIVE`, `UPDATING` or `DELETING`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Creation time, epoch seconds.
+    #[serde(default)]
+    pub creation_time: Option<f64>,
+    /// Retention in hours (0: not stored).
+    #[serde(default)]
+    pub data_retention_in_hours: Option<u32>,
+}
+
+/// CreateStream's input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateStream {
+    /// Stream name.
+    pub stream_name: String,
+    /// Retention in hours (0: not stored).
+    pub data_retention_in_hours: u32,
+    /// Media type, e.g. `video/h264` or `video/h264,audio/aac`.
+    pub media_type: Option<String>,
+    /// Device name.
+    pub device_name: Option<String>,
+    /// KMS key id.
+    pub kms_key_id: Option<String>,
+    /// Stream tags.
+    pub tags: HashMap<String, String>,
+}
+
+/// Direction of an UpdateDataRetention change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionChange {
+    /// Add hours.
+    Increase,
+    /// Remove hours.
+    Decrease,
+}
+
+/// The control-plane client. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct KvsClient {
+    cfg: ClientConfig,
+    base: String,
+    transport: Transport,
+    endpoints: Mutex<HashMap<(String, ApiName), (String, Instant)>>,
+}
+
+impl KvsClient {
+    /// A client; fails on an endpoint it will not use (plain `http://` to a
+    /// remote host without [`ClientConfig::allow_http`]).
+    pub fn new(cfg: ClientConfig) -> Result<Self, ClientError> {
+        let base = match &cfg.endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => control_plane(&cfg.region, cfg.variant)
+                .map_err(|e| ClientError::Config(e.to_string()))?,
+        };
+        check_scheme(&base, cfg.allow_http)?;
+        let transport = Transport::new(cfg.timeout, cfg.max_response_bytes);
+        Ok(Self {
+            cfg,
+            base,
+            transport,
+            endpoints: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The control-plane URL in use.
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    /// CreateStream; returns the new stream's ARN.
+    pub async fn create_stream(&self, input: &CreateStream) -> Result<String, ClientError> {
+        let mut body = json!({"StreamName": input.stream_name, "DataRetentionInHours": input.data_retention_in_hours});
+        if let Some(m) = &input.media_type {
+            body["MediaType"] = Value::from(m.as_str());
+        }
+        if let Some(d) = &input.device_name {
+            body["DeviceName"] = Value::from(d.as_str());
+        }
+        if let Some(k) = &input.kms_key_id {
+            body["KmsKeyId"] = Value::from(k.as_str());
+        }
+        if !input.tags.is_empty() {
+            body["Tags"] = json!(input.tags);
+        }
+        #[derive(Deserialize)]
+        struct Out {
+            #[serde(rename = "StreamARN")]
+            arn: String,
+        }
+        let out: Out = self
+            .call("CreateStream", &self.base, "/createStream", body)
+            .await?;
+        Ok(out.arn)
+    }
+
+    /// DescribeStream.
+    pub async fn describe_stream(
+        &self,
+        stream: impl Into<StreamId>,
+    ) -> Result<StreamInfo, ClientError> {
+        let mut body = json!({});
+        stream.into().add_to(&mut body);
+        #[derive(Deserialize)]
+        struct Out {
+            #[serde(rename = "StreamInfo")]
+            info: StreamInfo,
+        }
+        let out: Out = self
+            .call("DescribeStream", &self.base, "/describeStream", body)
+            .await?;
+        Ok(out.info)
+    }
+
+    /// ListStreams, every page.
+    pub async fn list_streams(&self) -> Result<Vec<StreamInfo>, ClientError> {
+        #[derive(Deserialize)]
+        struct Out {
+            #[serde(rename = "StreamInfoList", default)]
+            list: Vec<StreamInfo>,
+            #[serde(rename = "NextToken", default)]
+            next: Option<String>,
+        }
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({"MaxResults": 100});
+            if let Some(t) = &token {
+                body["NextToken"] = Value::from(t.as_str());
+            }
+            let out: Out = self
+                .call("ListStreams", &self.base, "/listStreams", body)
+                .await?;
+            all.extend(out.list);
+            match out.next.filter(|t| !t.is_empty()) {
+                Some(t) if token.as_deref() != Some(&t) => token = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// DeleteStream (by ARN, as the API requires).
+    pub async fn delete_stream(
+        &self,
+        arn: &str,
+        current_version: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut body = json!({"StreamARN": arn});
+        if let Some(v) = current_version {
+            body["CurrentVersion"] = Value::from(v);
+        }
+        let _: Value = self
+            .call("DeleteStream", &self.base, "/deleteStream", body)
+            .await?;
+        self.endpoints
+            .lock()
+            .expect("endpoint cache lock")
+            .retain(|(s, _), _| s != arn);
+        Ok(())
+    }
+
+    /// UpdateStream: device name and/or media type.
+    pub async fn update_stream(
+        &self,
+        stream: impl Into<StreamId>,
+        current_version: &str,
+        device_name: Option<&str>,
+        media_type: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut body = json!({"CurrentVersion": current_version});
+        stream.into().add_to(&mut body);
+        if let Some(d) = device_name {
+            body["DeviceName"] = Value::from(d);
+        }
+        if let Some(m) = media_type {
+            body["MediaType"] = Value::from(m);
+        }
+        let _: Value = self
+            .call("UpdateStream", &self.base, "/updateStream", body)
+            .await?;
+        Ok(())
+    }
+
+    /// UpdateDataRetention.
+    pub async fn update_data_retention(
+        &self,
+        stream: impl Into<StreamId>,
+        current_version: &str,
+        change: RetentionChange,
+        hours: u32,
+    ) -> Result<(), ClientError> {
+        let op = match change {
+            RetentionChange::Increase => "INCREASE_DATA_RETENTION",
+            RetentionChange::Decrease => "DECREASE_DATA_RETENTION",
+        };
+        let mut body = json!({"CurrentVersion": current_version, "Operation": op, "DataRetentionChangeInHours": hours});
+        stream.into().add_to(&mut body);
+        let _: Value = self
+            .call(
+                "UpdateDataRetention",
+                &self.base,
+                "/updateDataRetention",
+                body,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// TagStream.
+    pub async fn tag_stream(
+        &self,
+        stream: impl Into<StreamId>,
+        tags: &HashMap<String, String>,
+    ) -> Result<(), ClientError> {
+        let mut body = json!({"Tags": tags});
+        stream.into().add_to(&mut body);
+        let _: Value = self
+            .call("TagStream", &self.base, "/tagStream", body)
+            .await?;
+        Ok(())
+    }
+
+    /// UntagStream.
+    pub async fn untag_stream(
+        &self,
+        stream: impl Into<StreamId>,
+        keys: &[&str],
+    ) -> Result<(), ClientError> {
+        let mut body = json!({"TagKeyList": keys});
+        stream.into().add_to(&mut body);
+        let _: Value = self
+            .call("UntagStream", &self.base, "/untagStream", body)
+            .await?;
+        Ok(())
+    }
+
+    /// ListTagsForStream, every page.
+    pub async fn list_tags_for_stream(
+        &self,
+        stream: impl Into<StreamId>,
+    ) -> Result<HashMap<String, String>, ClientError> {
+        #[derive(Deserialize)]
+        struct Out {
+            #[serde(rename = "Tags", default)]
+            tags: Option<HashMap<String, String>>,
+            #[serde(rename = "NextToken", default)]
+            next: Option<String>,
+        }
+        let stream = stream.into();
+        let mut all = HashMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({});
+            stream.add_to(&mut body);
+            if let Some(t) = &token {
+                body["NextToken"] = Value::from(t.as_str());
+            }
+            let out: Out = self
+                .call("ListTagsForStream", &self.base, "/listTagsForStream", body)
+                .await?;
+            all.extend(out.tags.unwrap_or_default());
+            match out.next.filter(|t| !t.is_empty()) {
+                Some(t) if token.as_deref() != Some(&t) => token = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// GetDataEndpoint, answered from a per-(stream, API) cache while fresh.
+    pub async fn get_data_endpoint(
+        &self,
+        stream: impl Into<StreamId>,
+        api: ApiName,
+    ) -> Result<String, ClientError> {
+        let stream = stream.into();
+        let key = (stream.key().to_owned(), api);
+        if let Some((url, at)) = self
+            .endpoints
+            .lock()
+            .expect("endpoint cache lock")
+            .get(&key)
+        {
+            if at.elapsed() < self.cfg.endpoint_ttl {
+                return Ok(url.clone());
+            }
+        }
+        let mut body = json!({"APIName": api.as_str()});
+        stream.add_to(&mut body);
+        #[derive(Deserialize)]
+        struct Out {
+            #[serde(rename = "DataEndpoint")]
+            url: String,
+        }
+        let out: Out = self
+            .call("GetDataEndpoint", &self.base, "/getDataEndpoint", body)
+            .await?;
+        check_scheme(&out.url, self.cfg.allow_http)?;
+        self.endpoints
+            .lock()
+            .expect("endpoint cache lock")
+            .insert(key, (out.url.clone(), Instant::now()));
+        Ok(out.url)
+    }
+
+    /// Drops a cached data endpoint (after `InvalidEndpointException` or a
+    /// failed connection), so the next call asks again.
+    pub fn forget_data_endpoint(&self, stream: impl Into<StreamId>, api: ApiName) {
+        self.endpoints
+            .lock()
+            .expect("endpoint cache lock")
+            .remove(&(stream.into().key().to_owned(), api));
+    }
+
+    /// One JSON operation with retries.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        base: &str,
+        path: &str,
+        body: Value,
+    ) -> Result<T, ClientError> {
+        let body = Bytes::from(serde_json::to_vec(&body).expect("JSON values serialise"));
+        let mut attempt = 0;
+        loop {
+            match self.once(operation, base, path, body.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt + 1 < self.cfg.retry.max_attempts => {
+                    let wait = self.cfg.retry.delay(attempt, random_u64());
+                    tracing::debug!(operation, attempt, ?wait, error = %e, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn once<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        base: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, ClientError> {
+        let creds = self
+            .cfg
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| ClientError::Credentials(e.to_string()))?;
+        let url = format!("{base}{path}");
+        let signed = sign_headers(
+            "POST",
+            &url,
+            &[("content-type", "application/json")],
+            Payload::Bytes(&body),
+            &creds,
+            &self.cfg.region,
+            SystemTime::now(),
+        )
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+        let mut req = http::Request::post(&url)
+            .header("content-type", "application/json")
+            .header("user-agent", concat!("kvs-rs/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in &signed {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Config(format!("bad request for {url}: {e}")))?;
+        let resp = self.transport.send(req).await?;
+        if !(200..300).contains(&resp.status) {
+            let h = |n: &str| resp.headers.get(n).and_then(|v| v.to_str().ok());
+            return Err(ClientError::from_response(
+                resp.status,
+                h("x-amzn-errortype"),
+                h("x-amzn-requestid"),
+                &resp.body,
+            ));
+        }
+        let body: &[u8] = if resp.body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &resp.body
+        };
+        serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+            operation,
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn check_scheme(url: &str, allow_http: bool) -> Result<(), ClientError> {
+    if url.starts_with("https://")
+        || (url.starts_with("http://") && (allow_http || is_loopback_url(url)))
+    {
+        Ok(())
+    } else {
+        Err(ClientError::Config(format!(
+            "refusing {url}: https is required (plain http only for loopback or with allow_http)"
+        )))
+    }
+}

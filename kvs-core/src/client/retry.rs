@@ -1,0 +1,75 @@
+//! Retry with exponential backoff and full jitter.
+
+use std::time::Duration;
+
+/// When and how long to wait before trying a failed call again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 4).
+    pub max_attempts: u32,
+    /// Backoff before the second attempt, doubled each time (default 100 ms).
+    pub base: Duration,
+    /// Longest backoff (default 5 s).
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The wait after failed attempt number `attempt` (0-based): uniform in
+    /// `[0, min(cap, base × 2^attempt)]`, drawn from `random`.
+    pub fn delay(&self, attempt: u32, random: u64) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
+            .min(self.cap);
+        let nanos = ceiling.as_nanos() as u64;
+        Duration::from_nanos(if nanos == 0 { 0 } else { random % (nanos + 1) })
+    }
+}
+
+/// A random number from the standard library's per-process random hash keys.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.delay(0, u64::MAX),
+            Duration::from_nanos(u64::MAX % 100_000_001)
+        );
+        assert!(p.delay(3, u64::MAX - 1) <= Duration::from_millis(800));
+        assert!(p.delay(30, 123_456_789_012) <= Duration::from_secs(5));
+        assert_eq!(p.delay(2, 0), Duration::ZERO);
+        assert_ne!(random_u64(), random_u64());
+    }
+}
