@@ -163,3 +163,74 @@ fn bundled_clip_muxes_into_four_fragments() {
     assert_eq!(j["tracks"]["1"]["last_ts_ns"], 7_960_000_000i64);
     assert_eq!(j["tracks"]["2"]["codec_id"], "A_AAC");
 }
+
+/// Kills the child on drop so a failed assertion leaves no server behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kvs_local_serves_the_control_plane_commands() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .args(["local", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _guard = Running(child);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    let run = |args: &[&str]| {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--endpoint", url.as_str()]);
+        Command::new(env!("CARGO_BIN_EXE_kvs"))
+            .args(a)
+            .env("HOME", env!("CARGO_TARGET_TMPDIR"))
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let created = run(&[
+        "create-stream",
+        "porch",
+        "--retention-hours",
+        "2",
+        "--media-type",
+        "video/h264",
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let arn = String::from_utf8(created.stdout).unwrap();
+    assert!(arn.starts_with("arn:aws:kinesisvideo:us-east-1:"), "{arn}");
+    let listed = String::from_utf8(run(&["list-streams"]).stdout).unwrap();
+    assert!(
+        listed.starts_with("porch\tACTIVE\tarn:aws:kinesisvideo:"),
+        "{listed}"
+    );
+    let described = String::from_utf8(run(&["describe-stream", "porch"]).stdout).unwrap();
+    assert!(
+        described.contains("retention: 2 h") && described.contains("media:     video/h264"),
+        "{described}"
+    );
+    assert!(run(&["delete-stream", "porch"]).status.success());
+    let gone = run(&["describe-stream", "porch"]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("ResourceNotFoundException"));
+}

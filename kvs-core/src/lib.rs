@@ -36,8 +36,12 @@
 //! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation),
 //! [`protocol`] (PutMedia ACKs, service error codes), [`auth`] (credentials,
 //! SigV4).
-//! Everything here is sans-IO: bytes in, events out, no clock, no threads.
-//! Cargo features: none yet.
+//! [`client`] (feature `client`, default) and [`local`] (feature `local`)
+//! do the I/O. Everything else is sans-IO: bytes in, events out, no clock,
+//! no threads; `cargo check -p kvs-core --no-default-features` proves it.
+//!
+//! Cargo features: `client` (default) — hyper/rustls clients; `local` — the
+//! KVS-compatible endpoint on 127.0.0.1 (implies `client`).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -46,5 +50,7 @@ pub mod client;
 pub mod codec;
 pub mod ebml;
 pub mod fuzzing;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod mkv;
 pub mod protocol;

@@ -15,3 +15,42 @@ pub mod sigv4;
 pub use aws_credential_types::provider::error::CredentialsError;
 pub use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 pub use aws_credential_types::Credentials;
+
+/// The usual lookup without the AWS SDK: the environment, then the shared
+/// profile files. Each request for credentials asks both again, so rotated
+/// keys are picked up.
+#[derive(Debug, Default, Clone)]
+pub struct DefaultChain {
+    env: env::EnvironmentProvider,
+    profile: profile::ProfileProvider,
+}
+
+impl DefaultChain {
+    /// The chain over the process environment and the standard files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The first credentials found.
+    pub fn load(&self) -> Result<Credentials, CredentialsError> {
+        match self.env.load() {
+            Ok(c) => Ok(c),
+            Err(CredentialsError::CredentialsNotLoaded(_)) => self
+                .profile
+                .profile()
+                .and_then(|p| p.credentials("selected")),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl ProvideCredentials for DefaultChain {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(self.load())
+    }
+}

@@ -3,6 +3,7 @@
 //! Run: `cargo run --release -p kvs-examples --bin kvs -- --help`
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod control;
 mod inspect;
 mod mux;
 
@@ -43,6 +44,47 @@ enum Cmd {
         #[arg(long)]
         audio: Option<PathBuf>,
     },
+    /// Run a KVS-compatible endpoint on 127.0.0.1 until interrupted.
+    Local {
+        /// Port (0: any free port; the URL is printed).
+        #[arg(long, default_value_t = 4567)]
+        port: u16,
+        /// Fault to inject, e.g. `throttle=0.2` (may repeat).
+        #[arg(long)]
+        fault: Vec<String>,
+    },
+    /// CreateStream.
+    CreateStream {
+        /// Stream name.
+        name: String,
+        /// Data retention in hours (0: not stored).
+        #[arg(long, default_value_t = 24)]
+        retention_hours: u32,
+        /// Media type, e.g. `video/h264,audio/aac`.
+        #[arg(long)]
+        media_type: Option<String>,
+        #[command(flatten)]
+        aws: control::AwsArgs,
+    },
+    /// DescribeStream (prints the JSON the service returned, as fields).
+    DescribeStream {
+        /// Stream name or ARN.
+        name: String,
+        #[command(flatten)]
+        aws: control::AwsArgs,
+    },
+    /// ListStreams, every page.
+    ListStreams {
+        #[command(flatten)]
+        aws: control::AwsArgs,
+    },
+    /// DeleteStream.
+    DeleteStream {
+        /// Stream name or ARN.
+        name: String,
+        #[command(flatten)]
+        aws: control::AwsArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +97,16 @@ fn main() -> ExitCode {
             fps,
             audio,
         } => mux::run(&input, &output, fps, audio.as_deref()),
+        Cmd::Local { port, fault } => control::local(port, &fault),
+        Cmd::CreateStream {
+            name,
+            retention_hours,
+            media_type,
+            aws,
+        } => control::create_stream(&aws, &name, retention_hours, media_type),
+        Cmd::DescribeStream { name, aws } => control::describe_stream(&aws, &name),
+        Cmd::ListStreams { aws } => control::list_streams(&aws),
+        Cmd::DeleteStream { name, aws } => control::delete_stream(&aws, &name),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

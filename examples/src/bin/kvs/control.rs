@@ -1,0 +1,132 @@
+//! `kvs local` and the control-plane subcommands.
+
+use kvs_core::auth::{Credentials, DefaultChain};
+use kvs_core::client::{ClientConfig, CreateStream, KvsClient, StreamId};
+use kvs_core::local::{LocalConfig, LocalEndpoint};
+
+/// Where and as whom to call.
+#[derive(clap::Args, Debug)]
+pub struct AwsArgs {
+    /// Control-plane URL (e.g. the `kvs local` URL); default: the region's AWS endpoint.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// AWS region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn client(aws: &AwsArgs) -> Result<KvsClient, String> {
+    let chain = DefaultChain::new();
+    let mut cfg = match (chain.load(), &aws.endpoint) {
+        (Ok(_), _) => ClientConfig::new(&aws.region, chain),
+        // A local endpoint does not need real keys.
+        (Err(_), Some(e)) if kvs_core::client::endpoint::is_loopback_url(e) => ClientConfig::new(
+            &aws.region,
+            Credentials::new("local", "local", None, None, "kvs-local"),
+        ),
+        (Err(e), _) => return Err(format!("no AWS credentials: {e}")),
+    };
+    if let Some(e) = &aws.endpoint {
+        cfg = cfg.endpoint(e);
+    }
+    KvsClient::new(cfg).map_err(|e| e.to_string())
+}
+
+pub fn local(port: u16, faults: &[String]) -> Result<(), String> {
+    let mut cfg = LocalConfig {
+        port,
+        ..LocalConfig::default()
+    };
+    for f in faults {
+        match f.split_once('=') {
+            Some(("throttle", p)) => {
+                cfg.throttle = p
+                    .parse()
+                    .map_err(|_| format!("bad fault {f}: throttle takes a fraction"))?
+            }
+            _ => return Err(format!("unknown fault {f:?} (known: throttle=P)")),
+        }
+    }
+    runtime()?.block_on(async {
+        let ep = LocalEndpoint::start(cfg)
+            .await
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+        println!("KVS endpoint listening on {} (Ctrl-C stops it)", ep.url());
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+        ep.shutdown().await;
+        Ok(())
+    })
+}
+
+pub fn create_stream(
+    aws: &AwsArgs,
+    name: &str,
+    retention_hours: u32,
+    media_type: Option<String>,
+) -> Result<(), String> {
+    let c = client(aws)?;
+    let input = CreateStream {
+        stream_name: name.to_owned(),
+        data_retention_in_hours: retention_hours,
+        media_type,
+        ..CreateStream::default()
+    };
+    let arn = runtime()?
+        .block_on(c.create_stream(&input))
+        .map_err(|e| e.to_string())?;
+    println!("{arn}");
+    Ok(())
+}
+
+pub fn describe_stream(aws: &AwsArgs, name: &str) -> Result<(), String> {
+    let c = client(aws)?;
+    let s = runtime()?
+        .block_on(c.describe_stream(StreamId::from(name)))
+        .map_err(|e| e.to_string())?;
+    println!("name:      {}", s.stream_name);
+    println!("arn:       {}", s.stream_arn);
+    println!("status:    {}", s.status.unwrap_or_default());
+    println!("media:     {}", s.media_type.unwrap_or_default());
+    println!("retention: {} h", s.data_retention_in_hours.unwrap_or(0));
+    println!("version:   {}", s.version.unwrap_or_default());
+    Ok(())
+}
+
+pub fn list_streams(aws: &AwsArgs) -> Result<(), String> {
+    let c = client(aws)?;
+    for s in runtime()?
+        .block_on(c.list_streams())
+        .map_err(|e| e.to_string())?
+    {
+        println!(
+            "{}\t{}\t{}",
+            s.stream_name,
+            s.status.unwrap_or_default(),
+            s.stream_arn
+        );
+    }
+    Ok(())
+}
+
+pub fn delete_stream(aws: &AwsArgs, name: &str) -> Result<(), String> {
+    let c = client(aws)?;
+    let rt = runtime()?;
+    let arn = match StreamId::from(name) {
+        StreamId::Arn(a) => a,
+        StreamId::Name(n) => {
+            rt.block_on(c.describe_stream(StreamId::Name(n)))
+                .map_err(|e| e.to_string())?
+                .stream_arn
+        }
+    };
+    rt.block_on(c.delete_stream(&arn, None))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}

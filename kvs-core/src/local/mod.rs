@@ -1,0 +1,18 @@
+//! A KVS-compatible endpoint on 127.0.0.1 (feature `local`), for tests,
+//! demos and offline development. It answers the control-plane APIs with
+//! the service's paths, JSON shapes, error headers and status codes, and
+//! names itself as every stream's data endpoint.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use kvs_core::local::{LocalConfig, LocalEndpoint};
+//! let endpoint = LocalEndpoint::start(LocalConfig::default()).await?;
+//! println!("KVS endpoint at {}", endpoint.url());
+//! endpoint.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod server;
+pub mod store;
+
+pub use server::{LocalConfig, LocalEndpoint};

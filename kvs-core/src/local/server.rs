@@ -1,0 +1,237 @@
+//! The HTTP side of the local endpoint.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::store::{ApiError, Registry};
+use crate::client::retry::random_u64;
+use crate::client::ServiceException;
+
+/// Settings of a local endpoint.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Region in ARNs.
+    pub region: String,
+    /// Account id in ARNs.
+    pub account: String,
+    /// Fraction of control-plane calls answered with the service's
+    /// throttling error (`ClientLimitExceededException`), for fault tests.
+    pub throttle: f64,
+    /// Largest control-plane request body (default 1 MiB).
+    pub max_request_bytes: usize,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            throttle: 0.0,
+            max_request_bytes: 1 << 20,
+        }
+    }
+}
+
+struct Shared {
+    cfg: LocalConfig,
+    url: String,
+    registry: Mutex<Registry>,
+}
+
+/// A running local endpoint. Dropping it stops the server.
+pub struct LocalEndpoint {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LocalEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEndpoint")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalEndpoint {
+    /// Binds 127.0.0.1 and starts serving on the current tokio runtime.
+    pub async fn start(cfg: LocalConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", cfg.port)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            url: format!("http://{addr}"),
+            registry: Mutex::new(Registry::new(cfg.region.clone(), cfg.account.clone())),
+            cfg,
+        });
+        let (stop, mut stopped) = oneshot::channel();
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((tcp, _)) = accepted else { continue };
+                        let s = s.clone();
+                        tokio::spawn(async move {
+                            let svc = service_fn(move |req| handle(s.clone(), req));
+                            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        tracing::info!(%addr, "local KVS endpoint listening");
+        Ok(Self {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The endpoint's URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The registry, for inspection in tests.
+    pub fn streams(&self) -> std::collections::HashMap<String, super::store::StreamMeta> {
+        self.shared
+            .registry
+            .lock()
+            .expect("registry lock")
+            .streams()
+    }
+
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for LocalEndpoint {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn request_id() -> String {
+    let (a, b) = (random_u64(), random_u64());
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xFFFF,
+        a & 0xFFFF,
+        b >> 48,
+        b & 0xFFFF_FFFF_FFFF
+    )
+}
+
+fn json_response(status: u16, body: &Value, rid: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-amzn-RequestId", rid)
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(body).expect("JSON values serialise"),
+        )))
+        .expect("static response parts")
+}
+
+/// The service's error shape: status, `x-amzn-ErrorType`, `x-amzn-RequestId`, `{"Message": …}`.
+pub(crate) fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    let rid = request_id();
+    let mut r = json_response(e.status(), &json!({"Message": e.message}), &rid);
+    let value = format!(
+        "{}:https://kinesisvideo.amazonaws.com/doc/2017-09-30/",
+        e.exception.name()
+    );
+    r.headers_mut().insert(
+        "x-amzn-ErrorType",
+        value.parse().expect("exception names are header-safe"),
+    );
+    r
+}
+
+async fn handle(
+    s: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let op = req.uri().path().trim_start_matches('/').to_owned();
+    if req.method() != hyper::Method::POST {
+        return Ok(error_response(&ApiError::new(
+            ServiceException::Other("UnknownOperationException".into()),
+            format!("{} {op} is not an API", req.method()),
+        )));
+    }
+    let body = match Limited::new(req.into_body(), s.cfg.max_request_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Ok(error_response(&ApiError::new(
+                ServiceException::InvalidArgument,
+                format!("request body: {e}"),
+            )))
+        }
+    };
+    if s.cfg.throttle > 0.0 && (random_u64() as f64 / u64::MAX as f64) < s.cfg.throttle {
+        return Ok(error_response(&ApiError::new(
+            ServiceException::ClientLimitExceeded,
+            "Rate exceeded (injected by the local endpoint).",
+        )));
+    }
+    let json: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return Ok(error_response(&ApiError::new(
+                    ServiceException::Other("SerializationException".into()),
+                    "request body is not a JSON object",
+                )))
+            }
+        }
+    };
+    let result = s
+        .registry
+        .lock()
+        .expect("registry lock")
+        .handle(&op, &json, &s.url);
+    Ok(match result {
+        Ok(v) => json_response(200, &v, &request_id()),
+        Err(e) => error_response(&e),
+    })
+}
