@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod ingest;
 mod server;
 pub mod store;
 
