@@ -144,21 +144,27 @@ impl Ingest {
         Bytes::copy_from_slice(&self.raw[a..b])
     }
 
-    /// Feeds body bytes; returns what they completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<IngestEvent>, IngestError> {
+    /// Feeds body bytes; returns what they completed and, if the upload
+    /// broke a rule, the error (fragments completed before it still count).
+    pub fn push(&mut self, chunk: &[u8]) -> (Vec<IngestEvent>, Result<(), IngestError>) {
         self.raw.extend_from_slice(chunk);
         self.parser.push(Bytes::copy_from_slice(chunk));
         self.drain()
     }
 
     /// The body ended: the open fragment is complete if it is whole.
-    pub fn finish(&mut self) -> Result<Vec<IngestEvent>, IngestError> {
+    pub fn finish(&mut self) -> (Vec<IngestEvent>, Result<(), IngestError>) {
         self.parser.finish();
         self.drain()
     }
 
-    fn drain(&mut self) -> Result<Vec<IngestEvent>, IngestError> {
+    fn drain(&mut self) -> (Vec<IngestEvent>, Result<(), IngestError>) {
         let mut out = Vec::new();
+        let r = self.drain_into(&mut out);
+        (out, r)
+    }
+
+    fn drain_into(&mut self, out: &mut Vec<IngestEvent>) -> Result<(), IngestError> {
         loop {
             let ev = match self.parser.next_event() {
                 Ok(Some(ev)) => ev,
@@ -169,7 +175,7 @@ impl Ingest {
                 Err(e) => return Err(self.err(4006, e.to_string())),
             };
             let end = self.parser.offset();
-            self.on_event(ev, end, &mut out)?;
+            self.on_event(ev, end, out)?;
             self.last_end = end;
         }
         // Keep only what an open fragment or header may still need.
@@ -183,7 +189,7 @@ impl Ingest {
             let _ = self.raw.split_to(n);
             self.raw_base = keep_from;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn close_fragment(&mut self, end: u64, out: &mut Vec<IngestEvent>) -> Result<(), IngestError> {
@@ -393,16 +399,15 @@ mod tests {
         let mut ing = Ingest::new(IngestLimits::default());
         let mut out = Vec::new();
         for c in data.chunks(chunk) {
-            match ing.push(c) {
-                Ok(mut ev) => out.append(&mut ev),
-                Err(e) => return (out, Some(e)),
+            let (mut ev, r) = ing.push(c);
+            out.append(&mut ev);
+            if let Err(e) = r {
+                return (out, Some(e));
             }
         }
-        match ing.finish() {
-            Ok(mut ev) => out.append(&mut ev),
-            Err(e) => return (out, Some(e)),
-        }
-        (out, None)
+        let (mut ev, r) = ing.finish();
+        out.append(&mut ev);
+        (out, r.err())
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -15,6 +16,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::media::{
+    put_media_headers, run_get_media, run_put_media, start_index, ChannelBody, MediaStore,
+    PutMediaRequest,
+};
 use super::store::{ApiError, Registry};
 use crate::client::retry::random_u64;
 use crate::client::ServiceException;
@@ -51,7 +56,10 @@ struct Shared {
     cfg: LocalConfig,
     url: String,
     registry: Mutex<Registry>,
+    media: Arc<MediaStore>,
 }
+
+type Resp = Response<BoxBody<Bytes, Infallible>>;
 
 /// A running local endpoint. Dropping it stops the server.
 pub struct LocalEndpoint {
@@ -77,6 +85,7 @@ impl LocalEndpoint {
         let shared = Arc::new(Shared {
             url: format!("http://{addr}"),
             registry: Mutex::new(Registry::new(cfg.region.clone(), cfg.account.clone())),
+            media: Arc::new(MediaStore::default()),
             cfg,
         });
         let (stop, mut stopped) = oneshot::channel();
@@ -157,19 +166,31 @@ fn request_id() -> String {
     )
 }
 
-fn json_response(status: u16, body: &Value, rid: &str) -> Response<Full<Bytes>> {
+fn json_response(status: u16, body: &Value, rid: &str) -> Resp {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("x-amzn-RequestId", rid)
-        .body(Full::new(Bytes::from(
-            serde_json::to_vec(body).expect("JSON values serialise"),
-        )))
+        .body(
+            Full::new(Bytes::from(
+                serde_json::to_vec(body).expect("JSON values serialise"),
+            ))
+            .boxed(),
+        )
+        .expect("static response parts")
+}
+
+fn streaming_response(content_type: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Resp {
+    Response::builder()
+        .status(200)
+        .header("content-type", content_type)
+        .header("x-amzn-RequestId", request_id())
+        .body(ChannelBody(rx).boxed())
         .expect("static response parts")
 }
 
 /// The service's error shape: status, `x-amzn-ErrorType`, `x-amzn-RequestId`, `{"Message": …}`.
-pub(crate) fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+pub(crate) fn error_response(e: &ApiError) -> Resp {
     let rid = request_id();
     let mut r = json_response(e.status(), &json!({"Message": e.message}), &rid);
     let value = format!(
@@ -183,16 +204,16 @@ pub(crate) fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(
-    s: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let op = req.uri().path().trim_start_matches('/').to_owned();
     if req.method() != hyper::Method::POST {
         return Ok(error_response(&ApiError::new(
             ServiceException::Other("UnknownOperationException".into()),
             format!("{} {op} is not an API", req.method()),
         )));
+    }
+    if op == "putMedia" {
+        return Ok(put_media(&s, req));
     }
     let body = match Limited::new(req.into_body(), s.cfg.max_request_bytes)
         .collect()
@@ -225,13 +246,77 @@ async fn handle(
             }
         }
     };
+    if op == "getMedia" {
+        return Ok(get_media(&s, &json));
+    }
     let result = s
         .registry
         .lock()
         .expect("registry lock")
         .handle(&op, &json, &s.url);
+    if op == "deleteStream" && result.is_ok() {
+        // The registry no longer knows it; drop its media and wake readers.
+        let known: std::collections::HashSet<String> = s
+            .registry
+            .lock()
+            .expect("registry lock")
+            .streams()
+            .into_keys()
+            .collect();
+        let gone: Vec<String> = s
+            .media
+            .streams
+            .lock()
+            .expect("media lock")
+            .keys()
+            .filter(|k| !known.contains(*k))
+            .cloned()
+            .collect();
+        for g in gone {
+            s.media.remove(&g);
+        }
+    }
     Ok(match result {
         Ok(v) => json_response(200, &v, &request_id()),
         Err(e) => error_response(&e),
     })
+}
+
+fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
+    let (stream_sel, relative, start_ms) = match put_media_headers(req.headers()) {
+        Ok(v) => v,
+        Err(e) => return error_response(&e),
+    };
+    let meta = match s.registry.lock().expect("registry lock").find(&stream_sel) {
+        Ok(m) => m.clone(),
+        Err(e) => return error_response(&e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let request = PutMediaRequest {
+        stream: meta.name,
+        retention_hours: meta.retention_hours,
+        relative,
+        start_ms,
+    };
+    tokio::spawn(run_put_media(s.media.clone(), request, req.into_body(), tx));
+    streaming_response("application/json", rx)
+}
+
+fn get_media(s: &Arc<Shared>, json: &Value) -> Resp {
+    let meta = match s.registry.lock().expect("registry lock").find(json) {
+        Ok(m) => m.clone(),
+        Err(e) => return error_response(&e),
+    };
+    let selector = json.get("StartSelector").cloned().unwrap_or(Value::Null);
+    let index = {
+        let mut streams = s.media.streams.lock().expect("media lock");
+        let media = streams.entry(meta.name.clone()).or_default();
+        match start_index(media, &selector) {
+            Ok(i) => i,
+            Err(e) => return error_response(&e),
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(run_get_media(s.media.clone(), meta.name, index, tx));
+    streaming_response("video/webm", rx)
 }

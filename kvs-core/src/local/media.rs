@@ -1,0 +1,399 @@
+//! PutMedia and GetMedia on the local endpoint.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
+
+use super::ingest::{Ingest, IngestEvent, IngestLimits, IngestedFragment};
+use super::store::ApiError;
+use crate::client::ServiceException;
+use crate::ebml::writer;
+use crate::mkv::ids;
+use crate::protocol::Ack;
+
+/// A response body fed from a channel: ends when the sender is dropped.
+pub(crate) struct ChannelBody(pub mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A stored fragment: the GetMedia document up to the Cluster's end.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub number: String,
+    pub producer_ms: u64,
+    pub server_ms: u64,
+    /// EBML header, Segment, header elements, tags and the Cluster.
+    pub doc: Bytes,
+    pub received_at: SystemTime,
+}
+
+/// Fragments of one stream, with a wake-up for live readers.
+#[derive(Debug, Default)]
+pub(crate) struct Media {
+    pub fragments: Vec<Arc<Stored>>,
+    pub notify: Arc<Notify>,
+}
+
+/// Fragments of every stream.
+#[derive(Debug, Default)]
+pub(crate) struct MediaStore {
+    pub streams: std::sync::Mutex<HashMap<String, Media>>,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn epoch_secs(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// One `Tags` element holding these SimpleTags.
+fn tags_element(out: &mut Vec<u8>, tags: &[(&str, String)]) {
+    writer::master(out, ids::TAGS, |t| {
+        writer::master(t, ids::TAG, |tag| {
+            for (name, value) in tags {
+                writer::master(tag, ids::SIMPLE_TAG, |st| {
+                    writer::string(st, ids::TAG_NAME, name);
+                    writer::string(st, ids::TAG_STRING, value);
+                });
+            }
+        });
+    });
+}
+
+impl MediaStore {
+    /// A fresh 47-digit fragment number, increasing.
+    pub fn next_number(&self) -> String {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        format!("9134385233318{:034}", n)
+    }
+
+    pub fn store(
+        &self,
+        stream: &str,
+        number: String,
+        producer_ms: u64,
+        server_ms: u64,
+        f: &IngestedFragment,
+    ) -> Arc<Notify> {
+        let mut doc = Vec::with_capacity(f.cluster.len() + f.header.len() + 512);
+        writer::ebml_header(&mut doc, "matroska", 2);
+        writer::master_unknown(&mut doc, ids::SEGMENT);
+        doc.extend_from_slice(&f.header);
+        for t in &f.tags {
+            doc.extend_from_slice(t);
+        }
+        tags_element(
+            &mut doc,
+            &[
+                ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", number.clone()),
+                ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", epoch_secs(server_ms)),
+                (
+                    "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP",
+                    epoch_secs(producer_ms),
+                ),
+            ],
+        );
+        doc.extend_from_slice(&f.cluster);
+        let stored = Arc::new(Stored {
+            number,
+            producer_ms,
+            server_ms,
+            doc: Bytes::from(doc),
+            received_at: SystemTime::now(),
+        });
+        let mut streams = self.streams.lock().expect("media lock");
+        let m = streams.entry(stream.to_owned()).or_default();
+        m.fragments.push(stored);
+        m.notify.notify_waiters();
+        m.notify.clone()
+    }
+
+    pub fn remove(&self, stream: &str) {
+        if let Some(m) = self.streams.lock().expect("media lock").remove(stream) {
+            m.notify.notify_waiters();
+        }
+    }
+}
+
+/// What a PutMedia request asked for.
+pub(crate) struct PutMediaRequest {
+    pub stream: String,
+    pub retention_hours: u32,
+    pub relative: bool,
+    pub start_ms: u64,
+}
+
+/// Parses the PutMedia headers (the stream is resolved by the caller).
+pub(crate) fn put_media_headers(h: &http::HeaderMap) -> Result<(Value, bool, u64), ApiError> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let stream = match (get("x-amzn-stream-name"), get("x-amzn-stream-arn")) {
+        (Some(n), None) => serde_json::json!({"StreamName": n}),
+        (None, Some(a)) => serde_json::json!({"StreamARN": a}),
+        _ => {
+            return Err(ApiError::new(
+                ServiceException::InvalidArgument,
+                "exactly one of x-amzn-stream-name and x-amzn-stream-arn is required",
+            ))
+        }
+    };
+    let relative = match get("x-amzn-fragment-timecode-type") {
+        Some("ABSOLUTE") => false,
+        Some("RELATIVE") => true,
+        _ => {
+            return Err(ApiError::new(
+                ServiceException::InvalidArgument,
+                "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE",
+            ))
+        }
+    };
+    let start = get("x-amzn-producer-start-timestamp")
+        .and_then(crate::mkv::fragment::parse_epoch_ms)
+        .ok_or_else(|| {
+            ApiError::new(
+                ServiceException::InvalidArgument,
+                "x-amzn-producer-start-timestamp must be epoch seconds",
+            )
+        })?;
+    Ok((stream, relative, start))
+}
+
+/// Reads a PutMedia body, stores its fragments and sends the ACKs.
+pub(crate) async fn run_put_media(
+    store: Arc<MediaStore>,
+    req: PutMediaRequest,
+    mut body: Incoming,
+    acks: mpsc::Sender<Bytes>,
+) {
+    let mut ingest = Ingest::new(IngestLimits::default());
+    let mut current: Option<(String, u64)> = None;
+    let send = |a: Ack| {
+        let acks = acks.clone();
+        async move { acks.send(Bytes::from(a.to_json_line())).await.is_ok() }
+    };
+    loop {
+        let (events, done) = match body.frame().await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => (ingest.push(&data), false),
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "PutMedia body broke off");
+                return;
+            }
+            None => (ingest.finish(), true),
+        };
+        let (events, result) = events;
+        for ev in events {
+            match ev {
+                IngestEvent::Buffering { timecode } => {
+                    let number = store.next_number();
+                    current = Some((number.clone(), now_ms()));
+                    if !send(Ack::Buffering {
+                        fragment_timecode: timecode,
+                        fragment_number: number,
+                    })
+                    .await
+                    {
+                        return;
+                    }
+                }
+                IngestEvent::Received(f) => {
+                    let (number, server_ms) = current
+                        .take()
+                        .unwrap_or_else(|| (store.next_number(), now_ms()));
+                    let tc_ms = u64::try_from(
+                        u128::from(f.timecode) * u128::from(f.timecode_scale) / 1_000_000,
+                    )
+                    .unwrap_or(u64::MAX);
+                    let producer_ms = if req.relative {
+                        req.start_ms.saturating_add(tc_ms)
+                    } else {
+                        tc_ms
+                    };
+                    if req.retention_hours > 0 {
+                        store.store(&req.stream, number.clone(), producer_ms, server_ms, &f);
+                    }
+                    let ok = send(Ack::Received {
+                        fragment_timecode: f.timecode,
+                        fragment_number: number.clone(),
+                    })
+                    .await;
+                    if req.retention_hours == 0 {
+                        // Without retention the data is only held for live readers.
+                        store.store(&req.stream, number.clone(), producer_ms, server_ms, &f);
+                    } else if ok {
+                        send(Ack::Persisted {
+                            fragment_timecode: f.timecode,
+                            fragment_number: number,
+                        })
+                        .await;
+                    }
+                    if !ok {
+                        return;
+                    }
+                }
+            }
+        }
+        if let Err(e) = result {
+            tracing::info!(error = %e, stream = %req.stream, "PutMedia rejected");
+            let number = current.as_ref().map(|(n, _)| n.clone());
+            send(Ack::Error {
+                fragment_timecode: e.timecode,
+                fragment_number: number,
+                code: e.code,
+                error_code: e.code.name().map(str::to_owned),
+            })
+            .await;
+            return;
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Where a GetMedia request starts, as an index into the stream's fragments.
+pub(crate) fn start_index(media: &Media, selector: &Value) -> Result<usize, ApiError> {
+    let bad = |m: &str| ApiError::new(ServiceException::InvalidArgument, m);
+    let kind = selector
+        .get("StartSelectorType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("StartSelector.StartSelectorType is required"))?;
+    let frags = &media.fragments;
+    let after = |number: &str| {
+        frags
+            .iter()
+            .position(|f| f.number == number)
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ServiceException::InvalidArgument,
+                    format!("fragment {number} not found"),
+                )
+            })
+    };
+    let ts = || {
+        selector
+            .get("StartTimestamp")
+            .and_then(Value::as_f64)
+            .map(|s| (s * 1000.0).round() as u64)
+            .ok_or_else(|| bad("StartTimestamp is required"))
+    };
+    match kind {
+        "EARLIEST" => Ok(0),
+        "NOW" => Ok(frags.len()),
+        "FRAGMENT_NUMBER" => after(
+            selector
+                .get("AfterFragmentNumber")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("AfterFragmentNumber is required"))?,
+        ),
+        "CONTINUATION_TOKEN" => after(
+            selector
+                .get("ContinuationToken")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("ContinuationToken is required"))?,
+        ),
+        "PRODUCER_TIMESTAMP" => {
+            let t = ts()?;
+            Ok(frags
+                .iter()
+                .position(|f| f.producer_ms >= t)
+                .unwrap_or(frags.len()))
+        }
+        "SERVER_TIMESTAMP" => {
+            let t = ts()?;
+            Ok(frags
+                .iter()
+                .position(|f| f.server_ms >= t)
+                .unwrap_or(frags.len()))
+        }
+        other => Err(bad(&format!("unknown StartSelectorType {other}"))),
+    }
+}
+
+/// Sends fragments from `index` on, then follows the stream live until the
+/// reader goes away or the stream is deleted.
+pub(crate) async fn run_get_media(
+    store: Arc<MediaStore>,
+    stream: String,
+    mut index: usize,
+    out: mpsc::Sender<Bytes>,
+) {
+    loop {
+        let (next, notify) = {
+            let streams = store.streams.lock().expect("media lock");
+            let Some(m) = streams.get(&stream) else {
+                return;
+            };
+            (m.fragments.get(index).cloned(), m.notify.clone())
+        };
+        match next {
+            Some(f) => {
+                let mut trailer = Vec::new();
+                let behind = SystemTime::now()
+                    .duration_since(f.received_at)
+                    .map_or(0, |d| d.as_millis() as u64);
+                tags_element(
+                    &mut trailer,
+                    &[
+                        ("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", behind.to_string()),
+                        ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", f.number.clone()),
+                    ],
+                );
+                if out.send(f.doc.clone()).await.is_err()
+                    || out.send(Bytes::from(trailer)).await.is_err()
+                {
+                    return;
+                }
+                index += 1;
+            }
+            None => {
+                let notified = notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let has_more = store
+                    .streams
+                    .lock()
+                    .expect("media lock")
+                    .get(&stream)
+                    .map(|m| m.fragments.len() > index);
+                match has_more {
+                    None => return,
+                    Some(true) => continue,
+                    Some(false) => tokio::select! {
+                        _ = notified => {}
+                        _ = out.closed() => return,
+                    },
+                }
+            }
+        }
+    }
+}
