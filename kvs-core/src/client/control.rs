@@ -90,7 +90,7 @@ impl From<&str> for StreamId {
 }
 
 impl StreamId {
-    fn add_to(&self, body: &mut Value) {
+    pub(crate) fn add_to(&self, body: &mut Value) {
         match self {
             Self::Name(n) => body["StreamName"] = Value::from(n.as_str()),
             Self::Arn(a) => body["StreamARN"] = Value::from(a.as_str()),
@@ -203,9 +203,9 @@ pub enum RetentionChange {
 /// The control-plane client. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct KvsClient {
-    cfg: ClientConfig,
+    pub(crate) cfg: ClientConfig,
     base: String,
-    transport: Transport,
+    pub(crate) transport: Transport,
     endpoints: Mutex<HashMap<(String, ApiName), (String, Instant)>>,
 }
 

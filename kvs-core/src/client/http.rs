@@ -1,9 +1,14 @@
 //! The HTTP transport: hyper 1 over rustls (webpki roots), HTTP/1.1.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame, Incoming};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -18,10 +23,10 @@ pub(crate) struct Response {
     pub body: Bytes,
 }
 
-/// Shared connection pool for unary calls.
+/// Shared connection pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Transport {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, BoxBody<Bytes, Infallible>>,
     timeout: Duration,
     max_body: usize,
 }
@@ -49,7 +54,7 @@ impl Transport {
         let fut = async {
             let resp = self
                 .client
-                .request(req)
+                .request(req.map(BodyExt::boxed))
                 .await
                 .map_err(|e| ClientError::Transport(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
@@ -68,10 +73,49 @@ impl Transport {
             .await
             .map_err(|_| ClientError::Timeout(self.timeout))?
     }
+
+    /// Sends a request with a streaming body; returns once the response
+    /// headers arrive (within the timeout), leaving the body to the caller.
+    pub async fn open(
+        &self,
+        req: http::Request<BoxBody<Bytes, Infallible>>,
+    ) -> Result<http::Response<Incoming>, ClientError> {
+        tokio::time::timeout(self.timeout, self.client.request(req))
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))?
+            .map_err(|e| ClientError::Transport(error_chain(&e)))
+    }
+
+    /// Reads a whole (error) body within the limits.
+    pub async fn read_body(&self, body: Incoming) -> Result<Bytes, ClientError> {
+        let fut = Limited::new(body, self.max_body).collect();
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(b)) => Ok(b.to_bytes()),
+            Ok(Err(e)) => Err(ClientError::Transport(format!(
+                "reading the response body: {e}"
+            ))),
+            Err(_) => Err(ClientError::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// A request body fed from a channel; ends when the sender is dropped.
+pub(crate) struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
 }
 
 /// An error with its sources, on one line (hyper hides the cause in the chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

@@ -1,0 +1,350 @@
+//! PutMedia and GetMedia sessions.
+//!
+//! PutMedia is one long-lived POST: the body is fed from a channel of MKV
+//! chunks (any chunking), and the ACKs the service streams back on the same
+//! connection are decoded as they arrive. GetMedia yields whole
+//! [`Fragment`]s as soon as each one's trailing service tags arrive.
+
+use std::time::SystemTime;
+
+use aws_credential_types::provider::ProvideCredentials;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::control::{ApiName, KvsClient, StreamId};
+use super::error::ClientError;
+use super::http::ChannelBody;
+use crate::auth::sigv4::{sign_headers, Payload};
+use crate::mkv::fragment::{Fragment, FragmentAssembler, FragmentError};
+use crate::protocol::{Ack, AckDecoder};
+
+/// How the cluster timecodes of a PutMedia upload are to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimecodeType {
+    /// Cluster timecodes are absolute (epoch, TimecodeScale units).
+    Absolute,
+    /// Cluster timecodes are offsets from the producer start timestamp.
+    Relative,
+}
+
+/// PutMedia settings.
+#[derive(Debug, Clone)]
+pub struct PutMediaOptions {
+    /// The stream.
+    pub stream: StreamId,
+    /// Timecode interpretation.
+    pub timecode_type: TimecodeType,
+    /// Producer start time, ms since the epoch (`x-amzn-producer-start-timestamp`).
+    pub producer_start_ms: u64,
+}
+
+/// Where GetMedia starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartSelector {
+    /// The newest fragment on.
+    Now,
+    /// The oldest stored fragment on.
+    Earliest,
+    /// The fragment after this one.
+    AfterFragmentNumber(String),
+    /// The first fragment with this producer timestamp or later (ms since the epoch).
+    ProducerTimestamp(u64),
+    /// The first fragment with this server timestamp or later (ms since the epoch).
+    ServerTimestamp(u64),
+    /// Where an earlier session stopped.
+    ContinuationToken(String),
+}
+
+impl StartSelector {
+    fn to_json(&self) -> Value {
+        let secs = |ms: &u64| *ms as f64 / 1000.0;
+        match self {
+            Self::Now => json!({"StartSelectorType": "NOW"}),
+            Self::Earliest => json!({"StartSelectorType": "EARLIEST"}),
+            Self::AfterFragmentNumber(n) => {
+                json!({"StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": n})
+            }
+            Self::ProducerTimestamp(ms) => {
+                json!({"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": secs(ms)})
+            }
+            Self::ServerTimestamp(ms) => {
+                json!({"StartSelectorType": "SERVER_TIMESTAMP", "StartTimestamp": secs(ms)})
+            }
+            Self::ContinuationToken(t) => {
+                json!({"StartSelectorType": "CONTINUATION_TOKEN", "ContinuationToken": t})
+            }
+        }
+    }
+}
+
+/// An open PutMedia connection: send MKV with [`PutMediaSession::send`],
+/// read ACKs with [`PutMediaSession::next_ack`].
+#[derive(Debug)]
+pub struct PutMediaSession {
+    body: Option<mpsc::Sender<Bytes>>,
+    acks: mpsc::Receiver<Result<Ack, ClientError>>,
+}
+
+impl PutMediaSession {
+    /// Sends MKV bytes; fails when the connection is gone.
+    pub async fn send(&self, chunk: Bytes) -> Result<(), ClientError> {
+        match &self.body {
+            Some(tx) => tx
+                .send(chunk)
+                .await
+                .map_err(|_| ClientError::Transport("the PutMedia connection is closed".into())),
+            None => Err(ClientError::Transport(
+                "the PutMedia body was already finished".into(),
+            )),
+        }
+    }
+
+    /// Ends the body (the terminating chunk); ACKs keep coming until the
+    /// service closes the response.
+    pub fn finish(&mut self) {
+        self.body = None;
+    }
+
+    /// The next ACK; `None` once the service has closed the response.
+    pub async fn next_ack(&mut self) -> Option<Result<Ack, ClientError>> {
+        self.acks.recv().await
+    }
+}
+
+/// An open GetMedia connection yielding fragments.
+#[derive(Debug)]
+pub struct GetMediaSession {
+    body: Incoming,
+    assembler: FragmentAssembler,
+    done: bool,
+    last_token: Option<String>,
+}
+
+impl GetMediaSession {
+    /// The next whole fragment; `None` when the service ended the response.
+    /// A fragment cut by a broken connection comes out with `complete == false`.
+    pub async fn next_fragment(&mut self) -> Option<Result<Fragment, ClientError>> {
+        loop {
+            match self.assembler.next_fragment() {
+                Ok(Some(f)) => {
+                    if f.complete {
+                        if let Some(t) = &f.continuation_token {
+                            self.last_token = Some(t.clone());
+                        }
+                    }
+                    return Some(Ok(f));
+                }
+                Ok(None) if self.done => return None,
+                Ok(None) => {}
+                Err(FragmentError::Parse(e)) if e.is_truncated() => return None,
+                Err(e) => {
+                    return Some(Err(ClientError::Decode {
+                        operation: "GetMedia",
+                        reason: e.to_string(),
+                    }))
+                }
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.assembler.push(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    self.assembler.finish();
+                    tracing::debug!(error = %e, "GetMedia connection broke");
+                }
+                None => {
+                    self.done = true;
+                    self.assembler.finish();
+                }
+            }
+        }
+    }
+
+    /// The continuation token of the last complete fragment, to resume with
+    /// [`StartSelector::ContinuationToken`].
+    pub fn continuation_token(&self) -> Option<&str> {
+        self.last_token.as_deref()
+    }
+}
+
+impl KvsClient {
+    async fn signed(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> Result<http::request::Builder, ClientError> {
+        let creds = self
+            .cfg
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| ClientError::Credentials(e.to_string()))?;
+        let signed = sign_headers(
+            "POST",
+            url,
+            headers,
+            payload,
+            &creds,
+            &self.cfg.region,
+            SystemTime::now(),
+        )
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+        let mut req = http::Request::post(url)
+            .header("user-agent", concat!("kvs-rs/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            req = req.header(k, v);
+        }
+        Ok(req)
+    }
+
+    async fn check(&self, resp: http::Response<Incoming>) -> Result<Incoming, ClientError> {
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return Ok(resp.into_body());
+        }
+        let (parts, body) = resp.into_parts();
+        let body = self.transport.read_body(body).await?;
+        let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+        Err(ClientError::from_response(
+            status,
+            h("x-amzn-errortype"),
+            h("x-amzn-requestid"),
+            &body,
+        ))
+    }
+
+    /// Opens a PutMedia connection to the stream's data endpoint.
+    pub async fn put_media(&self, opts: &PutMediaOptions) -> Result<PutMediaSession, ClientError> {
+        let base = self
+            .get_data_endpoint(opts.stream.clone(), ApiName::PutMedia)
+            .await?;
+        let url = format!("{}/putMedia", base.trim_end_matches('/'));
+        let start = format!(
+            "{}.{:03}",
+            opts.producer_start_ms / 1000,
+            opts.producer_start_ms % 1000
+        );
+        let tc = match opts.timecode_type {
+            TimecodeType::Absolute => "ABSOLUTE",
+            TimecodeType::Relative => "RELATIVE",
+        };
+        let (id_header, id) = match &opts.stream {
+            StreamId::Name(n) => ("x-amzn-stream-name", n.as_str()),
+            StreamId::Arn(a) => ("x-amzn-stream-arn", a.as_str()),
+        };
+        let headers = [
+            (id_header, id),
+            ("x-amzn-fragment-timecode-type", tc),
+            ("x-amzn-producer-start-timestamp", start.as_str()),
+            ("x-amzn-fragment-acknowledgment-required", "1"),
+        ];
+        let (tx, rx) = mpsc::channel(32);
+        let req = self
+            .signed(&url, &headers, Payload::StreamingEmptyHash)
+            .await?
+            .body(ChannelBody(rx).boxed())
+            .map_err(|e| ClientError::Config(format!("bad PutMedia request: {e}")))?;
+        let resp = match self.transport.open(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget_data_endpoint(opts.stream.clone(), ApiName::PutMedia);
+                return Err(e);
+            }
+        };
+        let mut body = self.check(resp).await?;
+        let (ack_tx, ack_rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut decoder = AckDecoder::default();
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            decoder.push(&data);
+                            while let Some(a) = decoder.next_ack() {
+                                let failed = a.is_err();
+                                let a = a.map_err(|e| ClientError::Decode {
+                                    operation: "PutMedia",
+                                    reason: e.to_string(),
+                                });
+                                if ack_tx.send(a).await.is_err() || failed {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = ack_tx
+                            .send(Err(ClientError::Transport(super::http::error_chain(&e))))
+                            .await;
+                        return;
+                    }
+                    None => {
+                        if let Err(e) = decoder.finish() {
+                            let _ = ack_tx
+                                .send(Err(ClientError::Decode {
+                                    operation: "PutMedia",
+                                    reason: e.to_string(),
+                                }))
+                                .await;
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(PutMediaSession {
+            body: Some(tx),
+            acks: ack_rx,
+        })
+    }
+
+    /// Opens a GetMedia connection.
+    pub async fn get_media(
+        &self,
+        stream: impl Into<StreamId>,
+        start: &StartSelector,
+    ) -> Result<GetMediaSession, ClientError> {
+        let stream = stream.into();
+        let base = self
+            .get_data_endpoint(stream.clone(), ApiName::GetMedia)
+            .await?;
+        let url = format!("{}/getMedia", base.trim_end_matches('/'));
+        let mut body = json!({"StartSelector": start.to_json()});
+        stream.add_to(&mut body);
+        let body = Bytes::from(body.to_string());
+        let req = self
+            .signed(
+                &url,
+                &[("content-type", "application/json")],
+                Payload::Bytes(&body),
+            )
+            .await?
+            .body(Full::new(body.clone()).boxed())
+            .map_err(|e| ClientError::Config(format!("bad GetMedia request: {e}")))?;
+        let resp = match self.transport.open(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget_data_endpoint(stream, ApiName::GetMedia);
+                return Err(e);
+            }
+        };
+        let body = self.check(resp).await?;
+        Ok(GetMediaSession {
+            body,
+            assembler: FragmentAssembler::default(),
+            done: false,
+            last_token: None,
+        })
+    }
+}
