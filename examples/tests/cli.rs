@@ -234,3 +234,129 @@ fn kvs_local_serves_the_control_plane_commands() {
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("ResourceNotFoundException"));
 }
+
+#[test]
+fn demo_streams_and_reads_back_every_frame() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("ACK PERSISTED").count(), 4, "{text}");
+    assert!(
+        text.contains("all 546 frames came back byte-identical"),
+        "{text}"
+    );
+}
+
+#[test]
+fn put_then_get_through_kvs_local() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .args(["local", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _guard = Running(child);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap()
+        .to_owned();
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let kvs_at = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_kvs"))
+            .args(args)
+            .args(["--endpoint", &url])
+            .env("HOME", &tmp)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    assert!(kvs_at(&["create-stream".as_ref(), "cam".as_ref()])
+        .status
+        .success());
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264");
+    let put = kvs_at(&[
+        "put".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        clip.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&put.stdout);
+    assert!(
+        put.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    assert!(
+        text.contains("4 fragments: 4 received, 4 persisted, 0 errors"),
+        "{text}"
+    );
+    let out = tmp.join("got.mkv");
+    let got = kvs_at(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        "--max-fragments".as_ref(),
+        "4".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    // One playable file: a single Segment with every frame.
+    let j: Value = serde_json::from_slice(
+        &kvs(&["inspect".as_ref(), "--json".as_ref(), out.as_os_str()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            j["documents"].as_u64(),
+            j["segments"].as_u64(),
+            j["clusters"].as_u64()
+        ),
+        (Some(1), Some(1), Some(4))
+    );
+    assert_eq!(j["tracks"]["1"]["frames"], 200);
+    assert_eq!(j["tracks"]["1"]["last_ts_ns"], 7_960_000_000i64);
+    // And ffmpeg decodes all 200 pictures from it, where the tool is installed.
+    if Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let dec = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&out)
+            .args(["-map", "0:v", "-f", "framemd5", "-"])
+            .output()
+            .unwrap();
+        assert!(dec.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&dec.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .count(),
+            200
+        );
+    } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ffmpeg is missing; CI must have it"
+        );
+    }
+}

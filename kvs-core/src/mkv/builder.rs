@@ -209,6 +209,43 @@ impl TrackConfig {
     }
 }
 
+impl From<&crate::mkv::TrackInfo> for TrackConfig {
+    /// The settings that reproduce a parsed track (for re-muxing what was read).
+    fn from(t: &crate::mkv::TrackInfo) -> Self {
+        let kind = match (t.video, t.audio) {
+            (Some(v), _) => TrackKind::Video {
+                width: v.pixel_width as u32,
+                height: v.pixel_height as u32,
+            },
+            (None, Some(a)) => TrackKind::Audio {
+                sampling_frequency: a.sampling_frequency,
+                channels: a.channels.min(255) as u8,
+                bit_depth: a.bit_depth.map(|b| b.min(255) as u8),
+            },
+            (None, None) if t.track_type == crate::mkv::types::TRACK_TYPE_AUDIO => {
+                TrackKind::Audio {
+                    sampling_frequency: 8000.0,
+                    channels: 1,
+                    bit_depth: None,
+                }
+            }
+            (None, None) => TrackKind::Video {
+                width: 0,
+                height: 0,
+            },
+        };
+        Self {
+            number: t.number,
+            uid: t.uid.unwrap_or(t.number),
+            codec_id: t.codec_id.clone(),
+            codec_private: t.codec_private.clone(),
+            name: t.name.clone(),
+            default_duration_ns: t.default_duration_ns,
+            kind,
+        }
+    }
+}
+
 /// Stream-wide settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {

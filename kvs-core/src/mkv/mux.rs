@@ -50,6 +50,8 @@ pub struct MuxOutput {
     pub video_frames: usize,
     /// Audio frames written.
     pub audio_frames: usize,
+    /// Each fragment's cluster timecode (ms) and its range in `chunks`.
+    pub fragment_chunks: Vec<(i64, std::ops::Range<usize>)>,
 }
 
 fn video_track(codec: VideoCodec, units: &[Bytes]) -> Result<TrackConfig, MuxError> {
@@ -187,7 +189,10 @@ pub fn mux_annexb(
             }
         });
         interleave(&mut frames);
+        let first_chunk = out.chunks.len();
         builder.fragment(&frames, &[], &mut out.chunks)?;
+        out.fragment_chunks
+            .push((frames[0].timecode, first_chunk..out.chunks.len()));
         out.video_frames += end - start;
         out.fragments += 1;
         start = end;

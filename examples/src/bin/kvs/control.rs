@@ -22,7 +22,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
-fn client(aws: &AwsArgs) -> Result<KvsClient, String> {
+pub fn client(aws: &AwsArgs) -> Result<KvsClient, String> {
     let chain = DefaultChain::new();
     let mut cfg = match (chain.load(), &aws.endpoint) {
         (Ok(_), _) => ClientConfig::new(&aws.region, chain),

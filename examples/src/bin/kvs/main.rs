@@ -5,6 +5,7 @@
 
 mod control;
 mod inspect;
+mod media;
 mod mux;
 
 use std::path::PathBuf;
@@ -43,6 +44,49 @@ enum Cmd {
         /// ADTS AAC audio to interleave.
         #[arg(long)]
         audio: Option<PathBuf>,
+    },
+    /// Start a local endpoint in-process, stream the bundled clip to it in
+    /// real time, read it back with GetMedia and check every frame.
+    Demo {
+        /// H.264 Annex-B video.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/media/clip.h264"))]
+        video: PathBuf,
+        /// ADTS AAC audio.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/media/clip.aac"))]
+        audio: PathBuf,
+    },
+    /// PutMedia: upload an .mkv, or an Annex-B .h264/.h265 muxed on the fly; prints each ACK.
+    Put {
+        /// Stream name or ARN.
+        #[arg(long)]
+        stream: String,
+        /// The file.
+        file: PathBuf,
+        /// Frame rate of an elementary-stream input.
+        #[arg(long, default_value_t = 25.0)]
+        fps: f64,
+        /// Send each fragment at its time instead of as fast as possible.
+        #[arg(long)]
+        realtime: bool,
+        #[command(flatten)]
+        aws: control::AwsArgs,
+    },
+    /// GetMedia into one playable Matroska file.
+    Get {
+        /// Stream name or ARN.
+        #[arg(long)]
+        stream: String,
+        /// earliest, now, fragment:N, producer:T, server:T or token:T.
+        #[arg(long, default_value = "earliest")]
+        start: String,
+        /// Stop after this many fragments.
+        #[arg(long, default_value_t = usize::MAX)]
+        max_fragments: usize,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        aws: control::AwsArgs,
     },
     /// Run a KVS-compatible endpoint on 127.0.0.1 until interrupted.
     Local {
@@ -98,6 +142,22 @@ fn main() -> ExitCode {
             audio,
         } => mux::run(&input, &output, fps, audio.as_deref()),
         Cmd::Local { port, fault } => control::local(port, &fault),
+        Cmd::Demo { video, audio } => media::demo(&video, &audio),
+        Cmd::Put {
+            stream,
+            file,
+            fps,
+            realtime,
+            aws,
+        } => control::client(&aws).and_then(|c| media::put(c, &stream, &file, fps, realtime)),
+        Cmd::Get {
+            stream,
+            start,
+            max_fragments,
+            output,
+            aws,
+        } => control::client(&aws)
+            .and_then(|c| media::get(c, &stream, &start, max_fragments, &output)),
         Cmd::CreateStream {
             name,
             retention_hours,
