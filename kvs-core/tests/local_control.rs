@@ -182,7 +182,10 @@ async fn every_control_plane_api_through_our_client() {
 #[tokio::test]
 async fn throttling_fault_is_typed_and_retried() {
     let ep = LocalEndpoint::start(LocalConfig {
-        throttle: 1.0,
+        faults: kvs_core::local::Faults {
+            throttle: 1.0,
+            ..Default::default()
+        },
         ..LocalConfig::default()
     })
     .await
@@ -195,7 +198,10 @@ async fn throttling_fault_is_typed_and_retried() {
     assert!(e.is_retryable());
     drop(ep);
     let ep = LocalEndpoint::start(LocalConfig {
-        throttle: 0.5,
+        faults: kvs_core::local::Faults {
+            throttle: 0.5,
+            ..Default::default()
+        },
         ..LocalConfig::default()
     })
     .await

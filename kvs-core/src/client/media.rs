@@ -120,6 +120,8 @@ pub struct GetMediaSession {
     body: Incoming,
     assembler: FragmentAssembler,
     done: bool,
+    /// The connection broke (rather than the service ending the response).
+    broken: bool,
     last_token: Option<String>,
 }
 
@@ -129,7 +131,13 @@ impl GetMediaSession {
     pub async fn next_fragment(&mut self) -> Option<Result<Fragment, ClientError>> {
         loop {
             match self.assembler.next_fragment() {
-                Ok(Some(f)) => {
+                Ok(Some(mut f)) => {
+                    // The service ends every fragment with its trailing tags;
+                    // after a broken connection one without them is not whole,
+                    // even if its unknown-size Cluster happened to end cleanly.
+                    if self.broken && f.continuation_token.is_none() && f.error_code.is_none() {
+                        f.complete = false;
+                    }
                     if f.complete {
                         if let Some(t) = &f.continuation_token {
                             self.last_token = Some(t.clone());
@@ -155,6 +163,7 @@ impl GetMediaSession {
                 }
                 Some(Err(e)) => {
                     self.done = true;
+                    self.broken = true;
                     self.assembler.finish();
                     tracing::debug!(error = %e, "GetMedia connection broke");
                 }
@@ -344,6 +353,7 @@ impl KvsClient {
             body,
             assembler: FragmentAssembler::default(),
             done: false,
+            broken: false,
             last_token: None,
         })
     }

@@ -1,7 +1,6 @@
 //! PutMedia and GetMedia on the local endpoint.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,18 +19,77 @@ use crate::ebml::writer;
 use crate::mkv::ids;
 use crate::protocol::Ack;
 
-/// A response body fed from a channel: ends when the sender is dropped.
-pub(crate) struct ChannelBody(pub mpsc::Receiver<Bytes>);
+/// A response body fed from a channel: ends when the sender is dropped,
+/// and aborts the connection when an error is sent (a fault).
+pub(crate) struct ChannelBody(pub mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+type Out = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+fn cut() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "connection cut by the drop-after-bytes fault",
+    )
+}
 
 impl Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| b.map(Frame::data)))
+    }
+}
+
+/// Faults the endpoint injects, for tests of clients under failure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Cut every PutMedia and GetMedia connection after this many body bytes
+    /// (request bytes for PutMedia, response bytes for GetMedia).
+    pub drop_after_bytes: Option<u64>,
+    /// Answer the K-th fragment received by the endpoint (counted over all
+    /// connections, from 1) with an ERROR ACK of this code instead of
+    /// RECEIVED; that fragment is not stored and the session ends.
+    pub error_ack: Option<(crate::protocol::ServiceErrorCode, u64)>,
+    /// Wait this long before sending each ACK.
+    pub ack_delay: std::time::Duration,
+    /// Answer this fraction of control-plane calls with the service's
+    /// throttling error (`ClientLimitExceededException`).
+    pub throttle: f64,
+}
+
+impl Faults {
+    /// Adds a fault from its `kvs local --fault` spelling:
+    /// `drop-after-bytes=N`, `error-ack=CODE@K`, `ack-delay-ms=N`, `throttle=P`.
+    pub fn apply(&mut self, spec: &str) -> Result<(), String> {
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("fault {spec:?} is not NAME=VALUE"))?;
+        let bad = || format!("bad value in fault {spec:?}");
+        match name {
+            "drop-after-bytes" => self.drop_after_bytes = Some(value.parse().map_err(|_| bad())?),
+            "error-ack" => {
+                let (code, k) = value.split_once('@').ok_or_else(bad)?;
+                let k: u64 = k.parse().map_err(|_| bad())?;
+                if k == 0 {
+                    return Err(bad());
+                }
+                self.error_ack = Some((crate::protocol::ServiceErrorCode::from_id(code.parse().map_err(|_| bad())?), k));
+            }
+            "ack-delay-ms" => self.ack_delay = std::time::Duration::from_millis(value.parse().map_err(|_| bad())?),
+            "throttle" => {
+                let p: f64 = value.parse().map_err(|_| bad())?;
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(bad());
+                }
+                self.throttle = p;
+            }
+            _ => return Err(format!("unknown fault {name:?} (known: drop-after-bytes, error-ack, ack-delay-ms, throttle)")),
+        }
+        Ok(())
     }
 }
 
@@ -58,6 +116,8 @@ pub(crate) struct Media {
 pub(crate) struct MediaStore {
     pub streams: std::sync::Mutex<HashMap<String, Media>>,
     counter: std::sync::atomic::AtomicU64,
+    /// Fragments received over all connections (for the error-ack fault).
+    received: std::sync::atomic::AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -189,18 +249,37 @@ pub(crate) async fn run_put_media(
     store: Arc<MediaStore>,
     req: PutMediaRequest,
     mut body: Incoming,
-    acks: mpsc::Sender<Bytes>,
+    acks: Out,
+    faults: Faults,
 ) {
     let mut ingest = Ingest::new(IngestLimits::default());
     let mut current: Option<(String, u64)> = None;
+    let mut total: u64 = 0;
+    let delay = faults.ack_delay;
     let send = |a: Ack| {
         let acks = acks.clone();
-        async move { acks.send(Bytes::from(a.to_json_line())).await.is_ok() }
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            acks.send(Ok(Bytes::from(a.to_json_line()))).await.is_ok()
+        }
     };
     loop {
+        let mut cut_now = false;
         let (events, done) = match body.frame().await {
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => (ingest.push(&data), false),
+                Ok(mut data) => {
+                    if let Some(limit) = faults.drop_after_bytes {
+                        let room = limit.saturating_sub(total);
+                        if data.len() as u64 > room {
+                            data.truncate(room as usize);
+                            cut_now = true;
+                        }
+                    }
+                    total += data.len() as u64;
+                    (ingest.push(&data), false)
+                }
                 Err(_) => continue,
             },
             Some(Err(e)) => {
@@ -228,6 +307,23 @@ pub(crate) async fn run_put_media(
                     let (number, server_ms) = current
                         .take()
                         .unwrap_or_else(|| (store.next_number(), now_ms()));
+                    let nth = store
+                        .received
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                        + 1;
+                    if let Some((code, k)) = faults.error_ack {
+                        if nth == k {
+                            let error_code = code.name().map(str::to_owned);
+                            send(Ack::Error {
+                                fragment_timecode: Some(f.timecode),
+                                fragment_number: Some(number),
+                                code,
+                                error_code,
+                            })
+                            .await;
+                            return;
+                        }
+                    }
                     let tc_ms = u64::try_from(
                         u128::from(f.timecode) * u128::from(f.timecode_scale) / 1_000_000,
                     )
@@ -260,6 +356,10 @@ pub(crate) async fn run_put_media(
                     }
                 }
             }
+        }
+        if cut_now {
+            let _ = acks.send(Err(cut())).await;
+            return;
         }
         if let Err(e) = result {
             tracing::info!(error = %e, stream = %req.stream, "PutMedia rejected");
@@ -345,8 +445,10 @@ pub(crate) async fn run_get_media(
     store: Arc<MediaStore>,
     stream: String,
     mut index: usize,
-    out: mpsc::Sender<Bytes>,
+    out: Out,
+    faults: Faults,
 ) {
+    let mut sent: u64 = 0;
     loop {
         let (next, notify) = {
             let streams = store.streams.lock().expect("media lock");
@@ -368,10 +470,21 @@ pub(crate) async fn run_get_media(
                         ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", f.number.clone()),
                     ],
                 );
-                if out.send(f.doc.clone()).await.is_err()
-                    || out.send(Bytes::from(trailer)).await.is_err()
-                {
-                    return;
+                for part in [f.doc.clone(), Bytes::from(trailer)] {
+                    let (part, cut_now) = match faults.drop_after_bytes {
+                        Some(limit) if sent + part.len() as u64 > limit => {
+                            (part.slice(..limit.saturating_sub(sent) as usize), true)
+                        }
+                        _ => (part, false),
+                    };
+                    sent += part.len() as u64;
+                    if !part.is_empty() && out.send(Ok(part)).await.is_err() {
+                        return;
+                    }
+                    if cut_now {
+                        let _ = out.send(Err(cut())).await;
+                        return;
+                    }
                 }
                 index += 1;
             }

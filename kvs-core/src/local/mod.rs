@@ -20,4 +20,5 @@ mod media;
 mod server;
 pub mod store;
 
+pub use media::Faults;
 pub use server::{LocalConfig, LocalEndpoint};

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::media::{
-    put_media_headers, run_get_media, run_put_media, start_index, ChannelBody, MediaStore,
+    put_media_headers, run_get_media, run_put_media, start_index, ChannelBody, Faults, MediaStore,
     PutMediaRequest,
 };
 use super::store::{ApiError, Registry};
@@ -33,9 +33,8 @@ pub struct LocalConfig {
     pub region: String,
     /// Account id in ARNs.
     pub account: String,
-    /// Fraction of control-plane calls answered with the service's
-    /// throttling error (`ClientLimitExceededException`), for fault tests.
-    pub throttle: f64,
+    /// Faults to inject (none by default).
+    pub faults: Faults,
     /// Largest control-plane request body (default 1 MiB).
     pub max_request_bytes: usize,
 }
@@ -46,7 +45,7 @@ impl Default for LocalConfig {
             port: 0,
             region: "us-east-1".into(),
             account: "123456789012".into(),
-            throttle: 0.0,
+            faults: Faults::default(),
             max_request_bytes: 1 << 20,
         }
     }
@@ -59,7 +58,7 @@ struct Shared {
     media: Arc<MediaStore>,
 }
 
-type Resp = Response<BoxBody<Bytes, Infallible>>;
+type Resp = Response<BoxBody<Bytes, std::io::Error>>;
 
 /// A running local endpoint. Dropping it stops the server.
 pub struct LocalEndpoint {
@@ -167,20 +166,21 @@ fn request_id() -> String {
 }
 
 fn json_response(status: u16, body: &Value, rid: &str) -> Resp {
+    let body = Full::new(Bytes::from(
+        serde_json::to_vec(body).expect("JSON values serialise"),
+    ));
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("x-amzn-RequestId", rid)
-        .body(
-            Full::new(Bytes::from(
-                serde_json::to_vec(body).expect("JSON values serialise"),
-            ))
-            .boxed(),
-        )
+        .body(body.map_err(|never| match never {}).boxed())
         .expect("static response parts")
 }
 
-fn streaming_response(content_type: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Resp {
+fn streaming_response(
+    content_type: &str,
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> Resp {
     Response::builder()
         .status(200)
         .header("content-type", content_type)
@@ -227,7 +227,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             )))
         }
     };
-    if s.cfg.throttle > 0.0 && (random_u64() as f64 / u64::MAX as f64) < s.cfg.throttle {
+    if s.cfg.faults.throttle > 0.0
+        && (random_u64() as f64 / u64::MAX as f64) < s.cfg.faults.throttle
+    {
         return Ok(error_response(&ApiError::new(
             ServiceException::ClientLimitExceeded,
             "Rate exceeded (injected by the local endpoint).",
@@ -298,7 +300,13 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         relative,
         start_ms,
     };
-    tokio::spawn(run_put_media(s.media.clone(), request, req.into_body(), tx));
+    tokio::spawn(run_put_media(
+        s.media.clone(),
+        request,
+        req.into_body(),
+        tx,
+        s.cfg.faults.clone(),
+    ));
     streaming_response("application/json", rx)
 }
 
@@ -317,6 +325,12 @@ fn get_media(s: &Arc<Shared>, json: &Value) -> Resp {
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(run_get_media(s.media.clone(), meta.name, index, tx));
+    tokio::spawn(run_get_media(
+        s.media.clone(),
+        meta.name,
+        index,
+        tx,
+        s.cfg.faults.clone(),
+    ));
     streaming_response("video/webm", rx)
 }

@@ -45,14 +45,7 @@ pub fn local(port: u16, faults: &[String]) -> Result<(), String> {
         ..LocalConfig::default()
     };
     for f in faults {
-        match f.split_once('=') {
-            Some(("throttle", p)) => {
-                cfg.throttle = p
-                    .parse()
-                    .map_err(|_| format!("bad fault {f}: throttle takes a fraction"))?
-            }
-            _ => return Err(format!("unknown fault {f:?} (known: throttle=P)")),
-        }
+        cfg.faults.apply(f)?;
     }
     runtime()?.block_on(async {
         let ep = LocalEndpoint::start(cfg)

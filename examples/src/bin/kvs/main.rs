@@ -93,7 +93,8 @@ enum Cmd {
         /// Port (0: any free port; the URL is printed).
         #[arg(long, default_value_t = 4567)]
         port: u16,
-        /// Fault to inject, e.g. `throttle=0.2` (may repeat).
+        /// Fault to inject (may repeat): `drop-after-bytes=N`, `error-ack=CODE@K`,
+        /// `ack-delay-ms=N`, `throttle=P`.
         #[arg(long)]
         fault: Vec<String>,
     },

@@ -1,0 +1,238 @@
+//! The local endpoint's fault knobs, seen through our client.
+#![cfg(feature = "local")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kvs_core::auth::Credentials;
+use kvs_core::client::{
+    ClientConfig, ClientError, CreateStream, KvsClient, PutMediaOptions, StartSelector,
+    TimecodeType,
+};
+use kvs_core::codec::aac;
+use kvs_core::codec::annexb::VideoCodec;
+use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
+use kvs_core::mkv::mux::{mux_annexb, AacInput};
+use kvs_core::protocol::{Ack, ServiceErrorCode};
+
+fn clip() -> Bytes {
+    let media = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media");
+    let video = Bytes::from(std::fs::read(media.join("clip.h264")).unwrap());
+    let adts = Bytes::from(std::fs::read(media.join("clip.aac")).unwrap());
+    let (header, frames) = aac::split_adts(&adts).unwrap();
+    Bytes::from(
+        mux_annexb(
+            VideoCodec::H264,
+            &video,
+            25.0,
+            Some(&AacInput { header, frames }),
+        )
+        .unwrap()
+        .chunks
+        .concat(),
+    )
+}
+
+async fn setup(faults: Faults) -> (LocalEndpoint, KvsClient) {
+    let ep = LocalEndpoint::start(LocalConfig {
+        faults,
+        ..LocalConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = KvsClient::new(
+        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
+            .endpoint(ep.url()),
+    )
+    .unwrap();
+    c.create_stream(&CreateStream {
+        stream_name: "cam".into(),
+        data_retention_in_hours: 1,
+        ..CreateStream::default()
+    })
+    .await
+    .unwrap();
+    (ep, c)
+}
+
+/// Uploads the clip; returns the ACKs and how the ACK stream ended.
+async fn put(c: &KvsClient, data: &Bytes) -> (Vec<Ack>, Option<ClientError>) {
+    let opts = PutMediaOptions {
+        stream: "cam".into(),
+        timecode_type: TimecodeType::Absolute,
+        producer_start_ms: 0,
+    };
+    let mut s = c.put_media(&opts).await.unwrap();
+    for piece in data.chunks(16_384) {
+        if s.send(Bytes::copy_from_slice(piece)).await.is_err() {
+            break;
+        }
+    }
+    s.finish();
+    let mut acks = Vec::new();
+    while let Some(a) = s.next_ack().await {
+        match a {
+            Ok(a) => acks.push(a),
+            Err(e) => return (acks, Some(e)),
+        }
+    }
+    (acks, None)
+}
+
+fn persisted(acks: &[Ack]) -> Vec<u64> {
+    acks.iter()
+        .filter_map(|a| {
+            if let Ack::Persisted {
+                fragment_timecode, ..
+            } = a
+            {
+                Some(*fragment_timecode)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn putmedia_cut_after_n_bytes_keeps_what_was_whole() {
+    let (_ep, c) = setup(Faults {
+        drop_after_bytes: Some(400_000),
+        ..Faults::default()
+    })
+    .await;
+    let (acks, err) = put(&c, &clip()).await;
+    let done = persisted(&acks);
+    assert!(!done.is_empty() && done.len() < 4, "{acks:?}");
+    assert!(
+        matches!(err, Some(ClientError::Transport(_))),
+        "the cut surfaces as a transport error: {err:?}"
+    );
+    // Exactly the acknowledged fragments are stored.
+    let mut g = c.get_media("cam", &StartSelector::Earliest).await.unwrap();
+    for tc in &done {
+        let f = tokio::time::timeout(Duration::from_secs(10), g.next_fragment())
+            .await
+            .expect("stored fragments come")
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.cluster_timecode, Some(*tc));
+    }
+}
+
+#[tokio::test]
+async fn getmedia_cut_then_resumed_by_continuation_token() {
+    // The upload fits under the limit; the GetMedia output (a header per
+    // fragment and the service's tags) does not, so it is cut in its last fragment.
+    let data = clip();
+    let (_ep, c) = setup(Faults {
+        drop_after_bytes: Some(data.len() as u64 + 100),
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!(persisted(&put(&c, &data).await.0).len(), 4);
+    let mut g = c.get_media("cam", &StartSelector::Earliest).await.unwrap();
+    let mut whole = Vec::new();
+    while let Some(f) = tokio::time::timeout(Duration::from_secs(10), g.next_fragment())
+        .await
+        .expect("the cut ends the session")
+    {
+        let f = f.unwrap();
+        if f.complete {
+            whole.push(f.cluster_timecode.unwrap());
+        }
+    }
+    assert!(whole.len() < 4, "the cut came before the end: {whole:?}");
+    let token = g.continuation_token().unwrap().to_owned();
+    let mut rest = c
+        .get_media("cam", &StartSelector::ContinuationToken(token))
+        .await
+        .unwrap();
+    while whole.len() < 4 {
+        let f = tokio::time::timeout(Duration::from_secs(10), rest.next_fragment())
+            .await
+            .expect("resumed session delivers")
+            .unwrap()
+            .unwrap();
+        whole.push(f.cluster_timecode.unwrap());
+    }
+    assert_eq!(
+        whole,
+        [0, 2000, 4000, 6000],
+        "no fragment lost or repeated across the resume"
+    );
+}
+
+#[tokio::test]
+async fn error_ack_replaces_the_kth_fragment() {
+    let (_ep, c) = setup(Faults {
+        error_ack: Some((ServiceErrorCode::InternalError, 2)),
+        ..Faults::default()
+    })
+    .await;
+    let (acks, err) = put(&c, &clip()).await;
+    assert!(err.is_none());
+    assert_eq!(persisted(&acks), [0]);
+    match acks.last() {
+        Some(Ack::Error {
+            code,
+            fragment_timecode: Some(2000),
+            ..
+        }) => {
+            assert_eq!(*code, ServiceErrorCode::InternalError);
+            assert!(code.is_retryable());
+        }
+        a => panic!("{a:?}"),
+    }
+    // The errored fragment was not stored; a second connection is not faulted.
+    let (acks, _) = put(&c, &clip()).await;
+    assert_eq!(persisted(&acks), [0, 2000, 4000, 6000]);
+}
+
+#[tokio::test]
+async fn acks_are_delayed() {
+    let (_ep, c) = setup(Faults {
+        ack_delay: Duration::from_millis(150),
+        ..Faults::default()
+    })
+    .await;
+    let started = Instant::now();
+    let (acks, _) = put(&c, &clip()).await;
+    assert_eq!(persisted(&acks).len(), 4);
+    // 12 ACKs, each held back 150 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(12 * 150),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn fault_spellings() {
+    let mut f = Faults::default();
+    for spec in [
+        "drop-after-bytes=1000",
+        "error-ack=4002@3",
+        "ack-delay-ms=20",
+        "throttle=0.25",
+    ] {
+        f.apply(spec).unwrap();
+    }
+    assert_eq!(f.drop_after_bytes, Some(1000));
+    assert_eq!(
+        f.error_ack,
+        Some((ServiceErrorCode::MaxFragmentDurationReached, 3))
+    );
+    assert_eq!(f.ack_delay, Duration::from_millis(20));
+    assert_eq!(f.throttle, 0.25);
+    for bad in [
+        "nope=1",
+        "throttle=2",
+        "error-ack=5000",
+        "error-ack=5000@0",
+        "drop-after-bytes",
+    ] {
+        assert!(f.apply(bad).is_err(), "{bad}");
+    }
+}
