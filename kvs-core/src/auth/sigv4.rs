@@ -31,6 +31,9 @@ pub enum Payload<'a> {
     /// A streaming body declared `UNSIGNED-PAYLOAD`; the caller also sends
     /// `x-amz-content-sha256: UNSIGNED-PAYLOAD`.
     Unsigned,
+    /// A payload hash given as is (e.g. the `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`
+    /// literal some clients send for PutMedia).
+    Precomputed(&'a str),
 }
 
 /// A signing failure (a URL the signer cannot parse, a header value that is
@@ -64,6 +67,7 @@ pub fn sign_headers(
         Payload::Bytes(b) => SignableBody::Bytes(b),
         Payload::StreamingEmptyHash => SignableBody::Precomputed(EMPTY_SHA256.to_owned()),
         Payload::Unsigned => SignableBody::UnsignedPayload,
+        Payload::Precomputed(h) => SignableBody::Precomputed(h.to_owned()),
     };
     let request = SignableRequest::new(method, url, headers.iter().copied(), body)
         .map_err(|e| SigningError(e.to_string()))?;

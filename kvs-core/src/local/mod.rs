@@ -19,6 +19,7 @@ pub mod ingest;
 mod media;
 mod server;
 pub mod store;
+pub mod verify;
 
 pub use media::Faults;
 pub use server::{LocalConfig, LocalEndpoint};

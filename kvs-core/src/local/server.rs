@@ -35,6 +35,9 @@ pub struct LocalConfig {
     pub account: String,
     /// Faults to inject (none by default).
     pub faults: Faults,
+    /// When set, every request must carry a valid SigV4 signature by this
+    /// access key and secret; bad or expired ones get the service's 403.
+    pub credentials: Option<(String, String)>,
     /// Largest control-plane request body (default 1 MiB).
     pub max_request_bytes: usize,
 }
@@ -46,6 +49,7 @@ impl Default for LocalConfig {
             region: "us-east-1".into(),
             account: "123456789012".into(),
             faults: Faults::default(),
+            credentials: None,
             max_request_bytes: 1 << 20,
         }
     }
@@ -212,9 +216,32 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             format!("{} {op} is not an API", req.method()),
         )));
     }
+    let check =
+        |headers: &http::HeaderMap, path: &str, body: Option<&[u8]>| -> Result<(), ApiError> {
+            match &s.cfg.credentials {
+                None => Ok(()),
+                Some((k, sk)) => super::verify::verify(
+                    "POST",
+                    &format!("{}{path}", s.url),
+                    headers,
+                    body,
+                    (k, sk),
+                    &s.cfg.region,
+                    std::time::SystemTime::now(),
+                ),
+            }
+        };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     if op == "putMedia" {
+        if let Err(e) = check(req.headers(), &path, None) {
+            return Ok(error_response(&e));
+        }
         return Ok(put_media(&s, req));
     }
+    let headers = req.headers().clone();
     let body = match Limited::new(req.into_body(), s.cfg.max_request_bytes)
         .collect()
         .await
@@ -227,6 +254,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             )))
         }
     };
+    if let Err(e) = check(&headers, &path, Some(&body)) {
+        return Ok(error_response(&e));
+    }
     if s.cfg.faults.throttle > 0.0
         && (random_u64() as f64 / u64::MAX as f64) < s.cfg.faults.throttle
     {

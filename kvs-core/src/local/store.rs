@@ -45,6 +45,17 @@ impl ApiError {
             | ServiceException::StreamEdgeConfigurationNotFound => 404,
             ServiceException::NotAuthorized | ServiceException::AccessDenied => 403,
             ServiceException::Other(ref n) if n == "InternalFailure" => 500,
+            ServiceException::Other(ref n)
+                if matches!(
+                    n.as_str(),
+                    "MissingAuthenticationTokenException"
+                        | "IncompleteSignatureException"
+                        | "InvalidSignatureException"
+                        | "UnrecognizedClientException"
+                ) =>
+            {
+                403
+            }
             _ => 400,
         }
     }

@@ -39,9 +39,14 @@ pub fn client(aws: &AwsArgs) -> Result<KvsClient, String> {
     KvsClient::new(cfg).map_err(|e| e.to_string())
 }
 
-pub fn local(port: u16, faults: &[String]) -> Result<(), String> {
+pub fn local(
+    port: u16,
+    faults: &[String],
+    credentials: Option<(String, String)>,
+) -> Result<(), String> {
     let mut cfg = LocalConfig {
         port,
+        credentials,
         ..LocalConfig::default()
     };
     for f in faults {

@@ -97,6 +97,12 @@ enum Cmd {
         /// `ack-delay-ms=N`, `throttle=P`.
         #[arg(long)]
         fault: Vec<String>,
+        /// Require SigV4 signatures by this access key (with --secret-access-key).
+        #[arg(long, requires = "secret_access_key")]
+        access_key_id: Option<String>,
+        /// The secret that goes with --access-key-id.
+        #[arg(long, requires = "access_key_id")]
+        secret_access_key: Option<String>,
     },
     /// CreateStream.
     CreateStream {
@@ -142,7 +148,12 @@ fn main() -> ExitCode {
             fps,
             audio,
         } => mux::run(&input, &output, fps, audio.as_deref()),
-        Cmd::Local { port, fault } => control::local(port, &fault),
+        Cmd::Local {
+            port,
+            fault,
+            access_key_id,
+            secret_access_key,
+        } => control::local(port, &fault, access_key_id.zip(secret_access_key)),
         Cmd::Demo { video, audio } => media::demo(&video, &audio),
         Cmd::Put {
             stream,
