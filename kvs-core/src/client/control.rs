@@ -477,7 +477,7 @@ impl KvsClient {
     }
 
     /// One JSON operation with retries.
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         base: &str,

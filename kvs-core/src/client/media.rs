@@ -183,7 +183,7 @@ impl GetMediaSession {
 }
 
 impl KvsClient {
-    async fn signed(
+    pub(crate) async fn signed(
         &self,
         url: &str,
         headers: &[(&str, &str)],
@@ -217,7 +217,10 @@ impl KvsClient {
         Ok(req)
     }
 
-    async fn check(&self, resp: http::Response<Incoming>) -> Result<Incoming, ClientError> {
+    pub(crate) async fn check(
+        &self,
+        resp: http::Response<Incoming>,
+    ) -> Result<Incoming, ClientError> {
         let status = resp.status().as_u16();
         if status == 200 {
             return Ok(resp.into_body());

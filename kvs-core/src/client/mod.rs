@@ -4,6 +4,7 @@
 //! errors typed by the service's exception names; PutMedia and GetMedia
 //! sessions ([`media`]).
 
+pub mod archived;
 pub mod control;
 pub mod endpoint;
 pub mod error;
@@ -11,6 +12,7 @@ mod http;
 pub mod media;
 pub mod retry;
 
+pub use archived::{FragmentInfo, FragmentSelector};
 pub use control::{
     ApiName, ClientConfig, CreateStream, KvsClient, RetentionChange, StreamId, StreamInfo,
 };

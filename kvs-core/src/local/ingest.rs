@@ -53,6 +53,8 @@ pub struct IngestedFragment {
     pub cluster: Bytes,
     /// Frames in the fragment.
     pub frames: usize,
+    /// From the first frame's start to the last frame's, ms.
+    pub duration_ms: u64,
 }
 
 /// What the ingest reports.
@@ -224,6 +226,7 @@ impl Ingest {
             tags: cur.tags,
             cluster,
             frames: cur.frames,
+            duration_ms: span_ms,
         }));
         Ok(())
     }

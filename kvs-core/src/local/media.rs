@@ -102,6 +102,10 @@ pub(crate) struct Stored {
     /// EBML header, Segment, header elements, tags and the Cluster.
     pub doc: Bytes,
     pub received_at: SystemTime,
+    /// Size of the Cluster, bytes.
+    pub size: u64,
+    /// Duration of the fragment, ms.
+    pub duration_ms: u64,
 }
 
 /// Fragments of one stream, with a wake-up for live readers.
@@ -187,6 +191,8 @@ impl MediaStore {
             server_ms,
             doc: Bytes::from(doc),
             received_at: SystemTime::now(),
+            size: f.cluster.len() as u64,
+            duration_ms: f.duration_ms,
         });
         let mut streams = self.streams.lock().expect("media lock");
         let m = streams.entry(stream.to_owned()).or_default();
@@ -509,4 +515,113 @@ pub(crate) async fn run_get_media(
             }
         }
     }
+}
+
+/// ListFragments: the stored fragments in a time range, paged.
+pub(crate) fn list_fragments(media: Option<&Media>, req: &Value) -> Result<Value, ApiError> {
+    let bad = |m: String| ApiError::new(ServiceException::InvalidArgument, m);
+    let max = match req.get("MaxResults") {
+        None | Some(Value::Null) => 1000,
+        Some(v) => v
+            .as_u64()
+            .filter(|m| (1..=1000).contains(m))
+            .ok_or_else(|| bad("MaxResults must be 1 to 1000".into()))? as usize,
+    };
+    let start = match req.get("NextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| bad("invalid NextToken".into()))?,
+    };
+    let range = match req.get("FragmentSelector") {
+        None | Some(Value::Null) => None,
+        Some(sel) => {
+            let by_server = match sel.get("FragmentSelectorType").and_then(Value::as_str) {
+                Some("PRODUCER_TIMESTAMP") => false,
+                Some("SERVER_TIMESTAMP") => true,
+                _ => {
+                    return Err(bad(
+                        "FragmentSelectorType must be PRODUCER_TIMESTAMP or SERVER_TIMESTAMP"
+                            .into(),
+                    ))
+                }
+            };
+            let r = sel
+                .get("TimestampRange")
+                .ok_or_else(|| bad("TimestampRange is required".into()))?;
+            let ts = |k: &str| {
+                r.get(k)
+                    .and_then(Value::as_f64)
+                    .map(|s| (s * 1000.0).round() as u64)
+                    .ok_or_else(|| bad(format!("{k} is required")))
+            };
+            let (from, to) = (ts("StartTimestamp")?, ts("EndTimestamp")?);
+            if from > to {
+                return Err(bad("StartTimestamp is after EndTimestamp".into()));
+            }
+            Some((by_server, from, to))
+        }
+    };
+    let all: Vec<&Arc<Stored>> = media
+        .map(|m| {
+            m.fragments
+                .iter()
+                .filter(|f| {
+                    range.is_none_or(|(srv, a, b)| {
+                        let t = if srv { f.server_ms } else { f.producer_ms };
+                        t >= a && t <= b
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(max)
+        .map(|f| {
+            serde_json::json!({
+                "FragmentNumber": f.number,
+                "FragmentSizeInBytes": f.size,
+                "ProducerTimestamp": f.producer_ms as f64 / 1000.0,
+                "ServerTimestamp": f.server_ms as f64 / 1000.0,
+                "FragmentLengthInMilliseconds": f.duration_ms,
+            })
+        })
+        .collect();
+    let mut out = serde_json::json!({"Fragments": page});
+    if start + max < all.len() {
+        out["NextToken"] = Value::from((start + max).to_string());
+    }
+    Ok(out)
+}
+
+/// GetMediaForFragmentList: the named fragments' documents, in the order asked.
+pub(crate) fn fragments_by_number(
+    media: Option<&Media>,
+    req: &Value,
+) -> Result<Vec<Bytes>, ApiError> {
+    let bad = |m: String| ApiError::new(ServiceException::InvalidArgument, m);
+    let numbers = req
+        .get("Fragments")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty() && a.len() <= 1000)
+        .ok_or_else(|| bad("Fragments must list 1 to 1000 fragment numbers".into()))?;
+    numbers
+        .iter()
+        .map(|n| {
+            let n = n
+                .as_str()
+                .ok_or_else(|| bad("fragment numbers are strings".into()))?;
+            media
+                .and_then(|m| m.fragments.iter().find(|f| f.number == n))
+                .map(|f| f.doc.clone())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ServiceException::ResourceNotFound,
+                        format!("fragment {n} not found"),
+                    )
+                })
+        })
+        .collect()
 }

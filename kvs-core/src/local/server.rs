@@ -281,6 +281,32 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
     if op == "getMedia" {
         return Ok(get_media(&s, &json));
     }
+    if op == "listFragments" || op == "getMediaForFragmentList" {
+        let meta = match s.registry.lock().expect("registry lock").find(&json) {
+            Ok(m) => m.clone(),
+            Err(e) => return Ok(error_response(&e)),
+        };
+        let streams = s.media.streams.lock().expect("media lock");
+        let media = streams.get(&meta.name);
+        if op == "listFragments" {
+            return Ok(match super::media::list_fragments(media, &json) {
+                Ok(v) => json_response(200, &v, &request_id()),
+                Err(e) => error_response(&e),
+            });
+        }
+        return Ok(match super::media::fragments_by_number(media, &json) {
+            Ok(docs) => {
+                let body = Full::new(Bytes::from(docs.concat()));
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "video/webm")
+                    .header("x-amzn-RequestId", request_id())
+                    .body(body.map_err(|never| match never {}).boxed())
+                    .expect("static response parts")
+            }
+            Err(e) => error_response(&e),
+        });
+    }
     let result = s
         .registry
         .lock()
