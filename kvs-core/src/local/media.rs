@@ -120,6 +120,8 @@ pub(crate) struct Media {
 pub(crate) struct MediaStore {
     pub streams: std::sync::Mutex<HashMap<String, Media>>,
     counter: std::sync::atomic::AtomicU64,
+    /// Where fragments are written (with `--data-dir`).
+    dir: Option<std::path::PathBuf>,
     /// Fragments received over all connections (for the error-ack fault).
     received: std::sync::atomic::AtomicU64,
 }
@@ -158,6 +160,61 @@ impl MediaStore {
         format!("9134385233318{:034}", n)
     }
 
+    /// A store that writes every fragment under `dir` before it counts as
+    /// stored, and starts with what an earlier run left there.
+    pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
+        let store = Self {
+            dir: Some(dir.to_owned()),
+            ..Self::default()
+        };
+        let media = dir.join("media");
+        std::fs::create_dir_all(&media)?;
+        let mut max = 0u64;
+        let mut streams = store.streams.lock().expect("media lock");
+        for entry in std::fs::read_dir(&media)? {
+            let entry = entry?;
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("s-"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let index =
+                std::fs::read_to_string(entry.path().join("index.jsonl")).unwrap_or_default();
+            let m = streams.entry(name).or_default();
+            for line in index.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let number = v["number"].as_str().unwrap_or_default().to_owned();
+                let doc = std::fs::read(entry.path().join(format!("{number}.mkv")))?;
+                max = max.max(number.get(13..).and_then(|n| n.parse().ok()).unwrap_or(0));
+                m.fragments.push(Arc::new(Stored {
+                    number,
+                    producer_ms: v["producer_ms"].as_u64().unwrap_or(0),
+                    server_ms: v["server_ms"].as_u64().unwrap_or(0),
+                    doc: Bytes::from(doc),
+                    received_at: SystemTime::now(),
+                    size: v["size"].as_u64().unwrap_or(0),
+                    duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
+                }));
+            }
+        }
+        drop(streams);
+        store
+            .counter
+            .store(max, std::sync::atomic::Ordering::SeqCst);
+        Ok(store)
+    }
+
+    fn stream_dir(&self, stream: &str) -> Option<std::path::PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join("media").join(format!("s-{stream}")))
+    }
+
+    /// Stores a fragment (on disk first, with `--data-dir`) and wakes live readers.
     pub fn store(
         &self,
         stream: &str,
@@ -165,7 +222,7 @@ impl MediaStore {
         producer_ms: u64,
         server_ms: u64,
         f: &IngestedFragment,
-    ) -> Arc<Notify> {
+    ) -> std::io::Result<()> {
         let mut doc = Vec::with_capacity(f.cluster.len() + f.header.len() + 512);
         writer::ebml_header(&mut doc, "matroska", 2);
         writer::master_unknown(&mut doc, ids::SEGMENT);
@@ -185,6 +242,20 @@ impl MediaStore {
             ],
         );
         doc.extend_from_slice(&f.cluster);
+        if let Some(dir) = self.stream_dir(stream) {
+            use std::io::Write;
+            std::fs::create_dir_all(&dir)?;
+            let mut file = std::fs::File::create(dir.join(format!("{number}.mkv")))?;
+            file.write_all(&doc)?;
+            file.sync_all()?;
+            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": f.cluster.len(), "duration_ms": f.duration_ms});
+            let mut index = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("index.jsonl"))?;
+            index.write_all(format!("{line}\n").as_bytes())?;
+            index.sync_all()?;
+        }
         let stored = Arc::new(Stored {
             number,
             producer_ms,
@@ -198,12 +269,16 @@ impl MediaStore {
         let m = streams.entry(stream.to_owned()).or_default();
         m.fragments.push(stored);
         m.notify.notify_waiters();
-        m.notify.clone()
+        Ok(())
     }
 
+    /// Forgets a deleted stream's fragments (and their files).
     pub fn remove(&self, stream: &str) {
         if let Some(m) = self.streams.lock().expect("media lock").remove(stream) {
             m.notify.notify_waiters();
+        }
+        if let Some(dir) = self.stream_dir(stream) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -340,7 +415,22 @@ pub(crate) async fn run_put_media(
                         tc_ms
                     };
                     if req.retention_hours > 0 {
-                        store.store(&req.stream, number.clone(), producer_ms, server_ms, &f);
+                        // Written (with --data-dir, to disk) before PERSISTED goes out.
+                        if let Err(e) =
+                            store.store(&req.stream, number.clone(), producer_ms, server_ms, &f)
+                        {
+                            tracing::error!(error = %e, "cannot store a fragment");
+                            let code = crate::protocol::ServiceErrorCode::ArchivalError;
+                            let error_code = code.name().map(str::to_owned);
+                            send(Ack::Error {
+                                fragment_timecode: Some(f.timecode),
+                                fragment_number: Some(number),
+                                code,
+                                error_code,
+                            })
+                            .await;
+                            return;
+                        }
                     }
                     let ok = send(Ack::Received {
                         fragment_timecode: f.timecode,
@@ -349,7 +439,8 @@ pub(crate) async fn run_put_media(
                     .await;
                     if req.retention_hours == 0 {
                         // Without retention the data is only held for live readers.
-                        store.store(&req.stream, number.clone(), producer_ms, server_ms, &f);
+                        let _ =
+                            store.store(&req.stream, number.clone(), producer_ms, server_ms, &f);
                     } else if ok {
                         send(Ack::Persisted {
                             fragment_timecode: f.timecode,

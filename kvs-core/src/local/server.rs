@@ -35,6 +35,9 @@ pub struct LocalConfig {
     pub account: String,
     /// Faults to inject (none by default).
     pub faults: Faults,
+    /// Keep streams and fragments in this directory, so they survive a
+    /// restart (fragments are on disk before PERSISTED is sent).
+    pub data_dir: Option<std::path::PathBuf>,
     /// When set, every request must carry a valid SigV4 signature by this
     /// access key and secret; bad or expired ones get the service's 403.
     pub credentials: Option<(String, String)>,
@@ -50,6 +53,7 @@ impl Default for LocalConfig {
             account: "123456789012".into(),
             faults: Faults::default(),
             credentials: None,
+            data_dir: None,
             max_request_bytes: 1 << 20,
         }
     }
@@ -85,10 +89,25 @@ impl LocalEndpoint {
     pub async fn start(cfg: LocalConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", cfg.port)).await?;
         let addr = listener.local_addr()?;
+        let mut registry = Registry::new(cfg.region.clone(), cfg.account.clone());
+        let media = match &cfg.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                if let Ok(text) = std::fs::read_to_string(dir.join("streams.json")) {
+                    let v: Value = serde_json::from_str(&text)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                    registry
+                        .load_json(&v)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                }
+                MediaStore::open(dir)?
+            }
+            None => MediaStore::default(),
+        };
         let shared = Arc::new(Shared {
             url: format!("http://{addr}"),
-            registry: Mutex::new(Registry::new(cfg.region.clone(), cfg.account.clone())),
-            media: Arc::new(MediaStore::default()),
+            registry: Mutex::new(registry),
+            media: Arc::new(media),
             cfg,
         });
         let (stop, mut stopped) = oneshot::channel();
@@ -312,6 +331,31 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
         .lock()
         .expect("registry lock")
         .handle(&op, &json, &s.url);
+    if result.is_ok() {
+        if let Some(dir) = &s.cfg.data_dir {
+            if matches!(
+                op.as_str(),
+                "createStream"
+                    | "deleteStream"
+                    | "updateStream"
+                    | "updateDataRetention"
+                    | "tagStream"
+                    | "untagStream"
+            ) {
+                let snapshot = s.registry.lock().expect("registry lock").to_json();
+                let tmp = dir.join("streams.json.tmp");
+                let saved = std::fs::write(&tmp, snapshot.to_string())
+                    .and_then(|()| std::fs::rename(&tmp, dir.join("streams.json")));
+                if let Err(e) = saved {
+                    tracing::error!(error = %e, "cannot save the stream registry");
+                    return Ok(error_response(&ApiError::new(
+                        ServiceException::Other("InternalFailure".into()),
+                        "cannot save the stream registry",
+                    )));
+                }
+            }
+        }
+    }
     if op == "deleteStream" && result.is_ok() {
         // The registry no longer knows it; drop its media and wake readers.
         let known: std::collections::HashSet<String> = s

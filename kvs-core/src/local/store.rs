@@ -446,6 +446,48 @@ impl Registry {
         Ok(json!({}))
     }
 
+    /// The registry as JSON (for `--data-dir`).
+    pub fn to_json(&self) -> Value {
+        let streams: Vec<Value> = self
+            .streams
+            .values()
+            .map(|s| {
+                json!({"name": s.name, "arn": s.arn, "device_name": s.device_name, "media_type": s.media_type,
+                       "kms_key_id": s.kms_key_id, "version": s.version, "creation_time": s.creation_time,
+                       "retention_hours": s.retention_hours, "tags": s.tags})
+            })
+            .collect();
+        json!({"streams": streams})
+    }
+
+    /// Restores what [`Registry::to_json`] wrote.
+    pub fn load_json(&mut self, v: &Value) -> Result<(), String> {
+        for s in v["streams"].as_array().ok_or("no streams list")? {
+            let text = |k: &str| s[k].as_str().map(str::to_owned);
+            let name = text("name").ok_or("stream without a name")?;
+            let meta = StreamMeta {
+                name: name.clone(),
+                arn: text("arn").ok_or("stream without an ARN")?,
+                device_name: text("device_name"),
+                media_type: text("media_type"),
+                kms_key_id: text("kms_key_id").unwrap_or_default(),
+                version: text("version").unwrap_or_default(),
+                creation_time: s["creation_time"].as_f64().unwrap_or(0.0),
+                retention_hours: s["retention_hours"].as_u64().unwrap_or(0) as u32,
+                tags: s["tags"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            self.streams.insert(name, meta);
+        }
+        Ok(())
+    }
+
     /// Every stream, for inspection.
     pub fn streams(&self) -> HashMap<String, StreamMeta> {
         self.streams

@@ -42,11 +42,13 @@ pub fn client(aws: &AwsArgs) -> Result<KvsClient, String> {
 pub fn local(
     port: u16,
     faults: &[String],
+    data_dir: Option<std::path::PathBuf>,
     credentials: Option<(String, String)>,
 ) -> Result<(), String> {
     let mut cfg = LocalConfig {
         port,
         credentials,
+        data_dir,
         ..LocalConfig::default()
     };
     for f in faults {

@@ -97,6 +97,9 @@ enum Cmd {
         /// `ack-delay-ms=N`, `throttle=P`.
         #[arg(long)]
         fault: Vec<String>,
+        /// Keep streams and fragments here, so they survive a restart.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Require SigV4 signatures by this access key (with --secret-access-key).
         #[arg(long, requires = "secret_access_key")]
         access_key_id: Option<String>,
@@ -151,9 +154,10 @@ fn main() -> ExitCode {
         Cmd::Local {
             port,
             fault,
+            data_dir,
             access_key_id,
             secret_access_key,
-        } => control::local(port, &fault, access_key_id.zip(secret_access_key)),
+        } => control::local(port, &fault, data_dir, access_key_id.zip(secret_access_key)),
         Cmd::Demo { video, audio } => media::demo(&video, &audio),
         Cmd::Put {
             stream,

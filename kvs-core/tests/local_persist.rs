@@ -1,0 +1,113 @@
+//! With a data directory the local endpoint's streams and fragments survive
+//! a restart, and fragment numbers keep increasing.
+#![cfg(feature = "local")]
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use kvs_core::auth::Credentials;
+use kvs_core::client::{
+    ClientConfig, CreateStream, KvsClient, PutMediaOptions, StartSelector, TimecodeType,
+};
+use kvs_core::codec::annexb::VideoCodec;
+use kvs_core::local::{LocalConfig, LocalEndpoint};
+use kvs_core::mkv::mux::mux_annexb;
+use kvs_core::protocol::Ack;
+
+fn client(url: &str) -> KvsClient {
+    KvsClient::new(
+        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t")).endpoint(url),
+    )
+    .unwrap()
+}
+
+async fn put(c: &KvsClient, data: &Bytes) -> Vec<String> {
+    let mut s = c
+        .put_media(&PutMediaOptions {
+            stream: "cam".into(),
+            timecode_type: TimecodeType::Absolute,
+            producer_start_ms: 0,
+        })
+        .await
+        .unwrap();
+    s.send(data.clone()).await.unwrap();
+    s.finish();
+    let mut numbers = Vec::new();
+    while let Some(a) = s.next_ack().await {
+        if let Ack::Persisted {
+            fragment_number, ..
+        } = a.unwrap()
+        {
+            numbers.push(fragment_number);
+        }
+    }
+    numbers
+}
+
+#[tokio::test]
+async fn streams_and_fragments_survive_a_restart() {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kvs-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = LocalConfig {
+        data_dir: Some(dir.clone()),
+        ..LocalConfig::default()
+    };
+    let video = Bytes::from(
+        std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media/clip.h264"),
+        )
+        .unwrap(),
+    );
+    let data = Bytes::from(
+        mux_annexb(VideoCodec::H264, &video, 25.0, None)
+            .unwrap()
+            .chunks
+            .concat(),
+    );
+
+    let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
+    let c = client(ep.url());
+    let arn = c
+        .create_stream(&CreateStream {
+            stream_name: "cam".into(),
+            data_retention_in_hours: 3,
+            ..CreateStream::default()
+        })
+        .await
+        .unwrap();
+    let first = put(&c, &data).await;
+    assert_eq!(first.len(), 4);
+    ep.shutdown().await;
+
+    let ep = LocalEndpoint::start(cfg).await.unwrap();
+    let c = client(ep.url());
+    let info = c.describe_stream("cam").await.unwrap();
+    assert_eq!(
+        (info.stream_arn, info.data_retention_in_hours),
+        (arn, Some(3))
+    );
+    let mut g = c.get_media("cam", &StartSelector::Earliest).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let f = g.next_fragment().await.unwrap().unwrap();
+        assert_eq!(f.frames.len(), 50);
+        got.push(f.fragment_number.unwrap());
+    }
+    assert_eq!(got, first, "the same fragments, numbers and all");
+    drop(g);
+    let second = put(&c, &data).await;
+    assert!(
+        second[0] > first[3],
+        "numbers keep increasing after a restart"
+    );
+    c.delete_stream(&c.describe_stream("cam").await.unwrap().stream_arn, None)
+        .await
+        .unwrap();
+    assert!(
+        !dir.join("media/s-cam").exists(),
+        "a deleted stream's files go too"
+    );
+    ep.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
