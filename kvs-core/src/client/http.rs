@@ -33,11 +33,16 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub fn new(timeout: Duration, max_body: usize) -> Self {
+        let mut http = HttpConnector::new();
+        // Small writes (ACK-paced uploads, JSON calls) must not wait on Nagle.
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);

@@ -139,6 +139,16 @@ impl Ingest {
         }
     }
 
+    /// Takes the raw bytes between two stream offsets out of the buffer
+    /// without copying; everything before them is dropped.
+    fn take(&mut self, from: u64, to: u64) -> Bytes {
+        let skip = (from - self.raw_base) as usize;
+        let _ = self.raw.split_to(skip);
+        let out = self.raw.split_to((to - from) as usize).freeze();
+        self.raw_base = to;
+        out
+    }
+
     /// Raw bytes between two stream offsets (still buffered).
     fn slice(&self, from: u64, to: u64) -> Bytes {
         let a = (from - self.raw_base) as usize;
@@ -148,9 +158,9 @@ impl Ingest {
 
     /// Feeds body bytes; returns what they completed and, if the upload
     /// broke a rule, the error (fragments completed before it still count).
-    pub fn push(&mut self, chunk: &[u8]) -> (Vec<IngestEvent>, Result<(), IngestError>) {
-        self.raw.extend_from_slice(chunk);
-        self.parser.push(Bytes::copy_from_slice(chunk));
+    pub fn push(&mut self, chunk: Bytes) -> (Vec<IngestEvent>, Result<(), IngestError>) {
+        self.raw.extend_from_slice(&chunk);
+        self.parser.push(chunk);
         self.drain()
     }
 
@@ -213,10 +223,11 @@ impl Ingest {
         if span_ms > self.limits.max_fragment_ms {
             return Err(self.err(4002, format!("fragment lasts {span_ms} ms")));
         }
-        let cluster = self.slice(cur.start, end);
-        if cluster.len() as u64 > self.limits.max_fragment_bytes {
-            return Err(self.err(4001, format!("fragment is {} bytes", cluster.len())));
+        let start = cur.start;
+        if end - start > self.limits.max_fragment_bytes {
+            return Err(self.err(4001, format!("fragment is {} bytes", end - start)));
         }
+        let cluster = self.take(start, end);
         let cur = self.cur.take().expect("checked");
         self.last_timecode = Some(timecode);
         out.push(IngestEvent::Received(IngestedFragment {
@@ -402,7 +413,7 @@ mod tests {
         let mut ing = Ingest::new(IngestLimits::default());
         let mut out = Vec::new();
         for c in data.chunks(chunk) {
-            let (mut ev, r) = ing.push(c);
+            let (mut ev, r) = ing.push(Bytes::copy_from_slice(c));
             out.append(&mut ev);
             if let Err(e) = r {
                 return (out, Some(e));

@@ -100,7 +100,7 @@ pub(crate) struct Stored {
     pub producer_ms: u64,
     pub server_ms: u64,
     /// EBML header, Segment, header elements, tags and the Cluster.
-    pub doc: Bytes,
+    pub doc: Vec<Bytes>,
     pub received_at: SystemTime,
     /// Size of the Cluster, bytes.
     pub size: u64,
@@ -194,7 +194,7 @@ impl MediaStore {
                     number,
                     producer_ms: v["producer_ms"].as_u64().unwrap_or(0),
                     server_ms: v["server_ms"].as_u64().unwrap_or(0),
-                    doc: Bytes::from(doc),
+                    doc: vec![Bytes::from(doc)],
                     received_at: SystemTime::now(),
                     size: v["size"].as_u64().unwrap_or(0),
                     duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
@@ -241,12 +241,15 @@ impl MediaStore {
                 ),
             ],
         );
-        doc.extend_from_slice(&f.cluster);
+        // The Cluster is kept as received, not copied into the prefix.
+        let doc = vec![Bytes::from(doc), f.cluster.clone()];
         if let Some(dir) = self.stream_dir(stream) {
             use std::io::Write;
             std::fs::create_dir_all(&dir)?;
             let mut file = std::fs::File::create(dir.join(format!("{number}.mkv")))?;
-            file.write_all(&doc)?;
+            for part in &doc {
+                file.write_all(part)?;
+            }
             file.sync_all()?;
             let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": f.cluster.len(), "duration_ms": f.duration_ms});
             let mut index = std::fs::OpenOptions::new()
@@ -260,7 +263,7 @@ impl MediaStore {
             number,
             producer_ms,
             server_ms,
-            doc: Bytes::from(doc),
+            doc,
             received_at: SystemTime::now(),
             size: f.cluster.len() as u64,
             duration_ms: f.duration_ms,
@@ -270,6 +273,17 @@ impl MediaStore {
         m.fragments.push(stored);
         m.notify.notify_waiters();
         Ok(())
+    }
+
+    /// Drops the oldest fragments of a stream beyond `keep` (the live buffer
+    /// of streams without retention).
+    pub fn trim(&self, stream: &str, keep: usize) {
+        if let Some(m) = self.streams.lock().expect("media lock").get_mut(stream) {
+            let excess = m.fragments.len().saturating_sub(keep);
+            if excess > 0 {
+                m.fragments.drain(..excess);
+            }
+        }
     }
 
     /// Forgets a deleted stream's fragments (and their files).
@@ -286,6 +300,8 @@ impl MediaStore {
 /// What a PutMedia request asked for.
 pub(crate) struct PutMediaRequest {
     pub stream: String,
+    /// Fragments kept for live readers of a stream without retention.
+    pub live_buffer: usize,
     pub retention_hours: u32,
     pub relative: bool,
     pub start_ms: u64,
@@ -359,7 +375,7 @@ pub(crate) async fn run_put_media(
                         }
                     }
                     total += data.len() as u64;
-                    (ingest.push(&data), false)
+                    (ingest.push(data), false)
                 }
                 Err(_) => continue,
             },
@@ -438,9 +454,10 @@ pub(crate) async fn run_put_media(
                     })
                     .await;
                     if req.retention_hours == 0 {
-                        // Without retention the data is only held for live readers.
+                        // Without retention the data is only held, in memory, for live readers.
                         let _ =
                             store.store(&req.stream, number.clone(), producer_ms, server_ms, &f);
+                        store.trim(&req.stream, req.live_buffer);
                     } else if ok {
                         send(Ack::Persisted {
                             fragment_timecode: f.timecode,
@@ -567,7 +584,7 @@ pub(crate) async fn run_get_media(
                         ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", f.number.clone()),
                     ],
                 );
-                for part in [f.doc.clone(), Bytes::from(trailer)] {
+                for part in f.doc.iter().cloned().chain([Bytes::from(trailer)]) {
                     let (part, cut_now) = match faults.drop_after_bytes {
                         Some(limit) if sent + part.len() as u64 > limit => {
                             (part.slice(..limit.saturating_sub(sent) as usize), true)
@@ -706,7 +723,7 @@ pub(crate) fn fragments_by_number(
                 .ok_or_else(|| bad("fragment numbers are strings".into()))?;
             media
                 .and_then(|m| m.fragments.iter().find(|f| f.number == n))
-                .map(|f| f.doc.clone())
+                .map(|f| Bytes::from(f.doc.concat()))
                 .ok_or_else(|| {
                     ApiError::new(
                         ServiceException::ResourceNotFound,

@@ -35,6 +35,9 @@ pub struct LocalConfig {
     pub account: String,
     /// Faults to inject (none by default).
     pub faults: Faults,
+    /// Fragments kept in memory for live readers of a stream whose retention
+    /// is 0 (default 512; the service keeps a few minutes).
+    pub live_buffer_fragments: usize,
     /// Keep streams and fragments in this directory, so they survive a
     /// restart (fragments are on disk before PERSISTED is sent).
     pub data_dir: Option<std::path::PathBuf>,
@@ -54,6 +57,7 @@ impl Default for LocalConfig {
             faults: Faults::default(),
             credentials: None,
             data_dir: None,
+            live_buffer_fragments: 512,
             max_request_bytes: 1 << 20,
         }
     }
@@ -118,6 +122,8 @@ impl LocalEndpoint {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => {
                         let Ok((tcp, _)) = accepted else { continue };
+                        // ACKs are small writes that must not wait for the peer's delayed ACK.
+                        let _ = tcp.set_nodelay(true);
                         let s = s.clone();
                         tokio::spawn(async move {
                             let svc = service_fn(move |req| handle(s.clone(), req));
@@ -395,6 +401,7 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
     };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let request = PutMediaRequest {
+        live_buffer: s.cfg.live_buffer_fragments,
         stream: meta.name,
         retention_hours: meta.retention_hours,
         relative,
