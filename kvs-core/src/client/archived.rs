@@ -1,13 +1,12 @@
 //! Archived media: ListFragments (every page, time-range selectors) and
 //! GetMediaForFragmentList (parsed through the fragment assembler).
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::control::{ApiName, KvsClient, StreamId};
 use super::error::ClientError;
-use crate::auth::sigv4::Payload;
 use crate::mkv::fragment::{Fragment, FragmentAssembler};
 
 /// One entry of ListFragments.
@@ -105,25 +104,14 @@ impl KvsClient {
         stream: impl Into<StreamId>,
         numbers: &[String],
     ) -> Result<Vec<Fragment>, ClientError> {
-        let stream = stream.into();
-        let base = self
-            .get_data_endpoint(stream.clone(), ApiName::GetMediaForFragmentList)
-            .await?;
-        let url = format!("{}/getMediaForFragmentList", base.trim_end_matches('/'));
-        let mut body = json!({"Fragments": numbers});
-        stream.add_to(&mut body);
-        let body = bytes::Bytes::from(body.to_string());
-        let req = self
-            .signed(
-                &url,
-                &[("content-type", "application/json")],
-                Payload::Bytes(&body),
+        let mut body = self
+            .open_json(
+                &stream.into(),
+                ApiName::GetMediaForFragmentList,
+                "/getMediaForFragmentList",
+                json!({"Fragments": numbers}),
             )
-            .await?
-            .body(Full::new(body.clone()).boxed())
-            .map_err(|e| ClientError::Config(format!("bad request: {e}")))?;
-        let resp = self.transport.open(req).await?;
-        let mut body = self.check(resp).await?;
+            .await?;
         let mut asm = FragmentAssembler::default();
         let mut out = Vec::new();
         let decode = |e: crate::mkv::fragment::FragmentError| ClientError::Decode {

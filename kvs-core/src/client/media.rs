@@ -236,6 +236,39 @@ impl KvsClient {
         ))
     }
 
+    /// POSTs a signed JSON body to a data-plane API and returns the response
+    /// body once a 200 arrives (service errors typed), forgetting the cached
+    /// data endpoint when the connection fails.
+    pub(crate) async fn open_json(
+        &self,
+        stream: &StreamId,
+        api: ApiName,
+        path: &str,
+        mut body: Value,
+    ) -> Result<Incoming, ClientError> {
+        let base = self.get_data_endpoint(stream.clone(), api).await?;
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        stream.add_to(&mut body);
+        let body = Bytes::from(body.to_string());
+        let req = self
+            .signed(
+                &url,
+                &[("content-type", "application/json")],
+                Payload::Bytes(&body),
+            )
+            .await?
+            .body(Full::new(body.clone()).boxed())
+            .map_err(|e| ClientError::Config(format!("bad request to {url}: {e}")))?;
+        let resp = match self.transport.open(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget_data_endpoint(stream.clone(), api);
+                return Err(e);
+            }
+        };
+        self.check(resp).await
+    }
+
     /// Opens a PutMedia connection to the stream's data endpoint.
     pub async fn put_media(&self, opts: &PutMediaOptions) -> Result<PutMediaSession, ClientError> {
         let base = self
@@ -327,31 +360,14 @@ impl KvsClient {
         stream: impl Into<StreamId>,
         start: &StartSelector,
     ) -> Result<GetMediaSession, ClientError> {
-        let stream = stream.into();
-        let base = self
-            .get_data_endpoint(stream.clone(), ApiName::GetMedia)
-            .await?;
-        let url = format!("{}/getMedia", base.trim_end_matches('/'));
-        let mut body = json!({"StartSelector": start.to_json()});
-        stream.add_to(&mut body);
-        let body = Bytes::from(body.to_string());
-        let req = self
-            .signed(
-                &url,
-                &[("content-type", "application/json")],
-                Payload::Bytes(&body),
+        let body = self
+            .open_json(
+                &stream.into(),
+                ApiName::GetMedia,
+                "/getMedia",
+                json!({"StartSelector": start.to_json()}),
             )
-            .await?
-            .body(Full::new(body.clone()).boxed())
-            .map_err(|e| ClientError::Config(format!("bad GetMedia request: {e}")))?;
-        let resp = match self.transport.open(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.forget_data_endpoint(stream, ApiName::GetMedia);
-                return Err(e);
-            }
-        };
-        let body = self.check(resp).await?;
+            .await?;
         Ok(GetMediaSession {
             body,
             assembler: FragmentAssembler::default(),

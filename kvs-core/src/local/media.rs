@@ -341,6 +341,20 @@ pub(crate) fn put_media_headers(h: &http::HeaderMap) -> Result<(Value, bool, u64
     Ok((stream, relative, start))
 }
 
+/// An ERROR ACK with the code's symbolic name.
+fn error_ack(
+    code: crate::protocol::ServiceErrorCode,
+    fragment_timecode: Option<u64>,
+    fragment_number: Option<String>,
+) -> Ack {
+    Ack::Error {
+        fragment_timecode,
+        fragment_number,
+        code,
+        error_code: code.name().map(str::to_owned),
+    }
+}
+
 /// Reads a PutMedia body, stores its fragments and sends the ACKs.
 pub(crate) async fn run_put_media(
     store: Arc<MediaStore>,
@@ -410,14 +424,7 @@ pub(crate) async fn run_put_media(
                         + 1;
                     if let Some((code, k)) = faults.error_ack {
                         if nth == k {
-                            let error_code = code.name().map(str::to_owned);
-                            send(Ack::Error {
-                                fragment_timecode: Some(f.timecode),
-                                fragment_number: Some(number),
-                                code,
-                                error_code,
-                            })
-                            .await;
+                            send(error_ack(code, Some(f.timecode), Some(number))).await;
                             return;
                         }
                     }
@@ -437,14 +444,7 @@ pub(crate) async fn run_put_media(
                         {
                             tracing::error!(error = %e, "cannot store a fragment");
                             let code = crate::protocol::ServiceErrorCode::ArchivalError;
-                            let error_code = code.name().map(str::to_owned);
-                            send(Ack::Error {
-                                fragment_timecode: Some(f.timecode),
-                                fragment_number: Some(number),
-                                code,
-                                error_code,
-                            })
-                            .await;
+                            send(error_ack(code, Some(f.timecode), Some(number))).await;
                             return;
                         }
                     }
@@ -478,13 +478,7 @@ pub(crate) async fn run_put_media(
         if let Err(e) = result {
             tracing::info!(error = %e, stream = %req.stream, "PutMedia rejected");
             let number = current.as_ref().map(|(n, _)| n.clone());
-            send(Ack::Error {
-                fragment_timecode: e.timecode,
-                fragment_number: number,
-                code: e.code,
-                error_code: e.code.name().map(str::to_owned),
-            })
-            .await;
+            send(error_ack(e.code, e.timecode, number)).await;
             return;
         }
         if done {

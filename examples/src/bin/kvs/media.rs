@@ -35,7 +35,7 @@ pub fn mux_file(input: &Path, fps: f64, audio: Option<&Path>) -> Result<MuxOutpu
         "h265" | "265" | "hevc" => VideoCodec::H265,
         _ => {
             return Err(format!(
-                "{}: expected a .mkv, .h264/.264 or .h265/.hevc file",
+                "{}: expected a .h264/.264 or .h265/.hevc Annex-B file",
                 input.display()
             ))
         }
