@@ -319,7 +319,7 @@ impl KvsClient {
             .await?;
         self.endpoints
             .lock()
-            .expect("endpoint cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|(s, _), _| s != arn);
         Ok(())
     }
@@ -442,7 +442,7 @@ impl KvsClient {
         if let Some((url, at)) = self
             .endpoints
             .lock()
-            .expect("endpoint cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
         {
             if at.elapsed() < self.cfg.endpoint_ttl {
@@ -462,7 +462,7 @@ impl KvsClient {
         check_scheme(&out.url, self.cfg.allow_http)?;
         self.endpoints
             .lock()
-            .expect("endpoint cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, (out.url.clone(), Instant::now()));
         Ok(out.url)
     }
@@ -472,7 +472,7 @@ impl KvsClient {
     pub fn forget_data_endpoint(&self, stream: impl Into<StreamId>, api: ApiName) {
         self.endpoints
             .lock()
-            .expect("endpoint cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&(stream.into().key().to_owned(), api));
     }
 

@@ -170,7 +170,10 @@ impl MediaStore {
         let media = dir.join("media");
         std::fs::create_dir_all(&media)?;
         let mut max = 0u64;
-        let mut streams = store.streams.lock().expect("media lock");
+        let mut streams = store
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for entry in std::fs::read_dir(&media)? {
             let entry = entry?;
             let Some(name) = entry
@@ -268,7 +271,10 @@ impl MediaStore {
             size: f.cluster.len() as u64,
             duration_ms: f.duration_ms,
         });
-        let mut streams = self.streams.lock().expect("media lock");
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let m = streams.entry(stream.to_owned()).or_default();
         m.fragments.push(stored);
         m.notify.notify_waiters();
@@ -278,7 +284,12 @@ impl MediaStore {
     /// Drops the oldest fragments of a stream beyond `keep` (the live buffer
     /// of streams without retention).
     pub fn trim(&self, stream: &str, keep: usize) {
-        if let Some(m) = self.streams.lock().expect("media lock").get_mut(stream) {
+        if let Some(m) = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(stream)
+        {
             let excess = m.fragments.len().saturating_sub(keep);
             if excess > 0 {
                 m.fragments.drain(..excess);
@@ -288,7 +299,12 @@ impl MediaStore {
 
     /// Forgets a deleted stream's fragments (and their files).
     pub fn remove(&self, stream: &str) {
-        if let Some(m) = self.streams.lock().expect("media lock").remove(stream) {
+        if let Some(m) = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(stream)
+        {
             m.notify.notify_waiters();
         }
         if let Some(dir) = self.stream_dir(stream) {
@@ -559,7 +575,10 @@ pub(crate) async fn run_get_media(
     let mut sent: u64 = 0;
     loop {
         let (next, notify) = {
-            let streams = store.streams.lock().expect("media lock");
+            let streams = store
+                .streams
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(m) = streams.get(&stream) else {
                 return;
             };
@@ -603,7 +622,7 @@ pub(crate) async fn run_get_media(
                 let has_more = store
                     .streams
                     .lock()
-                    .expect("media lock")
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(&stream)
                     .map(|m| m.fragments.len() > index);
                 match has_more {

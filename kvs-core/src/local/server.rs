@@ -159,7 +159,7 @@ impl LocalEndpoint {
         self.shared
             .registry
             .lock()
-            .expect("registry lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .streams()
     }
 
@@ -307,11 +307,20 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
         return Ok(get_media(&s, &json));
     }
     if op == "listFragments" || op == "getMediaForFragmentList" {
-        let meta = match s.registry.lock().expect("registry lock").find(&json) {
+        let meta = match s
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .find(&json)
+        {
             Ok(m) => m.clone(),
             Err(e) => return Ok(error_response(&e)),
         };
-        let streams = s.media.streams.lock().expect("media lock");
+        let streams = s
+            .media
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let media = streams.get(&meta.name);
         if op == "listFragments" {
             return Ok(match super::media::list_fragments(media, &json) {
@@ -335,7 +344,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
     let result = s
         .registry
         .lock()
-        .expect("registry lock")
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .handle(&op, &json, &s.url);
     if result.is_ok() {
         if let Some(dir) = &s.cfg.data_dir {
@@ -348,7 +357,11 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
                     | "tagStream"
                     | "untagStream"
             ) {
-                let snapshot = s.registry.lock().expect("registry lock").to_json();
+                let snapshot = s
+                    .registry
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .to_json();
                 let tmp = dir.join("streams.json.tmp");
                 let saved = std::fs::write(&tmp, snapshot.to_string())
                     .and_then(|()| std::fs::rename(&tmp, dir.join("streams.json")));
@@ -367,7 +380,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
         let known: std::collections::HashSet<String> = s
             .registry
             .lock()
-            .expect("registry lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .streams()
             .into_keys()
             .collect();
@@ -375,7 +388,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             .media
             .streams
             .lock()
-            .expect("media lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .keys()
             .filter(|k| !known.contains(*k))
             .cloned()
@@ -395,7 +408,12 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         Ok(v) => v,
         Err(e) => return error_response(&e),
     };
-    let meta = match s.registry.lock().expect("registry lock").find(&stream_sel) {
+    let meta = match s
+        .registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .find(&stream_sel)
+    {
         Ok(m) => m.clone(),
         Err(e) => return error_response(&e),
     };
@@ -418,13 +436,22 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
 }
 
 fn get_media(s: &Arc<Shared>, json: &Value) -> Resp {
-    let meta = match s.registry.lock().expect("registry lock").find(json) {
+    let meta = match s
+        .registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .find(json)
+    {
         Ok(m) => m.clone(),
         Err(e) => return error_response(&e),
     };
     let selector = json.get("StartSelector").cloned().unwrap_or(Value::Null);
     let index = {
-        let mut streams = s.media.streams.lock().expect("media lock");
+        let mut streams = s
+            .media
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let media = streams.entry(meta.name.clone()).or_default();
         match start_index(media, &selector) {
             Ok(i) => i,
