@@ -205,11 +205,7 @@ impl Ingest {
     }
 
     fn close_fragment(&mut self, end: u64, out: &mut Vec<IngestEvent>) -> Result<(), IngestError> {
-        let Some(cur) = self.cur.take() else {
-            return Ok(());
-        };
-        self.cur = Some(cur);
-        let cur = self.cur.as_ref().expect("just put back");
+        let Some(cur) = &self.cur else { return Ok(()) };
         let timecode = cur
             .timecode
             .ok_or_else(|| self.err(4006, "cluster without Timecode"))?;
@@ -223,12 +219,13 @@ impl Ingest {
         if span_ms > self.limits.max_fragment_ms {
             return Err(self.err(4002, format!("fragment lasts {span_ms} ms")));
         }
-        let start = cur.start;
-        if end - start > self.limits.max_fragment_bytes {
-            return Err(self.err(4001, format!("fragment is {} bytes", end - start)));
+        if end - cur.start > self.limits.max_fragment_bytes {
+            return Err(self.err(4001, format!("fragment is {} bytes", end - cur.start)));
         }
-        let cluster = self.take(start, end);
-        let cur = self.cur.take().expect("checked");
+        let Some(cur) = self.cur.take() else {
+            return Ok(());
+        };
+        let cluster = self.take(cur.start, end);
         self.last_timecode = Some(timecode);
         out.push(IngestEvent::Received(IngestedFragment {
             timecode,
