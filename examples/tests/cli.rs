@@ -303,6 +303,24 @@ fn put_then_get_through_kvs_local() {
         text.contains("4 fragments: 4 received, 4 persisted, 0 errors"),
         "{text}"
     );
+    let listed = kvs_at(&[
+        "list-fragments".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+    ]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(
+        listed.lines().count(),
+        5,
+        "a header and 4 fragments: {listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .skip(1)
+            .all(|l| l.split('\t').count() == 5 && l.ends_with("\t1960")),
+        "{listed}"
+    );
     let out = tmp.join("got.mkv");
     let got = kvs_at(&[
         "get".as_ref(),

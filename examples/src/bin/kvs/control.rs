@@ -130,3 +130,36 @@ pub fn delete_stream(aws: &AwsArgs, name: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     Ok(())
 }
+
+pub fn list_fragments(
+    c: &KvsClient,
+    stream: &str,
+    range: Option<(f64, f64)>,
+    server: bool,
+) -> Result<(), String> {
+    use kvs_core::client::FragmentSelector;
+    let selector = range.map(|(a, b)| {
+        let (start_ms, end_ms) = ((a * 1000.0) as u64, (b * 1000.0) as u64);
+        if server {
+            FragmentSelector::Server { start_ms, end_ms }
+        } else {
+            FragmentSelector::Producer { start_ms, end_ms }
+        }
+    });
+    let mut frags = runtime()?
+        .block_on(c.list_fragments(StreamId::from(stream), selector))
+        .map_err(|e| e.to_string())?;
+    frags.sort_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp));
+    println!("fragment number\tproducer\tserver\tbytes\tms");
+    for f in frags {
+        println!(
+            "{}\t{:.3}\t{:.3}\t{}\t{}",
+            f.fragment_number,
+            f.producer_timestamp,
+            f.server_timestamp,
+            f.fragment_size_in_bytes,
+            f.fragment_length_in_milliseconds
+        );
+    }
+    Ok(())
+}

@@ -88,6 +88,23 @@ enum Cmd {
         #[command(flatten)]
         aws: control::AwsArgs,
     },
+    /// ListFragments: number, producer and server timestamps, size, duration.
+    ListFragments {
+        /// Stream name or ARN.
+        #[arg(long)]
+        stream: String,
+        /// Range start, epoch seconds (with --to).
+        #[arg(long, requires = "to")]
+        from: Option<f64>,
+        /// Range end, epoch seconds (with --from).
+        #[arg(long, requires = "from")]
+        to: Option<f64>,
+        /// Apply the range to server timestamps instead of producer timestamps.
+        #[arg(long)]
+        server: bool,
+        #[command(flatten)]
+        aws: control::AwsArgs,
+    },
     /// Run a KVS-compatible endpoint on 127.0.0.1 until interrupted.
     Local {
         /// Port (0: any free port; the URL is printed).
@@ -159,6 +176,14 @@ fn main() -> ExitCode {
             secret_access_key,
         } => control::local(port, &fault, data_dir, access_key_id.zip(secret_access_key)),
         Cmd::Demo { video, audio } => media::demo(&video, &audio),
+        Cmd::ListFragments {
+            stream,
+            from,
+            to,
+            server,
+            aws,
+        } => control::client(&aws)
+            .and_then(|c| control::list_fragments(&c, &stream, from.zip(to), server)),
         Cmd::Put {
             stream,
             file,
