@@ -236,3 +236,44 @@ fn fault_spellings() {
         assert!(f.apply(bad).is_err(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn idle_connections_get_idle_acks_then_close() {
+    let ep = LocalEndpoint::start(LocalConfig {
+        idle_ack_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(450),
+        ..LocalConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = KvsClient::new(
+        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
+            .endpoint(ep.url()),
+    )
+    .unwrap();
+    c.create_stream(&CreateStream {
+        stream_name: "cam".into(),
+        data_retention_in_hours: 1,
+        ..CreateStream::default()
+    })
+    .await
+    .unwrap();
+    let opts = PutMediaOptions {
+        stream: "cam".into(),
+        timecode_type: TimecodeType::Absolute,
+        producer_start_ms: 0,
+    };
+    let mut s = c.put_media(&opts).await.unwrap();
+    // Send nothing and keep the body open: IDLE ACKs, then the service hangs up.
+    let mut idle = 0;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(a) = s.next_ack().await {
+            if matches!(a.unwrap(), Ack::Idle) {
+                idle += 1;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle request was closed");
+    assert!((3..=4).contains(&idle), "{idle} IDLE ACKs");
+}

@@ -318,6 +318,10 @@ pub(crate) struct PutMediaRequest {
     pub stream: String,
     /// Fragments kept for live readers of a stream without retention.
     pub live_buffer: usize,
+    /// Silence after which an IDLE ACK is sent.
+    pub idle_ack: std::time::Duration,
+    /// Silence after which the request is closed.
+    pub idle_close: std::time::Duration,
     pub retention_hours: u32,
     pub relative: bool,
     pub start_ms: u64,
@@ -392,9 +396,25 @@ pub(crate) async fn run_put_media(
             acks.send(Ok(Bytes::from(a.to_json_line()))).await.is_ok()
         }
     };
+    let mut silent = std::time::Duration::ZERO;
     loop {
         let mut cut_now = false;
-        let (events, done) = match body.frame().await {
+        // While no data flows the service sends IDLE ACKs, and closes the
+        // request after its idle timeout.
+        let frame = match tokio::time::timeout(req.idle_ack, body.frame()).await {
+            Ok(f) => {
+                silent = std::time::Duration::ZERO;
+                f
+            }
+            Err(_) => {
+                silent += req.idle_ack;
+                if silent >= req.idle_close || !send(Ack::Idle).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (events, done) = match frame {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(mut data) => {
                     if let Some(limit) = faults.drop_after_bytes {

@@ -35,6 +35,10 @@ pub struct LocalConfig {
     pub account: String,
     /// Faults to inject (none by default).
     pub faults: Faults,
+    /// Silence on a PutMedia connection after which an IDLE ACK is sent (default 2 s).
+    pub idle_ack_interval: std::time::Duration,
+    /// Silence after which a PutMedia request is closed (default 30 s, as the service).
+    pub idle_timeout: std::time::Duration,
     /// Fragments kept in memory for live readers of a stream whose retention
     /// is 0 (default 512; the service keeps a few minutes).
     pub live_buffer_fragments: usize,
@@ -58,6 +62,8 @@ impl Default for LocalConfig {
             credentials: None,
             data_dir: None,
             live_buffer_fragments: 512,
+            idle_ack_interval: std::time::Duration::from_secs(2),
+            idle_timeout: std::time::Duration::from_secs(30),
             max_request_bytes: 1 << 20,
         }
     }
@@ -420,6 +426,8 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let request = PutMediaRequest {
         live_buffer: s.cfg.live_buffer_fragments,
+        idle_ack: s.cfg.idle_ack_interval,
+        idle_close: s.cfg.idle_timeout,
         stream: meta.name,
         retention_hours: meta.retention_hours,
         relative,
