@@ -277,3 +277,77 @@ async fn idle_connections_get_idle_acks_then_close() {
     assert!(closed.is_ok(), "the idle request was closed");
     assert!((3..=4).contains(&idle), "{idle} IDLE ACKs");
 }
+
+#[tokio::test]
+async fn old_connections_get_4003() {
+    use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
+    let ep = LocalEndpoint::start(LocalConfig {
+        max_connection_duration: Duration::from_millis(300),
+        ..LocalConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = KvsClient::new(
+        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
+            .endpoint(ep.url()),
+    )
+    .unwrap();
+    c.create_stream(&CreateStream {
+        stream_name: "cam".into(),
+        data_retention_in_hours: 1,
+        ..CreateStream::default()
+    })
+    .await
+    .unwrap();
+    let mut b = FragmentBuilder::new(StreamConfig::new(vec![TrackConfig::video(
+        1,
+        "V_MPEG4/ISO/AVC",
+        Bytes::from_static(&[1]),
+        8,
+        8,
+    )]))
+    .unwrap();
+    let opts = PutMediaOptions {
+        stream: "cam".into(),
+        timecode_type: TimecodeType::Absolute,
+        producer_start_ms: 0,
+    };
+    let mut s = c.put_media(&opts).await.unwrap();
+    s.send(b.header()).await.unwrap();
+    // A fragment every 100 ms; the connection is too old after 300 ms.
+    let feeder = async {
+        for i in 0..20i64 {
+            let mut out = Vec::new();
+            b.fragment(
+                &[FrameIn {
+                    track: 1,
+                    timecode: 100 * i,
+                    key: true,
+                    payload: Payload::Raw(Bytes::from_static(b"f")),
+                }],
+                &[],
+                &mut out,
+            )
+            .unwrap();
+            if s.send(Bytes::from(out.concat())).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), feeder)
+        .await
+        .ok();
+    s.finish();
+    let mut last = None;
+    while let Ok(Some(a)) = tokio::time::timeout(Duration::from_secs(5), s.next_ack()).await {
+        last = Some(a.unwrap());
+    }
+    match last {
+        Some(Ack::Error { code, .. }) => {
+            assert_eq!(code, ServiceErrorCode::MaxConnectionDurationReached);
+            assert!(code.is_retryable(), "a producer reconnects after 4003");
+        }
+        a => panic!("{a:?}"),
+    }
+}

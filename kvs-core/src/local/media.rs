@@ -322,6 +322,8 @@ pub(crate) struct PutMediaRequest {
     pub idle_ack: std::time::Duration,
     /// Silence after which the request is closed.
     pub idle_close: std::time::Duration,
+    /// Age after which the connection gets ERROR 4003 and is closed.
+    pub max_age: std::time::Duration,
     pub retention_hours: u32,
     pub relative: bool,
     pub start_ms: u64,
@@ -397,8 +399,19 @@ pub(crate) async fn run_put_media(
         }
     };
     let mut silent = std::time::Duration::ZERO;
+    let opened = tokio::time::Instant::now();
     loop {
         let mut cut_now = false;
+        if opened.elapsed() >= req.max_age {
+            let number = current.as_ref().map(|(n, _)| n.clone());
+            send(error_ack(
+                crate::protocol::ServiceErrorCode::MaxConnectionDurationReached,
+                None,
+                number,
+            ))
+            .await;
+            return;
+        }
         // While no data flows the service sends IDLE ACKs, and closes the
         // request after its idle timeout.
         let frame = match tokio::time::timeout(req.idle_ack, body.frame()).await {

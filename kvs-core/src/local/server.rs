@@ -39,6 +39,10 @@ pub struct LocalConfig {
     pub idle_ack_interval: std::time::Duration,
     /// Silence after which a PutMedia request is closed (default 30 s, as the service).
     pub idle_timeout: std::time::Duration,
+    /// Age of a PutMedia connection after which it gets ERROR 4003
+    /// (`MAX_CONNECTION_DURATION_REACHED`) and is closed (default 45 minutes,
+    /// as the service; shorten it to test rotation).
+    pub max_connection_duration: std::time::Duration,
     /// Fragments kept in memory for live readers of a stream whose retention
     /// is 0 (default 512; the service keeps a few minutes).
     pub live_buffer_fragments: usize,
@@ -64,6 +68,7 @@ impl Default for LocalConfig {
             live_buffer_fragments: 512,
             idle_ack_interval: std::time::Duration::from_secs(2),
             idle_timeout: std::time::Duration::from_secs(30),
+            max_connection_duration: std::time::Duration::from_secs(45 * 60),
             max_request_bytes: 1 << 20,
         }
     }
@@ -428,6 +433,7 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         live_buffer: s.cfg.live_buffer_fragments,
         idle_ack: s.cfg.idle_ack_interval,
         idle_close: s.cfg.idle_timeout,
+        max_age: s.cfg.max_connection_duration,
         stream: meta.name,
         retention_hours: meta.retention_hours,
         relative,
