@@ -2,63 +2,25 @@
 //! our client and through boto3's kinesis-video-archived-media client.
 #![cfg(feature = "local")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use bytes::Bytes;
-use kvs_core::auth::Credentials;
-use kvs_core::client::{
-    ApiName, ClientConfig, CreateStream, FragmentSelector, KvsClient, PutMediaOptions, TimecodeType,
-};
-use kvs_core::codec::annexb::VideoCodec;
+use common::{endpoint_with_stream, persisted};
+use kvs_core::client::{ApiName, FragmentSelector, KvsClient, TimecodeType};
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 use kvs_core::mkv::fragment::FragmentAssembler;
-use kvs_core::mkv::mux::mux_annexb;
-use kvs_core::protocol::Ack;
 
 const START_MS: u64 = 1_732_012_345_000;
 
 async fn stream_with_clip() -> (LocalEndpoint, KvsClient, Bytes) {
-    let ep = LocalEndpoint::start(LocalConfig::default()).await.unwrap();
-    let c = KvsClient::new(
-        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
-            .endpoint(ep.url()),
-    )
-    .unwrap();
-    c.create_stream(&CreateStream {
-        stream_name: "cam".into(),
-        data_retention_in_hours: 1,
-        ..CreateStream::default()
-    })
-    .await
-    .unwrap();
-    let video = Bytes::from(
-        std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media/clip.h264"),
-        )
-        .unwrap(),
-    );
-    let data = Bytes::from(
-        mux_annexb(VideoCodec::H264, &video, 25.0, None)
-            .unwrap()
-            .chunks
-            .concat(),
-    );
-    let mut s = c
-        .put_media(&PutMediaOptions {
-            stream: "cam".into(),
-            timecode_type: TimecodeType::Relative,
-            producer_start_ms: START_MS,
-        })
-        .await
-        .unwrap();
-    s.send(data.clone()).await.unwrap();
-    s.finish();
-    let mut n = 0;
-    while let Some(a) = s.next_ack().await {
-        n += usize::from(matches!(a.unwrap(), Ack::Persisted { .. }));
-    }
-    assert_eq!(n, 4);
+    let (ep, c) = endpoint_with_stream(LocalConfig::default(), "cam", 1).await;
+    let data = common::clip(false);
+    let (acks, err) = common::put_all(&c, "cam", &data, TimecodeType::Relative, START_MS).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(persisted(&acks).len(), 4);
     (ep, c, data)
 }
 

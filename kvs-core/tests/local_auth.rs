@@ -3,6 +3,8 @@
 //! service's 403 error shape.
 #![cfg(feature = "local")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -16,7 +18,6 @@ use kvs_core::client::{
     StartSelector, TimecodeType,
 };
 use kvs_core::local::{LocalConfig, LocalEndpoint};
-use kvs_core::protocol::Ack;
 
 const AK: &str = "AKIDLOCALTEST";
 const SK: &str = "local/secret+key";
@@ -61,40 +62,10 @@ async fn signed_requests_pass_and_bad_ones_are_refused() {
     );
 
     // Signed PutMedia (streaming body, empty-string payload hash) and GetMedia.
-    let mut b =
-        kvs_core::mkv::builder::FragmentBuilder::new(kvs_core::mkv::builder::StreamConfig::new(
-            vec![kvs_core::mkv::builder::TrackConfig::video(
-                1,
-                "V_MPEG4/ISO/AVC",
-                Bytes::from_static(&[1]),
-                8,
-                8,
-            )],
-        ))
-        .unwrap();
-    let mut chunks = vec![b.header()];
-    let frame = kvs_core::mkv::builder::FrameIn {
-        track: 1,
-        timecode: 5,
-        key: true,
-        payload: kvs_core::mkv::builder::Payload::Raw(Bytes::from_static(b"x")),
-    };
-    b.fragment(&[frame], &[], &mut chunks).unwrap();
-    let mut s = good
-        .put_media(&PutMediaOptions {
-            stream: "cam".into(),
-            timecode_type: TimecodeType::Absolute,
-            producer_start_ms: 0,
-        })
-        .await
-        .unwrap();
-    s.send(Bytes::from(chunks.concat())).await.unwrap();
-    s.finish();
-    let mut persisted = 0;
-    while let Some(a) = s.next_ack().await {
-        persisted += usize::from(matches!(a.unwrap(), Ack::Persisted { .. }));
-    }
-    assert_eq!(persisted, 1);
+    let stream = common::one_frame_stream(5, b"x");
+    let (acks, err) = common::put_all(&good, "cam", &stream, TimecodeType::Absolute, 0).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(common::persisted(&acks), [5]);
     let mut g = good
         .get_media("cam", &StartSelector::Earliest)
         .await

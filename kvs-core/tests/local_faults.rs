@@ -1,98 +1,35 @@
 //! The local endpoint's fault knobs, seen through our client.
 #![cfg(feature = "local")]
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kvs_core::auth::Credentials;
-use kvs_core::client::{
-    ClientConfig, ClientError, CreateStream, KvsClient, PutMediaOptions, StartSelector,
-    TimecodeType,
-};
-use kvs_core::codec::aac;
-use kvs_core::codec::annexb::VideoCodec;
+use common::{endpoint_with_stream, persisted};
+use kvs_core::client::{ClientError, KvsClient, PutMediaOptions, StartSelector, TimecodeType};
 use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
-use kvs_core::mkv::mux::{mux_annexb, AacInput};
 use kvs_core::protocol::{Ack, ServiceErrorCode};
 
 fn clip() -> Bytes {
-    let media = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media");
-    let video = Bytes::from(std::fs::read(media.join("clip.h264")).unwrap());
-    let adts = Bytes::from(std::fs::read(media.join("clip.aac")).unwrap());
-    let (header, frames) = aac::split_adts(&adts).unwrap();
-    Bytes::from(
-        mux_annexb(
-            VideoCodec::H264,
-            &video,
-            25.0,
-            Some(&AacInput { header, frames }),
-        )
-        .unwrap()
-        .chunks
-        .concat(),
-    )
+    common::clip(true)
 }
 
 async fn setup(faults: Faults) -> (LocalEndpoint, KvsClient) {
-    let ep = LocalEndpoint::start(LocalConfig {
-        faults,
-        ..LocalConfig::default()
-    })
-    .await
-    .unwrap();
-    let c = KvsClient::new(
-        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
-            .endpoint(ep.url()),
+    endpoint_with_stream(
+        LocalConfig {
+            faults,
+            ..LocalConfig::default()
+        },
+        "cam",
+        1,
     )
-    .unwrap();
-    c.create_stream(&CreateStream {
-        stream_name: "cam".into(),
-        data_retention_in_hours: 1,
-        ..CreateStream::default()
-    })
     .await
-    .unwrap();
-    (ep, c)
 }
 
 /// Uploads the clip; returns the ACKs and how the ACK stream ended.
 async fn put(c: &KvsClient, data: &Bytes) -> (Vec<Ack>, Option<ClientError>) {
-    let opts = PutMediaOptions {
-        stream: "cam".into(),
-        timecode_type: TimecodeType::Absolute,
-        producer_start_ms: 0,
-    };
-    let mut s = c.put_media(&opts).await.unwrap();
-    for piece in data.chunks(16_384) {
-        if s.send(Bytes::copy_from_slice(piece)).await.is_err() {
-            break;
-        }
-    }
-    s.finish();
-    let mut acks = Vec::new();
-    while let Some(a) = s.next_ack().await {
-        match a {
-            Ok(a) => acks.push(a),
-            Err(e) => return (acks, Some(e)),
-        }
-    }
-    (acks, None)
-}
-
-fn persisted(acks: &[Ack]) -> Vec<u64> {
-    acks.iter()
-        .filter_map(|a| {
-            if let Ack::Persisted {
-                fragment_timecode, ..
-            } = a
-            {
-                Some(*fragment_timecode)
-            } else {
-                None
-            }
-        })
-        .collect()
+    common::put_all(c, "cam", data, TimecodeType::Absolute, 0).await
 }
 
 #[tokio::test]
@@ -239,25 +176,12 @@ fn fault_spellings() {
 
 #[tokio::test]
 async fn idle_connections_get_idle_acks_then_close() {
-    let ep = LocalEndpoint::start(LocalConfig {
+    let cfg = LocalConfig {
         idle_ack_interval: Duration::from_millis(100),
         idle_timeout: Duration::from_millis(450),
         ..LocalConfig::default()
-    })
-    .await
-    .unwrap();
-    let c = KvsClient::new(
-        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
-            .endpoint(ep.url()),
-    )
-    .unwrap();
-    c.create_stream(&CreateStream {
-        stream_name: "cam".into(),
-        data_retention_in_hours: 1,
-        ..CreateStream::default()
-    })
-    .await
-    .unwrap();
+    };
+    let (_ep, c) = endpoint_with_stream(cfg, "cam", 1).await;
     let opts = PutMediaOptions {
         stream: "cam".into(),
         timecode_type: TimecodeType::Absolute,
@@ -281,24 +205,11 @@ async fn idle_connections_get_idle_acks_then_close() {
 #[tokio::test]
 async fn old_connections_get_4003() {
     use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
-    let ep = LocalEndpoint::start(LocalConfig {
+    let cfg = LocalConfig {
         max_connection_duration: Duration::from_millis(300),
         ..LocalConfig::default()
-    })
-    .await
-    .unwrap();
-    let c = KvsClient::new(
-        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
-            .endpoint(ep.url()),
-    )
-    .unwrap();
-    c.create_stream(&CreateStream {
-        stream_name: "cam".into(),
-        data_retention_in_hours: 1,
-        ..CreateStream::default()
-    })
-    .await
-    .unwrap();
+    };
+    let (_ep, c) = endpoint_with_stream(cfg, "cam", 1).await;
     let mut b = FragmentBuilder::new(StreamConfig::new(vec![TrackConfig::video(
         1,
         "V_MPEG4/ISO/AVC",

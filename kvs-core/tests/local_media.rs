@@ -3,37 +3,22 @@
 //! frame for frame and byte for byte.
 #![cfg(feature = "local")]
 
-use std::path::PathBuf;
+mod common;
 
 use bytes::Bytes;
+use common::endpoint_with_stream;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kvs_core::auth::Credentials;
-use kvs_core::client::{ClientConfig, CreateStream, KvsClient};
-use kvs_core::codec::aac;
-use kvs_core::codec::annexb::VideoCodec;
-use kvs_core::local::{LocalConfig, LocalEndpoint};
+use kvs_core::local::LocalConfig;
 use kvs_core::mkv::fragment::FragmentAssembler;
-use kvs_core::mkv::mux::{mux_annexb, AacInput};
 use kvs_core::mkv::{parse_all, Event, ParserConfig};
 use kvs_core::protocol::{Ack, AckDecoder, ServiceErrorCode};
 
 type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 fn clip() -> Bytes {
-    let media = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media");
-    let video = Bytes::from(std::fs::read(media.join("clip.h264")).unwrap());
-    let adts = Bytes::from(std::fs::read(media.join("clip.aac")).unwrap());
-    let (header, frames) = aac::split_adts(&adts).unwrap();
-    let out = mux_annexb(
-        VideoCodec::H264,
-        &video,
-        25.0,
-        Some(&AacInput { header, frames }),
-    )
-    .unwrap();
-    Bytes::from(out.chunks.concat())
+    common::clip(true)
 }
 
 async fn put_media(http: &Http, url: &str, stream: &str, body: Bytes) -> (u16, Vec<Ack>) {
@@ -95,16 +80,7 @@ async fn get_media(
 
 #[tokio::test]
 async fn put_then_get_gives_back_every_frame() {
-    let ep = LocalEndpoint::start(LocalConfig::default()).await.unwrap();
-    let creds = Credentials::new("a", "b", None, None, "test");
-    let c = KvsClient::new(ClientConfig::new("us-east-1", creds).endpoint(ep.url())).unwrap();
-    c.create_stream(&CreateStream {
-        stream_name: "porch".into(),
-        data_retention_in_hours: 2,
-        ..CreateStream::default()
-    })
-    .await
-    .unwrap();
+    let (ep, _c) = endpoint_with_stream(LocalConfig::default(), "porch", 2).await;
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
 
     let body = clip();
@@ -201,7 +177,7 @@ async fn put_then_get_gives_back_every_frame() {
         .await
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let later = shifted_clip(10_000);
+    let later = common::one_frame_stream(10_000, b"later");
     let (_, acks) = put_media(&http, ep.url(), "porch", later).await;
     assert!(
         acks.iter().any(|a| matches!(
@@ -217,44 +193,9 @@ async fn put_then_get_gives_back_every_frame() {
     assert_eq!(live[0].cluster_timecode, Some(10_000));
 }
 
-/// The clip with every timecode moved by `by` ms (a later upload).
-fn shifted_clip(by: i64) -> Bytes {
-    use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
-    let mut b = FragmentBuilder::new(StreamConfig::new(vec![TrackConfig::video(
-        1,
-        "V_MPEG4/ISO/AVC",
-        Bytes::from_static(&[1]),
-        64,
-        64,
-    )]))
-    .unwrap();
-    let mut chunks = vec![b.header()];
-    b.fragment(
-        &[FrameIn {
-            track: 1,
-            timecode: by,
-            key: true,
-            payload: Payload::Raw(Bytes::from_static(b"later")),
-        }],
-        &[],
-        &mut chunks,
-    )
-    .unwrap();
-    Bytes::from(chunks.concat())
-}
-
 #[tokio::test]
 async fn rejected_uploads_get_the_service_errors() {
-    let ep = LocalEndpoint::start(LocalConfig::default()).await.unwrap();
-    let creds = Credentials::new("a", "b", None, None, "test");
-    let c = KvsClient::new(ClientConfig::new("us-east-1", creds).endpoint(ep.url())).unwrap();
-    c.create_stream(&CreateStream {
-        stream_name: "porch".into(),
-        data_retention_in_hours: 1,
-        ..CreateStream::default()
-    })
-    .await
-    .unwrap();
+    let (ep, _c) = endpoint_with_stream(LocalConfig::default(), "porch", 1).await;
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
 
     // Unknown stream: 404 before streaming.
@@ -333,16 +274,7 @@ async fn rejected_uploads_get_the_service_errors() {
 #[tokio::test]
 async fn client_sessions_put_and_get_through_the_local_endpoint() {
     use kvs_core::client::{PutMediaOptions, StartSelector, TimecodeType};
-    let ep = LocalEndpoint::start(LocalConfig::default()).await.unwrap();
-    let creds = Credentials::new("a", "b", None, None, "test");
-    let c = KvsClient::new(ClientConfig::new("us-east-1", creds).endpoint(ep.url())).unwrap();
-    c.create_stream(&CreateStream {
-        stream_name: "porch".into(),
-        data_retention_in_hours: 2,
-        ..CreateStream::default()
-    })
-    .await
-    .unwrap();
+    let (_ep, c) = endpoint_with_stream(LocalConfig::default(), "porch", 2).await;
 
     let body = clip();
     let opts = PutMediaOptions {

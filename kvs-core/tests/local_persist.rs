@@ -2,46 +2,21 @@
 //! a restart, and fragment numbers keep increasing.
 #![cfg(feature = "local")]
 
+mod common;
+
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use kvs_core::auth::Credentials;
-use kvs_core::client::{
-    ClientConfig, CreateStream, KvsClient, PutMediaOptions, StartSelector, TimecodeType,
-};
-use kvs_core::codec::annexb::VideoCodec;
+use common::client;
+use kvs_core::client::{CreateStream, KvsClient, StartSelector, TimecodeType};
 use kvs_core::local::{LocalConfig, LocalEndpoint};
-use kvs_core::mkv::mux::mux_annexb;
-use kvs_core::protocol::Ack;
-
-fn client(url: &str) -> KvsClient {
-    KvsClient::new(
-        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t")).endpoint(url),
-    )
-    .unwrap()
-}
 
 async fn put(c: &KvsClient, data: &Bytes) -> Vec<String> {
-    let mut s = c
-        .put_media(&PutMediaOptions {
-            stream: "cam".into(),
-            timecode_type: TimecodeType::Absolute,
-            producer_start_ms: 0,
-        })
-        .await
-        .unwrap();
-    s.send(data.clone()).await.unwrap();
-    s.finish();
-    let mut numbers = Vec::new();
-    while let Some(a) = s.next_ack().await {
-        if let Ack::Persisted {
-            fragment_number, ..
-        } = a.unwrap()
-        {
-            numbers.push(fragment_number);
-        }
-    }
-    numbers
+    common::persisted_numbers(
+        &common::put_all(c, "cam", data, TimecodeType::Absolute, 0)
+            .await
+            .0,
+    )
 }
 
 #[tokio::test]
@@ -53,18 +28,7 @@ async fn streams_and_fragments_survive_a_restart() {
         data_dir: Some(dir.clone()),
         ..LocalConfig::default()
     };
-    let video = Bytes::from(
-        std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media/clip.h264"),
-        )
-        .unwrap(),
-    );
-    let data = Bytes::from(
-        mux_annexb(VideoCodec::H264, &video, 25.0, None)
-            .unwrap()
-            .chunks
-            .concat(),
-    );
+    let data = common::clip(false);
 
     let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
     let c = client(ep.url());

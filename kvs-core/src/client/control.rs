@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use super::endpoint::{control_plane, is_loopback_url, Variant};
 use super::error::ClientError;
 use super::http::Transport;
 use super::retry::{random_u64, RetryPolicy};
-use crate::auth::sigv4::{sign_headers, Payload};
+use crate::auth::sigv4::Payload;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -507,30 +507,14 @@ impl KvsClient {
         path: &str,
         body: Bytes,
     ) -> Result<T, ClientError> {
-        let creds = self
-            .cfg
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| ClientError::Credentials(e.to_string()))?;
         let url = format!("{base}{path}");
-        let signed = sign_headers(
-            "POST",
-            &url,
-            &[("content-type", "application/json")],
-            Payload::Bytes(&body),
-            &creds,
-            &self.cfg.region,
-            SystemTime::now(),
-        )
-        .map_err(|e| ClientError::Config(e.to_string()))?;
-        let mut req = http::Request::post(&url)
-            .header("content-type", "application/json")
-            .header("user-agent", concat!("kvs-rs/", env!("CARGO_PKG_VERSION")));
-        for (k, v) in &signed {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let req = req
+        let req = self
+            .signed(
+                &url,
+                &[("content-type", "application/json")],
+                Payload::Bytes(&body),
+            )
+            .await?
             .body(Full::new(body))
             .map_err(|e| ClientError::Config(format!("bad request for {url}: {e}")))?;
         let resp = self.transport.send(req).await?;
