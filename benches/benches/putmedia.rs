@@ -5,6 +5,9 @@
 //! - `putmedia/kvs/1080p`: our PutMedia session (signing, data endpoint,
 //!   channel body, ACK decoding) to the local endpoint, which parses, checks
 //!   and keeps every fragment, until the last fragment's RECEIVED.
+//!   The endpoint keeps the last 2 fragments for live readers.
+//! - `putmedia/kvs-keep16/1080p`: the same with 16 fragments kept (~16 MB
+//!   held, so the allocator hands out fresh pages for every read buffer).
 //! - `putmedia/hyper-sink/1080p`: hyper's client streaming the same chunks to
 //!   a hyper server that only counts them.
 //!
@@ -157,6 +160,29 @@ async fn sink_server() -> String {
     format!("http://{addr}/sink")
 }
 
+async fn endpoint(live_buffer_fragments: usize) -> (LocalEndpoint, KvsClient) {
+    let ep = LocalEndpoint::start(LocalConfig {
+        live_buffer_fragments,
+        ..LocalConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = KvsClient::new(
+        ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
+            .endpoint(ep.url()),
+    )
+    .unwrap();
+    client
+        .create_stream(&CreateStream {
+            stream_name: "bench".into(),
+            data_retention_in_hours: 0,
+            ..CreateStream::default()
+        })
+        .await
+        .unwrap();
+    (ep, client)
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -165,28 +191,12 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let (chunks, starts) = stream();
     let total: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    let (_ep, client) = rt.block_on(async {
-        let ep = LocalEndpoint::start(LocalConfig {
-            live_buffer_fragments: 16,
-            ..LocalConfig::default()
-        })
-        .await
-        .unwrap();
-        let client = KvsClient::new(
-            ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
-                .endpoint(ep.url()),
-        )
-        .unwrap();
-        client
-            .create_stream(&CreateStream {
-                stream_name: "bench".into(),
-                data_retention_in_hours: 0,
-                ..CreateStream::default()
-            })
-            .await
-            .unwrap();
-        (ep, client)
-    });
+    // The relay case: a stream without retention whose endpoint keeps the
+    // last 2 fragments for live readers; and the same keeping 16 (~16 MB),
+    // which adds the cost of keeping received memory alive (fresh pages for
+    // every read buffer the allocator cannot recycle).
+    let (_ep, client) = rt.block_on(endpoint(2));
+    let (_ep16, client16) = rt.block_on(endpoint(16));
     let sink = rt.block_on(sink_server());
     let mut lat = Vec::new();
     for _ in 0..10 {
@@ -206,6 +216,9 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(total));
     g.bench_function("kvs/1080p", |b| {
         b.iter(|| rt.block_on(kvs_put(&client, &chunks, &starts, None)))
+    });
+    g.bench_function("kvs-keep16/1080p", |b| {
+        b.iter(|| rt.block_on(kvs_put(&client16, &chunks, &starts, None)))
     });
     g.bench_function("hyper-sink/1080p", |b| {
         b.iter(|| {

@@ -42,6 +42,25 @@ async fn streams_and_fragments_survive_a_restart() {
         .unwrap();
     let first = put(&c, &data).await;
     assert_eq!(first.len(), 4);
+    // A stream without retention is only relayed: nothing of it on disk.
+    c.create_stream(&CreateStream {
+        stream_name: "live".into(),
+        ..CreateStream::default()
+    })
+    .await
+    .unwrap();
+    let (acks, err) = common::put_all(&c, "live", &data, TimecodeType::Absolute, 0).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(
+        acks.iter()
+            .filter(|a| matches!(a, kvs_core::protocol::Ack::Received { .. }))
+            .count(),
+        4
+    );
+    assert!(
+        !dir.join("media/s-live").exists(),
+        "retention 0 writes nothing to disk"
+    );
     ep.shutdown().await;
 
     let ep = LocalEndpoint::start(cfg).await.unwrap();

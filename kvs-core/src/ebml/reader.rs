@@ -106,6 +106,50 @@ impl ChunkQueue {
         out.freeze()
     }
 
+    /// Removes exactly `n` bytes from the front and returns them as the
+    /// chunks they sit in (sliced, never copied); the caller checks
+    /// `len() >= n` first.
+    pub fn take_chunks(&mut self, n: usize) -> Vec<Bytes> {
+        debug_assert!(n <= self.len);
+        let mut out = Vec::new();
+        let mut left = n.min(self.len);
+        self.len -= left;
+        self.offset += left as u64;
+        while left > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                out.extend(self.chunks.pop_front());
+            } else {
+                out.push(front.split_to(left));
+                left = 0;
+            }
+        }
+        out
+    }
+
+    /// A copy of `n` buffered bytes starting `skip` bytes after the front,
+    /// leaving the queue as it is (clamped to what is buffered).
+    pub fn copy_range(&self, skip: usize, n: usize) -> Bytes {
+        let mut out = Vec::with_capacity(n.min(self.len));
+        let mut skip = skip;
+        for c in &self.chunks {
+            if out.len() == n {
+                break;
+            }
+            if skip >= c.len() {
+                skip -= c.len();
+                continue;
+            }
+            let want = (n - out.len()).min(c.len() - skip);
+            out.extend_from_slice(&c[skip..skip + want]);
+            skip = 0;
+        }
+        Bytes::from(out)
+    }
+
     /// Discards up to `n` bytes from the front; returns how many were discarded.
     pub fn skip(&mut self, n: u64) -> u64 {
         let mut left = n;
@@ -247,6 +291,25 @@ impl<F: Fn(u32) -> bool> Walker<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_ranges_are_sliced_or_copied_without_consuming() {
+        let mut q = ChunkQueue::new();
+        let a = Bytes::from_static(b"hello ");
+        q.push(a.clone());
+        q.push(Bytes::from_static(b"big "));
+        q.push(Bytes::from_static(b"world"));
+        assert_eq!(&q.copy_range(4, 8)[..], b"o big wo");
+        assert_eq!(&q.copy_range(10, 100)[..], b"world", "clamped");
+        assert_eq!(q.len(), 15, "copy_range consumes nothing");
+        q.skip(2);
+        let parts = q.take_chunks(10);
+        assert_eq!(parts.concat(), b"llo big wo");
+        assert_eq!(parts[0].as_ptr(), a[2..].as_ptr(), "sliced, not copied");
+        assert_eq!((q.len(), q.offset()), (3, 12));
+        assert_eq!(q.take_chunks(3).concat(), b"rld");
+        assert!(q.is_empty());
+    }
 
     #[test]
     fn take_is_zero_copy_inside_a_chunk_and_copies_across() {

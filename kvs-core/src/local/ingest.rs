@@ -8,8 +8,9 @@
 //! fragment timecodes strictly increase (4004); a fragment ≤ 50 MB (4001)
 //! and ≤ the duration limit (4002); ≤ 10 metadata tags per fragment (4009).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use crate::ebml::reader::ChunkQueue;
 use crate::mkv::{Event, ParseError, Parser, ParserConfig, SimpleTag};
 use crate::protocol::ServiceErrorCode;
 
@@ -49,8 +50,9 @@ pub struct IngestedFragment {
     pub header: Bytes,
     /// The producer's metadata Tags elements for this fragment, raw.
     pub tags: Vec<Bytes>,
-    /// The Cluster element, raw, as received.
-    pub cluster: Bytes,
+    /// The Cluster element, raw, as received: the body chunks it arrived
+    /// in, sliced (never copied).
+    pub cluster: Vec<Bytes>,
     /// Frames in the fragment.
     pub frames: usize,
     /// From the first frame's start to the last frame's, ms.
@@ -97,9 +99,8 @@ struct Current {
 pub struct Ingest {
     parser: Parser,
     limits: IngestLimits,
-    /// Body bytes from stream offset `raw_base` on.
-    raw: BytesMut,
-    raw_base: u64,
+    /// Body bytes not yet released, as received.
+    raw: ChunkQueue,
     last_end: u64,
     segments: u32,
     header: Option<Bytes>,
@@ -117,8 +118,7 @@ impl Ingest {
         Self {
             parser: Parser::new(ParserConfig::default()),
             limits,
-            raw: BytesMut::new(),
-            raw_base: 0,
+            raw: ChunkQueue::new(),
             last_end: 0,
             segments: 0,
             header: None,
@@ -141,25 +141,21 @@ impl Ingest {
 
     /// Takes the raw bytes between two stream offsets out of the buffer
     /// without copying; everything before them is dropped.
-    fn take(&mut self, from: u64, to: u64) -> Bytes {
-        let skip = (from - self.raw_base) as usize;
-        let _ = self.raw.split_to(skip);
-        let out = self.raw.split_to((to - from) as usize).freeze();
-        self.raw_base = to;
-        out
+    fn take(&mut self, from: u64, to: u64) -> Vec<Bytes> {
+        self.raw.skip(from - self.raw.offset());
+        self.raw.take_chunks((to - from) as usize)
     }
 
-    /// Raw bytes between two stream offsets (still buffered).
+    /// A copy of the raw bytes between two stream offsets (still buffered).
     fn slice(&self, from: u64, to: u64) -> Bytes {
-        let a = (from - self.raw_base) as usize;
-        let b = (to - self.raw_base) as usize;
-        Bytes::copy_from_slice(&self.raw[a..b])
+        let skip = (from - self.raw.offset()) as usize;
+        self.raw.copy_range(skip, (to - from) as usize)
     }
 
     /// Feeds body bytes; returns what they completed and, if the upload
     /// broke a rule, the error (fragments completed before it still count).
     pub fn push(&mut self, chunk: Bytes) -> (Vec<IngestEvent>, Result<(), IngestError>) {
-        self.raw.extend_from_slice(&chunk);
+        self.raw.push(chunk.clone());
         self.parser.push(chunk);
         self.drain()
     }
@@ -196,10 +192,8 @@ impl Ingest {
             .as_ref()
             .map_or(self.last_end, |c| c.start)
             .min(self.last_end);
-        if keep_from > self.raw_base {
-            let n = (keep_from - self.raw_base) as usize;
-            let _ = self.raw.split_to(n);
-            self.raw_base = keep_from;
+        if keep_from > self.raw.offset() {
+            self.raw.skip(keep_from - self.raw.offset());
         }
         Ok(())
     }
@@ -457,7 +451,8 @@ mod tests {
             for f in &frags {
                 assert_eq!(f.frames, 2);
                 assert_eq!(f.tags.len(), 1);
-                assert_eq!(&f.cluster[..4], &[0x1F, 0x43, 0xB6, 0x75]);
+                let cluster = f.cluster.concat();
+                assert_eq!(&cluster[..4], &[0x1F, 0x43, 0xB6, 0x75]);
                 assert_eq!(&f.header[..4], &[0x15, 0x49, 0xA9, 0x66], "Info first");
                 // Header + tags + cluster parse back as one fragment.
                 let mut doc = Vec::new();
@@ -467,7 +462,7 @@ mod tests {
                 for t in &f.tags {
                     doc.extend_from_slice(t);
                 }
-                doc.extend_from_slice(&f.cluster);
+                doc.extend_from_slice(&cluster);
                 let (events, e) = crate::mkv::parse_all(Bytes::from(doc), ParserConfig::default());
                 assert!(e.is_none());
                 assert_eq!(

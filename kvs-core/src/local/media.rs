@@ -217,7 +217,9 @@ impl MediaStore {
             .map(|d| d.join("media").join(format!("s-{stream}")))
     }
 
-    /// Stores a fragment (on disk first, with `--data-dir`) and wakes live readers.
+    /// Stores a fragment and wakes live readers. A `durable` fragment (a
+    /// stream with retention) is written to disk first with `--data-dir`;
+    /// others live only in memory, for live readers.
     pub fn store(
         &self,
         stream: &str,
@@ -225,8 +227,10 @@ impl MediaStore {
         producer_ms: u64,
         server_ms: u64,
         f: &IngestedFragment,
+        durable: bool,
     ) -> std::io::Result<()> {
-        let mut doc = Vec::with_capacity(f.cluster.len() + f.header.len() + 512);
+        let size: usize = f.cluster.iter().map(Bytes::len).sum();
+        let mut doc = Vec::with_capacity(f.header.len() + 512);
         writer::ebml_header(&mut doc, "matroska", 2);
         writer::master_unknown(&mut doc, ids::SEGMENT);
         doc.extend_from_slice(&f.header);
@@ -245,8 +249,10 @@ impl MediaStore {
             ],
         );
         // The Cluster is kept as received, not copied into the prefix.
-        let doc = vec![Bytes::from(doc), f.cluster.clone()];
-        if let Some(dir) = self.stream_dir(stream) {
+        let doc: Vec<Bytes> = std::iter::once(Bytes::from(doc))
+            .chain(f.cluster.iter().cloned())
+            .collect();
+        if let Some(dir) = self.stream_dir(stream).filter(|_| durable) {
             use std::io::Write;
             std::fs::create_dir_all(&dir)?;
             let mut file = std::fs::File::create(dir.join(format!("{number}.mkv")))?;
@@ -254,7 +260,7 @@ impl MediaStore {
                 file.write_all(part)?;
             }
             file.sync_all()?;
-            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": f.cluster.len(), "duration_ms": f.duration_ms});
+            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": size, "duration_ms": f.duration_ms});
             let mut index = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -268,7 +274,7 @@ impl MediaStore {
             server_ms,
             doc,
             received_at: SystemTime::now(),
-            size: f.cluster.len() as u64,
+            size: size as u64,
             duration_ms: f.duration_ms,
         });
         let mut streams = self
@@ -488,9 +494,14 @@ pub(crate) async fn run_put_media(
                     };
                     if req.retention_hours > 0 {
                         // Written (with --data-dir, to disk) before PERSISTED goes out.
-                        if let Err(e) =
-                            store.store(&req.stream, number.clone(), producer_ms, server_ms, &f)
-                        {
+                        if let Err(e) = store.store(
+                            &req.stream,
+                            number.clone(),
+                            producer_ms,
+                            server_ms,
+                            &f,
+                            true,
+                        ) {
                             tracing::error!(error = %e, "cannot store a fragment");
                             let code = crate::protocol::ServiceErrorCode::ArchivalError;
                             send(error_ack(code, Some(f.timecode), Some(number))).await;
@@ -504,8 +515,14 @@ pub(crate) async fn run_put_media(
                     .await;
                     if req.retention_hours == 0 {
                         // Without retention the data is only held, in memory, for live readers.
-                        let _ =
-                            store.store(&req.stream, number.clone(), producer_ms, server_ms, &f);
+                        let _ = store.store(
+                            &req.stream,
+                            number.clone(),
+                            producer_ms,
+                            server_ms,
+                            &f,
+                            false,
+                        );
                         store.trim(&req.stream, req.live_buffer);
                     } else if ok {
                         send(Ack::Persisted {
