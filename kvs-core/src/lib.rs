@@ -34,7 +34,8 @@
 //!
 //! Modules: [`ebml`] (varints, writer, chunk queue), [`mkv`] (parser, fragment
 //! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation),
-//! [`protocol`] (PutMedia ACKs, service error codes), [`auth`] (credentials,
+//! [`mp4`] (MP4 clips and HLS/DASH segments), [`protocol`] (PutMedia ACKs,
+//! service error codes), [`auth`] (credentials,
 //! SigV4).
 //! [`client`] (feature `client`, default) and [`local`] (feature `local`)
 //! do the I/O. Everything else is sans-IO: bytes in, events out, no clock,
@@ -53,4 +54,5 @@ pub mod fuzzing;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod mkv;
+pub mod mp4;
 pub mod protocol;

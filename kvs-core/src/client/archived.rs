@@ -1,5 +1,6 @@
-//! Archived media: ListFragments (every page, time-range selectors) and
-//! GetMediaForFragmentList (parsed through the fragment assembler).
+//! Archived media: ListFragments (every page, time-range selectors),
+//! GetMediaForFragmentList (parsed through the fragment assembler), GetClip
+//! (an MP4 file, read up to a limit) and the HLS/DASH streaming-session URLs.
 
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -45,7 +46,174 @@ pub enum FragmentSelector {
     },
 }
 
+impl FragmentSelector {
+    fn to_json(self) -> Value {
+        let (kind, a, b) = match self {
+            FragmentSelector::Producer { start_ms, end_ms } => {
+                ("PRODUCER_TIMESTAMP", start_ms, end_ms)
+            }
+            FragmentSelector::Server { start_ms, end_ms } => ("SERVER_TIMESTAMP", start_ms, end_ms),
+        };
+        json!({"FragmentSelectorType": kind, "TimestampRange": {"StartTimestamp": a as f64 / 1000.0, "EndTimestamp": b as f64 / 1000.0}})
+    }
+}
+
+/// Largest GetClip body read: the service's 100 MB of fragments plus the
+/// MP4 tables.
+pub const MAX_CLIP_BYTES: usize = 128 * 1024 * 1024;
+
+/// A GetClip answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Clip {
+    /// `Content-Type` (`video/mp4`).
+    pub content_type: String,
+    /// The MP4 file.
+    pub data: bytes::Bytes,
+}
+
+/// What a streaming session plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlaybackMode {
+    /// The newest fragments, as they arrive.
+    #[default]
+    Live,
+    /// From the selector's start on, as they arrive.
+    LiveReplay,
+    /// The selector's range, finished.
+    OnDemand,
+}
+
+/// Settings of an HLS or DASH streaming session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamingSessionOptions {
+    /// What it plays.
+    pub playback_mode: PlaybackMode,
+    /// The range (required for LIVE_REPLAY and ON_DEMAND).
+    pub selector: Option<FragmentSelector>,
+    /// Session lifetime in seconds (300–43200; the service's default is 300).
+    pub expires_secs: Option<u32>,
+    /// Fragments per playlist/manifest (1–5000).
+    pub max_fragment_results: Option<u32>,
+    /// HLS only: ask for MPEG-TS segments rather than fragmented MP4.
+    pub mpeg_ts: bool,
+}
+
+impl StreamingSessionOptions {
+    fn to_json(&self, hls: bool) -> Value {
+        let mode = match self.playback_mode {
+            PlaybackMode::Live => "LIVE",
+            PlaybackMode::LiveReplay => "LIVE_REPLAY",
+            PlaybackMode::OnDemand => "ON_DEMAND",
+        };
+        let (sel, max) = if hls {
+            ("HLSFragmentSelector", "MaxMediaPlaylistFragmentResults")
+        } else {
+            ("DASHFragmentSelector", "MaxManifestFragmentResults")
+        };
+        let mut body = json!({"PlaybackMode": mode});
+        if let Some(s) = self.selector {
+            body[sel] = s.to_json();
+        }
+        if let Some(e) = self.expires_secs {
+            body["Expires"] = e.into();
+        }
+        if let Some(m) = self.max_fragment_results {
+            body[max] = m.into();
+        }
+        if hls {
+            body["ContainerFormat"] = if self.mpeg_ts {
+                "MPEG_TS"
+            } else {
+                "FRAGMENTED_MP4"
+            }
+            .into();
+        }
+        body
+    }
+}
+
 impl KvsClient {
+    /// GetClip: the fragments in the range as one MP4 file (at most
+    /// [`MAX_CLIP_BYTES`] are read).
+    pub async fn get_clip(
+        &self,
+        stream: impl Into<StreamId>,
+        selector: FragmentSelector,
+    ) -> Result<Clip, ClientError> {
+        let body = self
+            .open_json(
+                &stream.into(),
+                ApiName::GetClip,
+                "/getClip",
+                json!({"ClipFragmentSelector": selector.to_json()}),
+            )
+            .await?;
+        let data = http_body_util::Limited::new(body, MAX_CLIP_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ClientError::Transport(format!("reading the clip: {e}")))?
+            .to_bytes();
+        Ok(Clip {
+            content_type: "video/mp4".into(),
+            data,
+        })
+    }
+
+    /// GetHLSStreamingSessionURL: a URL any HLS player can open.
+    pub async fn get_hls_streaming_session_url(
+        &self,
+        stream: impl Into<StreamId>,
+        options: &StreamingSessionOptions,
+    ) -> Result<String, ClientError> {
+        self.session_url(stream.into(), options, true).await
+    }
+
+    /// GetDASHStreamingSessionURL: a URL any DASH player can open.
+    pub async fn get_dash_streaming_session_url(
+        &self,
+        stream: impl Into<StreamId>,
+        options: &StreamingSessionOptions,
+    ) -> Result<String, ClientError> {
+        self.session_url(stream.into(), options, false).await
+    }
+
+    async fn session_url(
+        &self,
+        stream: StreamId,
+        options: &StreamingSessionOptions,
+        hls: bool,
+    ) -> Result<String, ClientError> {
+        let (api, op, path, field) = if hls {
+            (
+                ApiName::GetHlsStreamingSessionUrl,
+                "GetHLSStreamingSessionURL",
+                "/getHLSStreamingSessionURL",
+                "HLSStreamingSessionURL",
+            )
+        } else {
+            (
+                ApiName::GetDashStreamingSessionUrl,
+                "GetDASHStreamingSessionURL",
+                "/getDASHStreamingSessionURL",
+                "DASHStreamingSessionURL",
+            )
+        };
+        let base = self.get_data_endpoint(stream.clone(), api).await?;
+        let mut body = options.to_json(hls);
+        stream.add_to(&mut body);
+        let out: Value = self
+            .call(op, base.trim_end_matches('/'), path, body)
+            .await?;
+        out.get(field)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Decode {
+                operation: op,
+                reason: format!("no {field} in the answer"),
+            })
+    }
+
     /// ListFragments, every page, optionally in a time range.
     pub async fn list_fragments(
         &self,
@@ -69,15 +237,7 @@ impl KvsClient {
             let mut body = json!({"MaxResults": 1000});
             stream.add_to(&mut body);
             if let Some(sel) = selector {
-                let (kind, a, b) = match sel {
-                    FragmentSelector::Producer { start_ms, end_ms } => {
-                        ("PRODUCER_TIMESTAMP", start_ms, end_ms)
-                    }
-                    FragmentSelector::Server { start_ms, end_ms } => {
-                        ("SERVER_TIMESTAMP", start_ms, end_ms)
-                    }
-                };
-                body["FragmentSelector"] = json!({"FragmentSelectorType": kind, "TimestampRange": {"StartTimestamp": a as f64 / 1000.0, "EndTimestamp": b as f64 / 1000.0}});
+                body["FragmentSelector"] = sel.to_json();
             }
             if let Some(t) = &token {
                 body["NextToken"] = Value::from(t.as_str());

@@ -12,7 +12,9 @@ mod http;
 pub mod media;
 pub mod retry;
 
-pub use archived::{FragmentInfo, FragmentSelector};
+pub use archived::{
+    Clip, FragmentInfo, FragmentSelector, PlaybackMode, StreamingSessionOptions, MAX_CLIP_BYTES,
+};
 pub use control::{
     ApiName, ClientConfig, CreateStream, KvsClient, RetentionChange, StreamId, StreamInfo,
 };

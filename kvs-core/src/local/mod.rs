@@ -17,6 +17,7 @@
 
 pub mod ingest;
 mod media;
+mod playback;
 mod server;
 pub mod store;
 pub mod verify;

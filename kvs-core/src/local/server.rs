@@ -79,6 +79,7 @@ struct Shared {
     url: String,
     registry: Mutex<Registry>,
     media: Arc<MediaStore>,
+    sessions: super::playback::Sessions,
 }
 
 type Resp = Response<BoxBody<Bytes, std::io::Error>>;
@@ -123,6 +124,7 @@ impl LocalEndpoint {
             url: format!("http://{addr}"),
             registry: Mutex::new(registry),
             media: Arc::new(media),
+            sessions: super::playback::Sessions::default(),
             cfg,
         });
         let (stop, mut stopped) = oneshot::channel();
@@ -246,6 +248,9 @@ pub(crate) fn error_response(e: &ApiError) -> Resp {
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let op = req.uri().path().trim_start_matches('/').to_owned();
+    if req.method() == hyper::Method::GET {
+        return Ok(playback(&s, &req));
+    }
     if req.method() != hyper::Method::POST {
         return Ok(error_response(&ApiError::new(
             ServiceException::Other("UnknownOperationException".into()),
@@ -317,7 +322,14 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
     if op == "getMedia" {
         return Ok(get_media(&s, &json));
     }
-    if op == "listFragments" || op == "getMediaForFragmentList" {
+    if matches!(
+        op.as_str(),
+        "listFragments"
+            | "getMediaForFragmentList"
+            | "getClip"
+            | "getHLSStreamingSessionURL"
+            | "getDASHStreamingSessionURL"
+    ) {
         let meta = match s
             .registry
             .lock()
@@ -333,6 +345,22 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let media = streams.get(&meta.name);
+        use super::playback::Protocol;
+        let session = |p: Protocol| match s.sessions.open(p, &meta, media, &json, &s.url) {
+            Ok(v) => json_response(200, &v, &request_id()),
+            Err(e) => error_response(&e),
+        };
+        match op.as_str() {
+            "getHLSStreamingSessionURL" => return Ok(session(Protocol::Hls)),
+            "getDASHStreamingSessionURL" => return Ok(session(Protocol::Dash)),
+            "getClip" => {
+                return Ok(match super::playback::get_clip(&meta, media, &json) {
+                    Ok(parts) => chunks_response(200, "video/mp4", parts),
+                    Err(e) => error_response(&e),
+                })
+            }
+            _ => {}
+        }
         if op == "listFragments" {
             return Ok(match super::media::list_fragments(media, &json) {
                 Ok(v) => json_response(200, &v, &request_id()),
@@ -412,6 +440,64 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
         Ok(v) => json_response(200, &v, &request_id()),
         Err(e) => error_response(&e),
     })
+}
+
+/// A response whose body is the given chunks, sent as they are.
+fn chunks_response(status: u16, content_type: &str, parts: Vec<Bytes>) -> Resp {
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    let (tx, rx) = tokio::sync::mpsc::channel(parts.len().max(1));
+    for p in parts {
+        // The channel holds every part: this never waits or fails.
+        let _ = tx.try_send(Ok(p));
+    }
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", len)
+        .header("x-amzn-RequestId", request_id())
+        .body(ChannelBody(rx).boxed())
+        .expect("static response parts")
+}
+
+/// HLS and DASH playback requests: `GET /hls/v1/…` and `GET /dash/v1/…`
+/// with a session token, no signature.
+fn playback(s: &Arc<Shared>, req: &Request<Incoming>) -> Resp {
+    let path = req.uri().path();
+    let op = path.rsplit('/').next().unwrap_or_default();
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    if !(path.starts_with("/hls/v1/") || path.starts_with("/dash/v1/")) {
+        return error_response(&ApiError::new(
+            ServiceException::Other("UnknownOperationException".into()),
+            format!("GET {path} is not an API"),
+        ));
+    }
+    let token = query.get("SessionToken").map(String::as_str);
+    let session = match s.sessions.find(token) {
+        Ok(x) => x,
+        Err(e) => return error_response(&e),
+    };
+    let streams = s
+        .media
+        .streams
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match super::playback::serve(
+        &session,
+        token.unwrap_or_default(),
+        op,
+        &query,
+        streams.get(session.stream()),
+    ) {
+        Ok((ct, parts)) => chunks_response(200, ct, parts),
+        Err(e) => error_response(&e),
+    }
 }
 
 fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {

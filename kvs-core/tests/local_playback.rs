@@ -1,0 +1,314 @@
+//! GetClip, HLS and DASH from the local endpoint, played by ffmpeg/ffprobe:
+//! every picture of the uploaded clip comes out of the MP4 clip, the HLS
+//! playlist and the DASH manifest decoded identically to the source, and
+//! the audio decodes.
+#![cfg(feature = "local")]
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{endpoint_with_stream, persisted};
+use kvs_core::client::{
+    FragmentSelector, KvsClient, PlaybackMode, ServiceException, StreamingSessionOptions,
+    TimecodeType,
+};
+use kvs_core::local::{LocalConfig, LocalEndpoint};
+
+const START_MS: u64 = 1_732_012_345_000;
+
+/// Whether a tool is installed; under CI a missing tool is a failure.
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing; CI must have it (run the README test command)"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (the README test command installs it)");
+    }
+    ok
+}
+
+async fn run(args: Vec<String>) -> String {
+    let out = tokio::process::Command::new(&args[0])
+        .args(&args[1..])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The MD5 of every decoded picture of `input` (a file or URL), in order.
+async fn picture_md5s(input: &str) -> Vec<String> {
+    let out = run([
+        "ffmpeg", "-v", "error", "-i", input, "-map", "0:v", "-f", "framemd5", "-",
+    ]
+    .map(String::from)
+    .to_vec())
+    .await;
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// Packets per codec type (`video`/`audio`) that ffprobe reads from `input`.
+async fn packet_counts(input: &str) -> (usize, usize) {
+    let out = run([
+        "ffprobe",
+        "-v",
+        "error",
+        "-count_packets",
+        "-show_entries",
+        "stream=codec_type,codec_name,nb_read_packets",
+        "-of",
+        "csv=p=0",
+        input,
+    ]
+    .map(String::from)
+    .to_vec())
+    .await;
+    let mut v = 0;
+    let mut a = 0;
+    // HLS inputs list each stream twice (in its program and on its own).
+    let lines: std::collections::BTreeSet<&str> = out.lines().collect();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let Ok(n) = f.last().unwrap().trim().parse::<usize>() else {
+            continue;
+        };
+        match (f[0], f[1]) {
+            ("h264", "video") => v += n,
+            ("aac", "audio") => a += n,
+            other => panic!("unexpected stream {other:?} in {input}"),
+        }
+    }
+    (v, a)
+}
+
+fn source_h264() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/media/clip.h264")
+        .display()
+        .to_string()
+}
+
+async fn stream_with_av() -> (LocalEndpoint, KvsClient) {
+    let (ep, c) = endpoint_with_stream(LocalConfig::default(), "cam", 1).await;
+    let data = common::clip(true);
+    let (acks, err) = common::put_all(&c, "cam", &data, TimecodeType::Relative, START_MS).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(persisted(&acks).len(), 4);
+    (ep, c)
+}
+
+fn whole() -> FragmentSelector {
+    FragmentSelector::Producer {
+        start_ms: START_MS,
+        end_ms: START_MS + 10_000,
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{name}", std::process::id()))
+}
+
+#[tokio::test]
+async fn get_clip_is_an_mp4_ffmpeg_plays_picture_for_picture() {
+    let (_ep, c) = stream_with_av().await;
+    let clip = c.get_clip("cam", whole()).await.unwrap();
+    assert_eq!(&clip.data[4..8], b"ftyp");
+    if !have("ffmpeg") || !have("ffprobe") {
+        return;
+    }
+    let file = tmp("clip.mp4");
+    std::fs::write(&file, &clip.data).unwrap();
+    let f = file.display().to_string();
+    assert_eq!(packet_counts(&f).await, (200, 346));
+    assert_eq!(picture_md5s(&f).await, picture_md5s(&source_h264()).await);
+    // The audio decodes from start to end without an error.
+    run([
+        "ffmpeg", "-v", "error", "-xerror", "-i", &f, "-map", "0:a", "-f", "null", "-",
+    ]
+    .map(String::from)
+    .to_vec())
+    .await;
+    // A part of the stream: the two middle fragments.
+    let part = c
+        .get_clip(
+            "cam",
+            FragmentSelector::Producer {
+                start_ms: START_MS + 1000,
+                end_ms: START_MS + 4500,
+            },
+        )
+        .await
+        .unwrap();
+    std::fs::write(&file, &part.data).unwrap();
+    assert_eq!(packet_counts(&f).await.0, 100);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
+async fn get_clip_errors_are_the_services() {
+    let (_ep, c) = stream_with_av().await;
+    let code = |e: kvs_core::client::ClientError| e.service_code().cloned();
+    let none = c
+        .get_clip(
+            "cam",
+            FragmentSelector::Server {
+                start_ms: 1000,
+                end_ms: 2000,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(none), Some(ServiceException::ResourceNotFound));
+    let long = c
+        .get_clip(
+            "cam",
+            FragmentSelector::Producer {
+                start_ms: START_MS,
+                end_ms: START_MS + 25 * 3600 * 1000,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(long), Some(ServiceException::InvalidArgument));
+    c.create_stream(&kvs_core::client::CreateStream {
+        stream_name: "relay".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let no_retention = c.get_clip("relay", whole()).await.unwrap_err();
+    assert_eq!(code(no_retention), Some(ServiceException::NoDataRetention));
+    let hls = c
+        .get_hls_streaming_session_url("relay", &StreamingSessionOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(code(hls), Some(ServiceException::NoDataRetention));
+    let ts = c
+        .get_hls_streaming_session_url(
+            "cam",
+            &StreamingSessionOptions {
+                mpeg_ts: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(ts), Some(ServiceException::InvalidArgument));
+    let on_demand_without_range = c
+        .get_dash_streaming_session_url(
+            "cam",
+            &StreamingSessionOptions {
+                playback_mode: PlaybackMode::OnDemand,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(on_demand_without_range),
+        Some(ServiceException::InvalidArgument)
+    );
+}
+
+/// A plain GET on loopback: status and body.
+async fn get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tcp.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn hls_and_dash_sessions_play_in_ffmpeg() {
+    let (_ep, c) = stream_with_av().await;
+    let on_demand = StreamingSessionOptions {
+        playback_mode: PlaybackMode::OnDemand,
+        selector: Some(whole()),
+        ..Default::default()
+    };
+    let hls = c
+        .get_hls_streaming_session_url("cam", &on_demand)
+        .await
+        .unwrap();
+    assert!(
+        hls.contains("/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken="),
+        "{hls}"
+    );
+    let dash = c
+        .get_dash_streaming_session_url("cam", &on_demand)
+        .await
+        .unwrap();
+    assert!(
+        dash.contains("/dash/v1/getDASHManifest.mpd?SessionToken="),
+        "{dash}"
+    );
+
+    // The playlists as a player sees them.
+    let (status, master) = get(&hls).await;
+    assert_eq!(status, 200, "{master}");
+    assert!(
+        master.contains("CODECS=\"avc1.") && master.contains("mp4a.40.2"),
+        "{master}"
+    );
+    assert!(master.contains("RESOLUTION=640x360"), "{master}");
+    let media_url = hls.replace("getHLSMasterPlaylist.m3u8", "getHLSMediaPlaylist.m3u8");
+    let (_, playlist) = get(&media_url).await;
+    assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 3, "{playlist}");
+    assert_eq!(playlist.matches("#EXTINF:").count(), 4, "{playlist}");
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:2\n"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-MAP:URI=") && playlist.ends_with("#EXT-X-ENDLIST\n"));
+
+    // LIVE: the newest fragments, no end.
+    let live = c
+        .get_hls_streaming_session_url(
+            "cam",
+            &StreamingSessionOptions {
+                max_fragment_results: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, live_list) = get(&live.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")).await;
+    assert_eq!(live_list.matches("#EXTINF").count(), 2, "{live_list}");
+    assert!(live_list.contains("#EXT-X-MEDIA-SEQUENCE:2") && !live_list.contains("ENDLIST"));
+
+    // A bad token is refused as the service refuses it.
+    let (status, body) = get(&hls.replace("SessionToken=", "SessionToken=x")).await;
+    assert_eq!(status, 403, "{body}");
+
+    if !have("ffmpeg") || !have("ffprobe") {
+        return;
+    }
+    let source = picture_md5s(&source_h264()).await;
+    assert_eq!(picture_md5s(&hls).await, source, "HLS pictures");
+    assert_eq!(packet_counts(&hls).await, (200, 346));
+    assert_eq!(picture_md5s(&dash).await, source, "DASH pictures");
+}
