@@ -1,7 +1,7 @@
 //! GetClip, HLS and DASH from the local endpoint, played by ffmpeg/ffprobe:
 //! every picture of the uploaded clip comes out of the MP4 clip, the HLS
 //! playlist and the DASH manifest decoded identically to the source, and
-//! the audio decodes.
+//! the audio decodes; GetImages gives the picture on screen at each instant.
 #![cfg(feature = "local")]
 #![allow(clippy::print_stderr)]
 
@@ -12,8 +12,8 @@ use std::process::Command;
 
 use common::{endpoint_with_stream, persisted};
 use kvs_core::client::{
-    FragmentSelector, KvsClient, PlaybackMode, ServiceException, StreamingSessionOptions,
-    TimecodeType,
+    FragmentSelector, GetImagesRequest, ImageFormat, ImageSelectorType, KvsClient, PlaybackMode,
+    ServiceException, StreamingSessionOptions, TimecodeType,
 };
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 
@@ -311,4 +311,117 @@ async fn hls_and_dash_sessions_play_in_ffmpeg() {
     assert_eq!(picture_md5s(&hls).await, source, "HLS pictures");
     assert_eq!(packet_counts(&hls).await, (200, 346));
     assert_eq!(picture_md5s(&dash).await, source, "DASH pictures");
+}
+
+/// Frame `n` of the source clip as RGB, decoded by ffmpeg.
+async fn ffmpeg_frame(n: usize) -> Vec<u8> {
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &source_h264(), "-vf"])
+        .arg(format!("select=eq(n\\,{n})"))
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn png_rgb(data: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut r = png::Decoder::new(std::io::Cursor::new(data))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+#[tokio::test]
+async fn get_images_are_the_pictures_at_those_instants() {
+    let (_ep, c) = stream_with_av().await;
+    let req = GetImagesRequest {
+        selector_type: ImageSelectorType::Producer,
+        start_ms: START_MS - 2000,
+        end_ms: START_MS + 7800,
+        sampling_interval_ms: Some(200),
+        format: ImageFormat::Png,
+        size: None,
+        max_results: Some(100),
+    };
+    // 50 instants: 25 per page, both pages read.
+    let images = c.get_images("cam", &req).await.unwrap();
+    assert_eq!(images.len(), 50);
+    assert!(images[..10]
+        .iter()
+        .all(|i| i.error.as_deref() == Some("NO_MEDIA") && i.content.is_none()));
+    assert!(
+        images[10..].iter().all(|i| i.content.is_some()),
+        "{:?}",
+        images[10].error
+    );
+    assert_eq!(images[10].timestamp_ms, START_MS);
+    if !have("ffmpeg") {
+        return;
+    }
+    // The picture on screen at each instant is the source's frame there
+    // (25 fps): compared with ffmpeg's decode, allowing for YUV→RGB rounding.
+    for (i, frame) in [(10, 0), (15, 25), (22, 60), (49, 195)] {
+        let (w, h, ours) = png_rgb(images[i].content.as_ref().unwrap());
+        assert_eq!((w, h), (640, 360));
+        let theirs = ffmpeg_frame(frame).await;
+        assert_eq!(ours.len(), theirs.len());
+        let diff: u64 = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        let mean = diff as f64 / ours.len() as f64;
+        assert!(
+            mean < 4.0,
+            "image {i} vs frame {frame}: mean difference {mean}"
+        );
+        if frame > 0 {
+            // And not merely any picture: the previous second's differs.
+            let other = ffmpeg_frame(frame - 25).await;
+            let d: u64 = ours
+                .iter()
+                .zip(&other)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum();
+            assert!(d as f64 / ours.len() as f64 > 2.0 * mean);
+        }
+    }
+    // JPEG, scaled.
+    let small = c
+        .get_images(
+            "cam",
+            &GetImagesRequest {
+                start_ms: START_MS + 1000,
+                end_ms: START_MS + 1000,
+                format: ImageFormat::Jpeg(Some(90)),
+                size: Some((320, 180)),
+                ..req
+            },
+        )
+        .await
+        .unwrap();
+    let jpeg = small[0].content.as_ref().unwrap();
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+    let file = tmp("image.jpg");
+    std::fs::write(&file, jpeg).unwrap();
+    let probe = run([
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_name,width,height",
+        "-of",
+        "csv=p=0",
+        &file.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec())
+    .await;
+    assert_eq!(probe.trim(), "mjpeg,320,180");
+    let _ = std::fs::remove_file(&file);
 }

@@ -1,6 +1,7 @@
 //! Archived media: ListFragments (every page, time-range selectors),
 //! GetMediaForFragmentList (parsed through the fragment assembler), GetClip
-//! (an MP4 file, read up to a limit) and the HLS/DASH streaming-session URLs.
+//! (an MP4 file, read up to a limit), the HLS/DASH streaming-session URLs and
+//! GetImages (every page, images decoded from base64).
 
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -133,7 +134,143 @@ impl StreamingSessionOptions {
     }
 }
 
+/// Which timestamps GetImages samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageSelectorType {
+    /// Producer timestamps.
+    #[default]
+    Producer,
+    /// Server timestamps.
+    Server,
+}
+
+/// The image encoding GetImages returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// JPEG with a quality of 1–100 (the service's default when `None`).
+    Jpeg(Option<u8>),
+    /// PNG.
+    Png,
+}
+
+/// A GetImages request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetImagesRequest {
+    /// Which clock the range is on.
+    pub selector_type: ImageSelectorType,
+    /// First instant, ms since the epoch.
+    pub start_ms: u64,
+    /// Last instant (at most 300 s after the first), ms since the epoch.
+    pub end_ms: u64,
+    /// Time between images, ms (at least 200).
+    pub sampling_interval_ms: Option<u32>,
+    /// Encoding.
+    pub format: ImageFormat,
+    /// Output size in pixels (width, height); the picture's own when `None`.
+    pub size: Option<(u32, u32)>,
+    /// Images in all, at most (1–100).
+    pub max_results: Option<u32>,
+}
+
+/// One image of GetImages.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Image {
+    /// The instant, ms since the epoch.
+    pub timestamp_ms: u64,
+    /// `NO_MEDIA` or `MEDIA_ERROR` when there is no image.
+    pub error: Option<String>,
+    /// The encoded image.
+    pub content: Option<bytes::Bytes>,
+}
+
 impl KvsClient {
+    /// GetImages, every page.
+    pub async fn get_images(
+        &self,
+        stream: impl Into<StreamId>,
+        req: &GetImagesRequest,
+    ) -> Result<Vec<Image>, ClientError> {
+        use base64::Engine as _;
+        let stream = stream.into();
+        let base = self
+            .get_data_endpoint(stream.clone(), ApiName::GetImages)
+            .await?;
+        let mut body = json!({
+            "ImageSelectorType": match req.selector_type {
+                ImageSelectorType::Producer => "PRODUCER_TIMESTAMP",
+                ImageSelectorType::Server => "SERVER_TIMESTAMP",
+            },
+            "StartTimestamp": req.start_ms as f64 / 1000.0,
+            "EndTimestamp": req.end_ms as f64 / 1000.0,
+            "Format": match req.format { ImageFormat::Png => "PNG", ImageFormat::Jpeg(_) => "JPEG" },
+        });
+        stream.add_to(&mut body);
+        if let ImageFormat::Jpeg(Some(q)) = req.format {
+            body["FormatConfig"] = json!({"JPEGQuality": q.to_string()});
+        }
+        if let Some(i) = req.sampling_interval_ms {
+            body["SamplingInterval"] = i.into();
+        }
+        if let Some((w, h)) = req.size {
+            body["WidthPixels"] = w.into();
+            body["HeightPixels"] = h.into();
+        }
+        if let Some(m) = req.max_results {
+            body["MaxResults"] = m.into();
+        }
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(rename = "TimeStamp")]
+            ts: f64,
+            #[serde(rename = "Error", default)]
+            error: Option<String>,
+            #[serde(rename = "ImageContent", default)]
+            content: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Out {
+            #[serde(rename = "Images", default)]
+            images: Vec<Raw>,
+            #[serde(rename = "NextToken", default)]
+            next: Option<String>,
+        }
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut page = body.clone();
+            if let Some(t) = &token {
+                page["NextToken"] = Value::from(t.as_str());
+            }
+            let out: Out = self
+                .call("GetImages", base.trim_end_matches('/'), "/getImages", page)
+                .await?;
+            for r in out.images {
+                let content = match r.content {
+                    None => None,
+                    Some(b64) => Some(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b64.as_bytes())
+                            .map_err(|e| ClientError::Decode {
+                                operation: "GetImages",
+                                reason: format!("ImageContent is not base64: {e}"),
+                            })?
+                            .into(),
+                    ),
+                };
+                all.push(Image {
+                    timestamp_ms: (r.ts * 1000.0).round() as u64,
+                    error: r.error,
+                    content,
+                });
+            }
+            match out.next.filter(|t| !t.is_empty()) {
+                Some(t) if token.as_deref() != Some(&t) => token = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
     /// GetClip: the fragments in the range as one MP4 file (at most
     /// [`MAX_CLIP_BYTES`] are read).
     pub async fn get_clip(

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod images;
 pub mod ingest;
 mod media;
 mod playback;

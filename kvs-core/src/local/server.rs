@@ -329,6 +329,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             | "getClip"
             | "getHLSStreamingSessionURL"
             | "getDASHStreamingSessionURL"
+            | "getImages"
     ) {
         let meta = match s
             .registry
@@ -339,6 +340,29 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             Ok(m) => m.clone(),
             Err(e) => return Ok(error_response(&e)),
         };
+        if op == "getImages" {
+            let fragments = s
+                .media
+                .streams
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&meta.name)
+                .map(|m| m.fragments.clone())
+                .unwrap_or_default();
+            // Decoding takes a while: off the lock and off the async workers.
+            let images = tokio::task::spawn_blocking(move || {
+                super::images::get_images(&meta, &fragments, &json)
+            })
+            .await;
+            return Ok(match images {
+                Ok(Ok(v)) => json_response(200, &v, &request_id()),
+                Ok(Err(e)) => error_response(&e),
+                Err(_) => error_response(&ApiError::new(
+                    ServiceException::Other("InternalFailure".into()),
+                    "image extraction failed",
+                )),
+            });
+        }
         let streams = s
             .media
             .streams
