@@ -351,6 +351,36 @@ fn put_then_get_through_kvs_local() {
     );
     assert_eq!(j["tracks"]["1"]["frames"], 200);
     assert_eq!(j["tracks"]["1"]["last_ts_ns"], 7_960_000_000i64);
+    // --raw: the service's bytes, one document per fragment with its tags,
+    // ending exactly after the third fragment.
+    let raw = tmp.join("raw.mkv");
+    let got = kvs_at(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        "--max-fragments".as_ref(),
+        "3".as_ref(),
+        "--raw".as_ref(),
+        "-o".as_ref(),
+        raw.as_os_str(),
+    ]);
+    assert!(got.status.success());
+    let j: Value = serde_json::from_slice(
+        &kvs(&["inspect".as_ref(), "--json".as_ref(), raw.as_os_str()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (j["documents"].as_u64(), j["clusters"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(j["tracks"]["1"]["frames"], 150);
+    assert_eq!(j["truncated"], false, "{j}");
+    let tags = j["tags"].to_string();
+    assert_eq!(
+        tags.matches("AWS_KINESISVIDEO_CONTINUATION_TOKEN").count(),
+        3,
+        "{tags}"
+    );
     // And ffmpeg decodes all 200 pictures from it, where the tool is installed.
     if Command::new("ffmpeg")
         .arg("-version")

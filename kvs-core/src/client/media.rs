@@ -123,9 +123,31 @@ pub struct GetMediaSession {
     /// The connection broke (rather than the service ending the response).
     broken: bool,
     last_token: Option<String>,
+    /// The service's bytes, kept when asked for with [`GetMediaSession::keep_raw`].
+    raw: Option<crate::ebml::reader::ChunkQueue>,
 }
 
 impl GetMediaSession {
+    /// Keeps the service's bytes as received, to be taken with
+    /// [`GetMediaSession::take_raw`].
+    pub fn keep_raw(mut self) -> Self {
+        self.raw = Some(crate::ebml::reader::ChunkQueue::new());
+        self
+    }
+
+    /// The service's bytes up to the end of the last fragment handed out
+    /// (not taken before), unchanged; empty unless [`GetMediaSession::keep_raw`].
+    pub fn take_raw(&mut self) -> Vec<Bytes> {
+        let end = self.assembler.offset();
+        match &mut self.raw {
+            Some(q) => {
+                let n = end.saturating_sub(q.offset()).min(q.len() as u64) as usize;
+                q.take_chunks(n)
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// The next whole fragment; `None` when the service ended the response.
     /// A fragment cut by a broken connection comes out with `complete == false`.
     pub async fn next_fragment(&mut self) -> Option<Result<Fragment, ClientError>> {
@@ -158,6 +180,9 @@ impl GetMediaSession {
             match self.body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        if let Some(q) = &mut self.raw {
+                            q.push(data.clone());
+                        }
                         self.assembler.push(data);
                     }
                 }
@@ -374,6 +399,7 @@ impl KvsClient {
             done: false,
             broken: false,
             last_token: None,
+            raw: None,
         })
     }
 }

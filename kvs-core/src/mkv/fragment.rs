@@ -253,6 +253,13 @@ impl FragmentAssembler {
         self.parser.finish();
     }
 
+    /// Stream bytes consumed so far. Right after [`Self::next_fragment`]
+    /// returns a fragment that its trailing service tags closed (as in
+    /// GetMedia output), this is the offset where that fragment's bytes end.
+    pub fn offset(&self) -> u64 {
+        self.parser.offset()
+    }
+
     /// The next complete fragment; `Ok(None)` when more input is needed or
     /// the input is done. If the input was cut inside a fragment, that
     /// fragment comes out with `complete == false` before the error.

@@ -85,6 +85,10 @@ enum Cmd {
         /// Output file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Write the service's bytes unchanged (one EBML document per
+        /// fragment, with its tags) instead of one merged, playable file.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         aws: control::AwsArgs,
     },
@@ -196,9 +200,10 @@ fn main() -> ExitCode {
             start,
             max_fragments,
             output,
+            raw,
             aws,
         } => control::client(&aws)
-            .and_then(|c| media::get(c, &stream, &start, max_fragments, &output)),
+            .and_then(|c| media::get(c, &stream, &start, max_fragments, &output, raw)),
         Cmd::CreateStream {
             name,
             retention_hours,

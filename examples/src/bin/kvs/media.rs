@@ -356,7 +356,14 @@ fn selector(s: &str) -> Result<StartSelector, String> {
     })
 }
 
-pub fn get(c: KvsClient, stream: &str, start: &str, max: usize, out: &Path) -> Result<(), String> {
+pub fn get(
+    c: KvsClient,
+    stream: &str,
+    start: &str,
+    max: usize,
+    out: &Path,
+    raw: bool,
+) -> Result<(), String> {
     let start = selector(start)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -367,6 +374,9 @@ pub fn get(c: KvsClient, stream: &str, start: &str, max: usize, out: &Path) -> R
             .get_media(StreamId::from(stream), &start)
             .await
             .map_err(|e| e.to_string())?;
+        if raw {
+            session = session.keep_raw();
+        }
         let mut file = std::io::BufWriter::new(
             std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?,
         );
@@ -378,6 +388,13 @@ pub fn get(c: KvsClient, stream: &str, start: &str, max: usize, out: &Path) -> R
             };
             let f = f.map_err(|e| e.to_string())?;
             if f.frames.is_empty() || !f.complete {
+                continue;
+            }
+            if raw {
+                for ch in session.take_raw() {
+                    file.write_all(&ch).map_err(|e| e.to_string())?;
+                }
+                count += 1;
                 continue;
             }
             // One playable file: the first fragment's header, then every cluster.
