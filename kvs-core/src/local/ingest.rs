@@ -116,7 +116,15 @@ impl Ingest {
     /// A fresh connection's ingest.
     pub fn new(limits: IngestLimits) -> Self {
         Self {
-            parser: Parser::new(ParserConfig::default()),
+            // No block may be larger than a whole fragment may be: refused
+            // before it is buffered.
+            parser: Parser::new(ParserConfig {
+                limits: crate::mkv::Limits {
+                    max_block_size: limits.max_fragment_bytes,
+                    ..crate::mkv::Limits::default()
+                },
+                ..ParserConfig::default()
+            }),
             limits,
             raw: ChunkQueue::new(),
             last_end: 0,
@@ -179,6 +187,12 @@ impl Ingest {
                 Ok(None) => break,
                 Err(ParseError::Truncated { .. }) => {
                     return Err(self.err(4000, "the upload ended inside an element"))
+                }
+                Err(e @ ParseError::TooLarge { id, .. })
+                    if id == crate::mkv::ids::SIMPLE_BLOCK
+                        || id == crate::mkv::ids::BLOCK_GROUP =>
+                {
+                    return Err(self.err(4001, e.to_string()))
                 }
                 Err(e) => return Err(self.err(4006, e.to_string())),
             };

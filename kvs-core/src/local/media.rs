@@ -124,6 +124,54 @@ pub(crate) struct MediaStore {
     dir: Option<std::path::PathBuf>,
     /// Fragments received over all connections (for the error-ack fault).
     received: std::sync::atomic::AtomicU64,
+    /// Open PutMedia (`true`) and GetMedia (`false`) connections per stream.
+    connections: std::sync::Mutex<HashMap<(String, bool), usize>>,
+}
+
+/// One open PutMedia or GetMedia connection of a stream, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot {
+    store: Arc<MediaStore>,
+    key: (String, bool),
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self
+            .store
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = c.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl MediaStore {
+    /// Counts a new PutMedia (`put`) or GetMedia connection of `stream`, or
+    /// refuses it when `limit` are open already.
+    pub fn open_connection(
+        self: &Arc<Self>,
+        stream: &str,
+        put: bool,
+        limit: usize,
+    ) -> Option<ConnectionSlot> {
+        let key = (stream.to_owned(), put);
+        let mut c = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = c.entry(key.clone()).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            store: self.clone(),
+            key,
+        })
+    }
 }
 
 fn now_ms() -> u64 {

@@ -54,6 +54,13 @@ pub struct LocalConfig {
     pub credentials: Option<(String, String)>,
     /// Largest control-plane request body (default 1 MiB).
     pub max_request_bytes: usize,
+    /// Concurrent PutMedia connections per stream; one more gets
+    /// `ConnectionLimitExceededException` (default 5: rotation and retries
+    /// overlap connections for a while).
+    pub max_put_media_connections: usize,
+    /// Concurrent GetMedia connections per stream; one more gets
+    /// `ConnectionLimitExceededException` (default 3, as the service).
+    pub max_get_media_connections: usize,
 }
 
 impl Default for LocalConfig {
@@ -70,6 +77,8 @@ impl Default for LocalConfig {
             idle_timeout: std::time::Duration::from_secs(30),
             max_connection_duration: std::time::Duration::from_secs(45 * 60),
             max_request_bytes: 1 << 20,
+            max_put_media_connections: 5,
+            max_get_media_connections: 3,
         }
     }
 }
@@ -524,6 +533,13 @@ fn playback(s: &Arc<Shared>, req: &Request<Incoming>) -> Resp {
     }
 }
 
+fn limit_error(api: &str, stream: &str, limit: usize) -> ApiError {
+    ApiError::new(
+        ServiceException::ConnectionLimitExceeded,
+        format!("{stream} already has {limit} open {api} connections"),
+    )
+}
+
 fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
     let (stream_sel, relative, start_ms) = match put_media_headers(req.headers()) {
         Ok(v) => v,
@@ -538,6 +554,16 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         Ok(m) => m.clone(),
         Err(e) => return error_response(&e),
     };
+    let Some(slot) = s
+        .media
+        .open_connection(&meta.name, true, s.cfg.max_put_media_connections)
+    else {
+        return error_response(&limit_error(
+            "PutMedia",
+            &meta.name,
+            s.cfg.max_put_media_connections,
+        ));
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let request = PutMediaRequest {
         live_buffer: s.cfg.live_buffer_fragments,
@@ -549,13 +575,17 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         relative,
         start_ms,
     };
-    tokio::spawn(run_put_media(
+    let run = run_put_media(
         s.media.clone(),
         request,
         req.into_body(),
         tx,
         s.cfg.faults.clone(),
-    ));
+    );
+    tokio::spawn(async move {
+        let _slot = slot;
+        run.await;
+    });
     streaming_response("application/json", rx)
 }
 
@@ -582,13 +612,21 @@ fn get_media(s: &Arc<Shared>, json: &Value) -> Resp {
             Err(e) => return error_response(&e),
         }
     };
+    let Some(slot) = s
+        .media
+        .open_connection(&meta.name, false, s.cfg.max_get_media_connections)
+    else {
+        return error_response(&limit_error(
+            "GetMedia",
+            &meta.name,
+            s.cfg.max_get_media_connections,
+        ));
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(run_get_media(
-        s.media.clone(),
-        meta.name,
-        index,
-        tx,
-        s.cfg.faults.clone(),
-    ));
+    let run = run_get_media(s.media.clone(), meta.name, index, tx, s.cfg.faults.clone());
+    tokio::spawn(async move {
+        let _slot = slot;
+        run.await;
+    });
     streaming_response("video/webm", rx)
 }
