@@ -163,7 +163,7 @@ async fn a_client_that_stops_reading_acks_does_not_stall_others() {
     .await
     .unwrap();
     // 3000 fragments, ~9000 ACKs, sent while nobody reads them.
-    let mut slow = c.put_media(&opts("slow")).await.unwrap();
+    let slow = c.put_media(&opts("slow")).await.unwrap();
     let chunks = tiny_fragments(3000, 64);
     let writer = {
         let chunks = chunks.clone();
