@@ -1,5 +1,6 @@
 //! ListFragments and GetMediaForFragmentList on the local endpoint, through
-//! our client and through boto3's kinesis-video-archived-media client.
+//! our client and through boto3 (kinesis-video-archived-media: also GetClip,
+//! the HLS/DASH session URLs and GetImages; kinesis-video-media: GetMedia).
 #![cfg(feature = "local")]
 
 mod common;
@@ -111,7 +112,41 @@ frags.sort(key=lambda f: f["ProducerTimestamp"])
 numbers = [f["FragmentNumber"] for f in frags]
 resp = am.get_media_for_fragment_list(StreamName="cam", Fragments=numbers)
 open(path, "wb").write(resp["Payload"].read())
-print(json.dumps({"numbers": numbers, "content_type": resp["ContentType"], "first_ms": int(frags[0]["ProducerTimestamp"].timestamp() * 1000)}))
+first, last = frags[0]["ProducerTimestamp"], frags[-1]["ProducerTimestamp"]
+sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP", "TimestampRange": {"StartTimestamp": first, "EndTimestamp": last}}
+clip = am.get_clip(StreamName="cam", ClipFragmentSelector=sel)
+open(path + ".mp4", "wb").write(clip["Payload"].read())
+hls = am.get_hls_streaming_session_url(StreamName="cam", PlaybackMode="ON_DEMAND", HLSFragmentSelector=sel)["HLSStreamingSessionURL"]
+dash = am.get_dash_streaming_session_url(StreamName="cam", PlaybackMode="ON_DEMAND", DASHFragmentSelector=sel)["DASHStreamingSessionURL"]
+images = am.get_images(StreamName="cam", ImageSelectorType="PRODUCER_TIMESTAMP", StartTimestamp=first, EndTimestamp=last, SamplingInterval=1000, Format="JPEG", MaxResults=10)["Images"]
+try:
+    am.get_clip(StreamName="cam", ClipFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": {"StartTimestamp": 1, "EndTimestamp": 2}})
+    missing = None
+except am.exceptions.ResourceNotFoundException as e:
+    missing = e.response["Error"]["Code"]
+# GetMedia never ends by itself: read until the endpoint has been quiet for 2 s.
+kv = boto3.client("kinesisvideo", endpoint_url=url, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+media_url = kv.get_data_endpoint(StreamName="cam", APIName="GET_MEDIA")["DataEndpoint"]
+from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
+import urllib3
+media = boto3.client("kinesis-video-media", endpoint_url=media_url, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b", config=Config(read_timeout=2, retries={"max_attempts": 1}))
+got = media.get_media(StreamName="cam", StartSelector={"StartSelectorType": "EARLIEST"})
+live = bytearray()
+# read1 hands over whatever has arrived, so nothing is lost when the wait ends.
+raw = got["Payload"]._raw_stream
+try:
+    while True:
+        chunk = raw.read1(65536)
+        if not chunk:
+            break
+        live += chunk
+except (ReadTimeoutError, urllib3.exceptions.ReadTimeoutError):
+    pass
+open(path + ".live", "wb").write(live)
+print(json.dumps({"numbers": numbers, "content_type": resp["ContentType"], "first_ms": int(first.timestamp() * 1000),
+    "clip_type": clip["ContentType"], "hls": hls, "dash": dash, "missing": missing, "media_type": got["ContentType"],
+    "images": [("ImageContent" in i, i.get("Error")) for i in images]}))
 "#;
     let url = ep.url().to_owned();
     let path = out_file.clone();
@@ -145,5 +180,66 @@ print(json.dumps({"numbers": numbers, "content_type": resp["ContentType"], "firs
         numbers.push(serde_json::Value::from(f.fragment_number.unwrap()));
     }
     assert_eq!(frames, 200);
-    assert_eq!(serde_json::Value::from(numbers), v["numbers"]);
+    assert_eq!(serde_json::Value::from(numbers.clone()), v["numbers"]);
+    // GetClip through boto3: the same MP4 as through our client.
+    assert_eq!(v["clip_type"], "video/mp4");
+    let ours = c
+        .get_clip(
+            "cam",
+            FragmentSelector::Producer {
+                start_ms: START_MS,
+                end_ms: START_MS + 6000,
+            },
+        )
+        .await
+        .unwrap();
+    let mp4 = std::fs::read(out_file.with_extension("mkv.mp4")).unwrap();
+    assert_eq!(mp4, ours.data, "boto3's clip = ours");
+    assert_eq!(v["missing"], "ResourceNotFoundException");
+    assert!(v["hls"]
+        .as_str()
+        .unwrap()
+        .contains("getHLSMasterPlaylist.m3u8?SessionToken="));
+    assert!(v["dash"]
+        .as_str()
+        .unwrap()
+        .contains("getDASHManifest.mpd?SessionToken="));
+    // 0 to 6 s in 1 s steps: 7 pictures.
+    assert_eq!(
+        v["images"],
+        serde_json::json!([
+            [true, null],
+            [true, null],
+            [true, null],
+            [true, null],
+            [true, null],
+            [true, null],
+            [true, null]
+        ])
+    );
+    // GetMedia through boto3, read until the stream went quiet: every fragment.
+    assert_eq!(v["media_type"], "video/webm");
+    let mut asm = FragmentAssembler::default();
+    asm.push(Bytes::from(
+        std::fs::read(out_file.with_extension("mkv.live")).unwrap(),
+    ));
+    asm.finish();
+    let mut live = Vec::new();
+    while let Ok(Some(f)) = asm.next_fragment() {
+        assert!(
+            f.complete && f.continuation_token.is_some(),
+            "{:?} {} {:?}",
+            f.fragment_number,
+            f.frames.len(),
+            f.continuation_token
+        );
+        live.push((f.fragment_number.unwrap(), f.frames.len()));
+    }
+    assert_eq!(
+        live,
+        numbers
+            .iter()
+            .map(|n| (n.as_str().unwrap().to_owned(), 50))
+            .collect::<Vec<_>>()
+    );
 }
