@@ -6,8 +6,12 @@
 //! providers a device needs without the AWS SDK: static keys (a
 //! [`Credentials`] value is itself a provider), [`env::EnvironmentProvider`]
 //! and [`profile::ProfileProvider`]. Signing is SigV4 through `aws-sigv4`,
-//! service name `kinesisvideo` for every API ([`sigv4`]).
+//! service name `kinesisvideo` for every API ([`sigv4`]). With the
+//! `aws-config` feature, [`aws_config`] brings the AWS SDKs' whole chain (SSO,
+//! IMDS, ECS, web identity).
 
+#[cfg(feature = "aws-config")]
+pub mod aws_config;
 pub mod env;
 pub mod profile;
 pub mod sigv4;

@@ -41,6 +41,22 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// Settings from an AWS SDK configuration (see
+    /// [`crate::auth::aws_config::load`]): its region, its credentials
+    /// provider and, when set, its endpoint URL.
+    #[cfg(feature = "aws-config")]
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Result<Self, ClientError> {
+        let region = sdk
+            .region()
+            .ok_or_else(|| ClientError::Config("the AWS configuration names no region".into()))?;
+        let creds = sdk.credentials_provider().ok_or_else(|| {
+            ClientError::Config("the AWS configuration has no credentials provider".into())
+        })?;
+        let mut cfg = Self::new(region.as_ref(), creds);
+        cfg.endpoint = sdk.endpoint_url().map(str::to_owned);
+        Ok(cfg)
+    }
+
     /// Settings for `region` with `credentials` and the defaults.
     pub fn new(region: impl Into<String>, credentials: impl ProvideCredentials + 'static) -> Self {
         Self {
