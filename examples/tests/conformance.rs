@@ -750,3 +750,114 @@ fn b_frame_streams_get_presentation_timestamps() {
         assert_eq!(framemd5(&out), want, "{input}: decoded pictures");
     }
 }
+
+/// Every fragment of an MKV stream, through the fragment assembler.
+fn fragments_of(mkv: &[u8]) -> Vec<kvs_core::mkv::fragment::Fragment> {
+    let mut asm = kvs_core::mkv::fragment::FragmentAssembler::default();
+    asm.push(Bytes::copy_from_slice(mkv));
+    asm.finish();
+    let mut out = Vec::new();
+    while let Some(f) = asm.next_fragment().unwrap() {
+        out.push(f);
+    }
+    out
+}
+
+/// The stream as one progressive MP4 (GetClip) and as init + media
+/// segments (HLS/DASH), written next to each other.
+fn write_mp4s(mkv: &[u8], name: &str) -> (PathBuf, PathBuf) {
+    use kvs_core::mp4;
+    let frags = fragments_of(mkv);
+    let tracks = mp4::Mp4Track::from_mkv(&frags[0].tracks).unwrap();
+    let base = frags[0]
+        .frames
+        .iter()
+        .map(|f| f.timestamp_ns)
+        .min()
+        .unwrap();
+    let mut all = Vec::new();
+    let mut segmented = vec![mp4::init_segment(&tracks)];
+    for (i, f) in frags.iter().enumerate() {
+        let next = frags
+            .get(i + 1)
+            .and_then(|n| n.frames.iter().map(|x| x.timestamp_ns).min());
+        let samples = mp4::samples(&tracks, &f.frames, base, next);
+        segmented.extend(mp4::media_segment(i as u32 + 1, &tracks, &samples));
+        all.extend(samples);
+    }
+    let c = Clips::get();
+    let (clip, frag) = (
+        c.path(&format!("{name}.mp4")),
+        c.path(&format!("{name}-frag.mp4")),
+    );
+    std::fs::write(&clip, mp4::progressive(&tracks, &all).concat()).unwrap();
+    std::fs::write(&frag, segmented.concat()).unwrap();
+    (clip, frag)
+}
+
+#[test]
+fn mp4_clips_and_segments_play_picture_for_picture_for_every_codec() {
+    if !have_all(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    use kvs_core::mkv::mux::mux_annexb;
+    let c = Clips::get();
+    // H.264 and H.265, with and without B-frames: ffmpeg decodes the same
+    // pictures from the MP4s as from the MKV they came from.
+    for (file, codec) in [
+        ("v.h264", VideoCodec::H264),
+        ("vb.h264", VideoCodec::H264),
+        ("v.h265", VideoCodec::H265),
+        ("vb.h265", VideoCodec::H265),
+    ] {
+        let video = Bytes::from(std::fs::read(c.path(file)).unwrap());
+        let mkv = mux_annexb(codec, &video, 25.0, None)
+            .unwrap()
+            .chunks
+            .concat();
+        let src = c.path(&format!("{file}.mkv"));
+        std::fs::write(&src, &mkv).unwrap();
+        let want = framemd5(&src);
+        assert_eq!(want.len(), 100, "{file}");
+        let (clip, frag) = write_mp4s(&mkv, file);
+        assert_eq!(framemd5(&clip), want, "{file}: progressive MP4");
+        assert_eq!(framemd5(&frag), want, "{file}: fragmented MP4");
+    }
+    // G.711 A-law beside H.264: the audio bytes all arrive and decode cleanly.
+    use kvs_core::codec::g711::Law;
+    use kvs_core::mkv::builder::TrackConfig;
+    let alaw = frame_files(&vectors().join("kvs-producer-embedded-c/g711_alaw"), "alaw");
+    let mkv = build_av(TrackConfig::g711(2, Law::ALaw, 8000, 1), &alaw, 40_000_000);
+    let want = ffprobe_packets(&{
+        let p = c.path("g711-src.mkv");
+        std::fs::write(&p, &mkv).unwrap();
+        p
+    });
+    for out in <[PathBuf; 2]>::from(write_mp4s(&mkv, "g711")) {
+        let got = ffprobe_packets(&out);
+        assert_eq!(got[&0].len(), 240, "{}", out.display());
+        let bytes = |m: &BTreeMap<usize, Vec<Packet>>| m[&1].iter().map(|p| p.1).sum::<u64>();
+        assert_eq!(bytes(&got), bytes(&want), "{}: audio bytes", out.display());
+        let streams = run(Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,sample_rate",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&out));
+        let text = String::from_utf8(streams.stdout).unwrap();
+        assert!(text.contains("pcm_alaw,8000"), "{text}");
+        let dec = run(Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&out)
+            .args(["-f", "null", "-"]));
+        assert!(
+            dec.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&dec.stderr)
+        );
+    }
+}
