@@ -55,4 +55,5 @@ pub mod fuzzing;
 pub mod local;
 pub mod mkv;
 pub mod mp4;
+pub mod mpegts;
 pub mod protocol;

@@ -199,17 +199,6 @@ async fn get_clip_errors_are_the_services() {
         .await
         .unwrap_err();
     assert_eq!(code(hls), Some(ServiceException::NoDataRetention));
-    let ts = c
-        .get_hls_streaming_session_url(
-            "cam",
-            &StreamingSessionOptions {
-                mpeg_ts: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(code(ts), Some(ServiceException::InvalidArgument));
     let on_demand_without_range = c
         .get_dash_streaming_session_url(
             "cam",
@@ -311,6 +300,30 @@ async fn hls_and_dash_sessions_play_in_ffmpeg() {
     assert_eq!(picture_md5s(&hls).await, source, "HLS pictures");
     assert_eq!(packet_counts(&hls).await, (200, 346));
     assert_eq!(picture_md5s(&dash).await, source, "DASH pictures");
+    // HLS with MPEG-TS segments.
+    let ts = c
+        .get_hls_streaming_session_url(
+            "cam",
+            &StreamingSessionOptions {
+                mpeg_ts: true,
+                ..on_demand.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, ts_list) = get(&ts.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")).await;
+    assert!(
+        ts_list.contains("getTSFragment.ts?") && !ts_list.contains("EXT-X-MAP"),
+        "{ts_list}"
+    );
+    assert_eq!(picture_md5s(&ts).await, source, "HLS MPEG-TS pictures");
+    assert_eq!(packet_counts(&ts).await, (200, 346));
+    run([
+        "ffmpeg", "-v", "error", "-xerror", "-i", &ts, "-f", "null", "-",
+    ]
+    .map(String::from)
+    .to_vec())
+    .await;
 }
 
 /// Frame `n` of the source clip as RGB, decoded by ffmpeg.
@@ -424,4 +437,72 @@ async fn get_images_are_the_pictures_at_those_instants() {
     .await;
     assert_eq!(probe.trim(), "mjpeg,320,180");
     let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
+async fn sessions_play_uploads_with_restarting_timecodes_on_one_timeline() {
+    let (_ep, c) = stream_with_av().await;
+    // A second upload whose relative timecodes start at 0 again, 8 s later.
+    let (acks, err) = common::put_all(
+        &c,
+        "cam",
+        &common::clip(true),
+        TimecodeType::Relative,
+        START_MS + 8000,
+    )
+    .await;
+    assert!(err.is_none() && persisted(&acks).len() == 4);
+    if !have("ffmpeg") || !have("ffprobe") {
+        return;
+    }
+    let source = picture_md5s(&source_h264()).await;
+    let twice: Vec<String> = [source.clone(), source].concat();
+    for mpeg_ts in [false, true] {
+        let url = c
+            .get_hls_streaming_session_url(
+                "cam",
+                &StreamingSessionOptions {
+                    playback_mode: PlaybackMode::OnDemand,
+                    selector: Some(FragmentSelector::Producer {
+                        start_ms: START_MS,
+                        end_ms: START_MS + 20_000,
+                    }),
+                    mpeg_ts,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(picture_md5s(&url).await, twice, "MPEG-TS: {mpeg_ts}");
+        // Presentation times run on: 0 to 16 s, no jump back.
+        let pts = run([
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+            &url,
+        ]
+        .map(String::from)
+        .to_vec())
+        .await;
+        let pts: Vec<f64> = pts
+            .lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .map(|l| l.parse().unwrap_or_else(|_| panic!("{l:?}")))
+            .collect();
+        assert_eq!(pts.len(), 400);
+        assert!(pts.windows(2).all(|w| w[1] > w[0]), "MPEG-TS: {mpeg_ts}");
+        assert!(
+            (pts[399] - pts[0] - 15.96).abs() < 0.01,
+            "{} {}",
+            pts[0],
+            pts[399]
+        );
+    }
 }

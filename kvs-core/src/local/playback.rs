@@ -5,8 +5,9 @@
 //! Streaming sessions work as the service's do: the session URL carries a
 //! token, and the playback requests (`GET` playlists, manifests, init and
 //! media segments) need no signature, only a token that has not expired.
-//! Containers are fragmented MP4 only: a session asked for `MPEG_TS` is
-//! refused with `InvalidArgumentException`.
+//! HLS segments are fragmented MP4 or, when asked for, MPEG-TS (H.264/H.265
+//! and AAC); every session plays on one timeline, producer time since the
+//! stream's first fragment, whatever timecodes each upload used.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -21,6 +22,7 @@ use super::store::{ApiError, StreamMeta};
 use crate::client::ServiceException;
 use crate::mkv::fragment::{Fragment, FragmentAssembler};
 use crate::mp4::{self, Mp4Error, Mp4Track};
+use crate::mpegts::{self, TsTrack};
 
 /// Fragments per clip, at most (the service's limit).
 const CLIP_MAX_FRAGMENTS: usize = 200;
@@ -190,6 +192,8 @@ pub(crate) struct Session {
     end: Option<u64>,
     max: usize,
     expires: Instant,
+    /// HLS with MPEG-TS segments rather than fragmented MP4.
+    ts: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,17 +229,11 @@ impl Sessions {
             Some("ON_DEMAND") => Mode::OnDemand,
             Some(m) => return Err(bad(format!("unknown PlaybackMode {m}"))),
         };
-        if protocol == Protocol::Hls {
-            match req.get("ContainerFormat").and_then(Value::as_str) {
-                None | Some("FRAGMENTED_MP4") => {}
-                Some("MPEG_TS") => {
-                    return Err(bad(
-                        "the local endpoint serves ContainerFormat FRAGMENTED_MP4 only",
-                    ))
-                }
-                Some(c) => return Err(bad(format!("unknown ContainerFormat {c}"))),
-            }
-        }
+        let ts = match (protocol, req.get("ContainerFormat").and_then(Value::as_str)) {
+            (Protocol::Dash, _) | (Protocol::Hls, None | Some("FRAGMENTED_MP4")) => false,
+            (Protocol::Hls, Some("MPEG_TS")) => true,
+            (_, Some(c)) => return Err(bad(format!("unknown ContainerFormat {c}"))),
+        };
         let expires = match req.get("Expires") {
             None | Some(Value::Null) => 300,
             Some(v) => v
@@ -280,6 +278,7 @@ impl Sessions {
             end,
             max,
             expires: Instant::now() + Duration::from_secs(expires),
+            ts,
         };
         let frags = session.fragments(media);
         if frags.is_empty() {
@@ -288,7 +287,12 @@ impl Sessions {
                 "No fragments found for the requested playback mode and range.",
             ));
         }
-        Mp4Track::from_mkv(&parse(frags[0])?.tracks).map_err(mp4_error)?;
+        let tracks = &parse(frags[0])?.tracks;
+        if ts {
+            TsTrack::from_mkv(tracks).map_err(mp4_error)?;
+        } else {
+            Mp4Track::from_mkv(tracks).map_err(mp4_error)?;
+        }
         let token = format!(
             "CiR{:016x}{:016x}",
             crate::client::retry::random_u64(),
@@ -382,6 +386,19 @@ fn codecs(frag: &Fragment) -> Option<String> {
     Some(out.join(","))
 }
 
+/// Producer time (ms) of the stream's first fragment: where session
+/// timelines start.
+fn origin_ms(m: &Media) -> u64 {
+    m.fragments.first().map_or(0, |f| f.producer_ms)
+}
+
+/// What to add to a fragment's frame timestamps to get producer time (ns):
+/// its cluster timecode is its producer timestamp.
+fn frame_offset_ns(f: &Fragment, stored: &Stored) -> i64 {
+    let cluster_ns = i128::from(f.cluster_timecode.unwrap_or(0)) * i128::from(f.timecode_scale);
+    (i128::from(stored.producer_ms) * 1_000_000 - cluster_ns) as i64
+}
+
 /// A playback response: content type and body.
 pub(crate) type Playback = (&'static str, Vec<Bytes>);
 
@@ -431,16 +448,26 @@ pub(crate) fn serve(
                 .iter()
                 .position(|f| Arc::ptr_eq(f, frags[0]))
                 .unwrap_or(0);
-            let mut s = format!("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{seq}\n");
+            let version = if session.ts { 3 } else { 7 };
+            let mut s = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{seq}\n");
             if session.ended() {
                 s.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
             }
-            let _ = writeln!(
-                s,
-                "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}\""
-            );
+            let segment = if session.ts {
+                "getTSFragment.ts"
+            } else {
+                let _ = writeln!(
+                    s,
+                    "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}\""
+                );
+                "getMP4MediaFragment.mp4"
+            };
             for (f, d) in frags.iter().zip(&d) {
-                let _ = write!(s, "#EXTINF:{d:.3},\ngetMP4MediaFragment.mp4?SessionToken={token}&FragmentNumber={}\n", f.number);
+                let _ = write!(
+                    s,
+                    "#EXTINF:{d:.3},\n{segment}?SessionToken={token}&FragmentNumber={}\n",
+                    f.number
+                );
             }
             if session.ended() {
                 s.push_str("#EXT-X-ENDLIST\n");
@@ -479,8 +506,14 @@ pub(crate) fn serve(
                 "<Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}\"/>"
             );
             s.push_str("<SegmentTimeline>\n");
-            for d in &d {
-                let _ = writeln!(s, "<S d=\"{}\"/>", (d * 1000.0).round() as u64);
+            for (i, d) in d.iter().enumerate() {
+                let d = (d * 1000.0).round() as u64;
+                if i == 0 {
+                    let t = frags[0].producer_ms.saturating_sub(origin_ms(m));
+                    let _ = writeln!(s, "<S t=\"{t}\" d=\"{d}\"/>");
+                } else {
+                    let _ = writeln!(s, "<S d=\"{d}\"/>");
+                }
             }
             s.push_str("</SegmentTimeline>\n");
             for f in &frags {
@@ -493,7 +526,7 @@ pub(crate) fn serve(
             let tracks = Mp4Track::from_mkv(&first()?.tracks).map_err(mp4_error)?;
             Ok(("video/mp4", vec![mp4::init_segment(&tracks)]))
         }
-        (_, "getMP4MediaFragment.mp4") => {
+        (_, "getMP4MediaFragment.mp4") | (Protocol::Hls, "getTSFragment.ts") => {
             let number = query
                 .get("FragmentNumber")
                 .ok_or_else(|| bad("FragmentNumber is required"))?;
@@ -509,8 +542,19 @@ pub(crate) fn serve(
                     )
                 })?;
             let f = parse(stored)?;
-            let tracks = Mp4Track::from_mkv(&first()?.tracks).map_err(mp4_error)?;
-            let samples = mp4::samples(&tracks, &f.frames, 0, None);
+            let tracks = &first()?.tracks;
+            // One timeline for the whole stream: producer time since its
+            // first fragment, whatever timecodes each upload used.
+            let base = origin_ms(m) as i64 * 1_000_000 - frame_offset_ns(&f, stored);
+            if op == "getTSFragment.ts" {
+                let tracks = TsTrack::from_mkv(tracks).map_err(mp4_error)?;
+                return Ok((
+                    "video/MP2T",
+                    vec![mpegts::segment_bytes(&tracks, &f.frames, base)],
+                ));
+            }
+            let tracks = Mp4Track::from_mkv(tracks).map_err(mp4_error)?;
+            let samples = mp4::samples(&tracks, &f.frames, base, None);
             Ok((
                 "video/mp4",
                 mp4::media_segment(seq as u32 + 1, &tracks, &samples),
