@@ -1,0 +1,976 @@
+//! The producer's state machine, without I/O: frames in, MKV chunks for the
+//! current PutMedia connection out, ACKs and connection changes in, events
+//! out. [`crate::producer::Producer`] drives it over real connections; tests
+//! drive it directly with a manual clock.
+//!
+//! What it guarantees:
+//!
+//! - **Fragments.** A video stream starts a fragment at a key frame once the
+//!   current one lasts [`FragmentPolicy::min_duration`] (default: every key
+//!   frame); an audio-only stream every `min_duration` (default 2 s there).
+//!   Frames of every track are interleaved in decode order; a fragment is
+//!   closed once every other track has passed its end, or
+//!   [`ProducerConfig::max_lateness`] after its end was seen.
+//! - **Timestamps are checked when a frame is put**, with an error that says
+//!   what is wrong ([`FrameError`]): decode times must increase per track, a
+//!   video stream starts with a key frame, a frame may not land in a fragment
+//!   already closed, and a fragment may not outgrow the service's duration
+//!   limit — so the service never answers 4004 or 4002 for our uploads.
+//! - **CodecPrivate** comes from the configuration or from in-band parameter
+//!   sets (Annex-B H.264/H.265 key frames). When the parameter sets change,
+//!   the next fragment needs a new stream header, so the connection is
+//!   rotated there.
+//! - **Nothing is lost across connections.** Every fragment stays buffered
+//!   until acknowledged at [`AckLevel`] (PERSISTED, or RECEIVED for streams
+//!   without retention). When a connection ends, every fragment it did not
+//!   get acknowledged is sent again on the next one, with a fresh stream
+//!   header and its original timecode (ABSOLUTE timecodes).
+//! - **Resent fragments the service had in fact stored** (its ACK was lost in
+//!   the cut) are stored twice by the service, with the same producer
+//!   timestamp; [`crate::consumer`] delivers each producer timestamp once, so
+//!   readers see every frame exactly once.
+//! - **The buffer is bounded** by bytes and by duration. When full, the
+//!   [`PressurePolicy`] decides: drop the oldest whole fragment (one
+//!   [`ProducerEvent::FragmentDropped`] each) or refuse the frame until ACKs
+//!   free space ([`PutOutcome::Full`]; the async producer waits).
+//! - **Service errors**: a retriable ERROR ACK (4000, 5000, 5001 …) means the
+//!   fragment is sent again on the next connection; any other drops that
+//!   fragment with an event and streaming goes on with the next one.
+//! - **Rotation**: a connection older than the rotation age is ended at the
+//!   next fragment boundary and a new one takes over from the first fragment
+//!   not yet acknowledged.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::{h264, h265};
+use crate::mkv::builder::{
+    BuildError, FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig, TrackKind,
+};
+use crate::protocol::{Ack, ServiceErrorCode};
+
+/// A frame as the application has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// Matroska track number (as in the configuration).
+    pub track: u64,
+    /// Presentation time since the producer's start time.
+    pub pts: Duration,
+    /// Decode time, when it differs from `pts` (B-frames).
+    pub dts: Option<Duration>,
+    /// A key frame (every audio frame is one).
+    pub key: bool,
+    /// The frame: Annex-B (start codes) or AVCC/raw.
+    pub payload: Payload,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The track is not configured.
+    #[error("track {0} is not configured")]
+    UnknownTrack(u64),
+    /// Decode times must increase on each track.
+    #[error(
+        "track {track}: decode time {got_ms} ms is not after the previous frame's {previous_ms} ms"
+    )]
+    TimestampNotIncreasing {
+        /// The track.
+        track: u64,
+        /// The previous frame's decode time, ms.
+        previous_ms: u64,
+        /// This frame's, ms.
+        got_ms: u64,
+    },
+    /// A video stream must start with a key frame.
+    #[error("track {0}: the stream must start with a key frame")]
+    NoKeyFrameYet(u64),
+    /// The frame belongs to a fragment that was already closed.
+    #[error("track {track}: frame at {pts_ms} ms arrived after its fragment (ending at {closed_ms} ms) was closed; interleave tracks within {lateness_ms} ms")]
+    TooLate {
+        /// The track.
+        track: u64,
+        /// The frame's presentation time, ms.
+        pts_ms: u64,
+        /// Where the closed fragment ended, ms.
+        closed_ms: u64,
+        /// The configured lateness.
+        lateness_ms: u64,
+    },
+    /// No key frame for longer than a fragment may last.
+    #[error("no key frame for {span_ms} ms; a fragment may last at most {max_ms} ms (send key frames more often)")]
+    FragmentTooLong {
+        /// How long the fragment would last.
+        span_ms: u64,
+        /// The limit.
+        max_ms: u64,
+    },
+    /// The first key frame of an Annex-B H.264/H.265 track without a
+    /// configured CodecPrivate carries no parameter sets.
+    #[error("track {track}: no CodecPrivate configured and none in the key frame: {reason}")]
+    NoCodecPrivate {
+        /// The track.
+        track: u64,
+        /// What is missing.
+        reason: String,
+    },
+    /// The frame cannot be written.
+    #[error("cannot write the frame: {0}")]
+    Build(#[from] BuildError),
+}
+
+/// When fragments start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentPolicy {
+    /// A key frame starts a new fragment once the current one lasts this
+    /// long (video; 0: every key frame). Audio-only streams cut every
+    /// `min_duration` (2 s when 0).
+    pub min_duration: Duration,
+    /// The longest fragment (the service refuses longer ones, 4002).
+    pub max_duration: Duration,
+}
+
+impl Default for FragmentPolicy {
+    fn default() -> Self {
+        Self {
+            min_duration: Duration::ZERO,
+            max_duration: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What to do when the buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PressurePolicy {
+    /// Drop the oldest whole fragment (one event each) and keep taking frames
+    /// — live video, where fresh media matters most.
+    #[default]
+    DropOldest,
+    /// Refuse frames until ACKs free space (`put_frame` waits) — nothing is
+    /// ever dropped, the source is slowed instead.
+    Wait,
+}
+
+/// Which ACK completes a fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AckLevel {
+    /// PERSISTED (streams with retention).
+    #[default]
+    Persisted,
+    /// RECEIVED (streams without retention get no PERSISTED).
+    Received,
+}
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// The tracks (CodecPrivate may be `None` for Annex-B H.264/H.265, taken
+    /// from the first key frame).
+    pub tracks: Vec<TrackConfig>,
+    /// Producer time of `pts == 0`, ms since the epoch.
+    pub start_ms: u64,
+    /// Fragmentation.
+    pub fragments: FragmentPolicy,
+    /// Buffer limit in bytes of media (default 32 MiB).
+    pub max_buffer_bytes: usize,
+    /// Buffer limit in media time (default 120 s).
+    pub max_buffer_duration: Duration,
+    /// What a full buffer does.
+    pub pressure: PressurePolicy,
+    /// Which ACK completes a fragment.
+    pub ack_level: AckLevel,
+    /// How long a fragment waits for the other tracks to pass its end
+    /// (default 500 ms).
+    pub max_lateness: Duration,
+    /// Connection age after which it is rotated at the next fragment
+    /// boundary (the service ends connections at 45 minutes).
+    pub rotation_age: Duration,
+}
+
+impl ProducerConfig {
+    /// Settings for these tracks, starting now-ish at `start_ms`.
+    pub fn new(tracks: Vec<TrackConfig>, start_ms: u64) -> Self {
+        Self {
+            tracks,
+            start_ms,
+            fragments: FragmentPolicy::default(),
+            max_buffer_bytes: 32 << 20,
+            max_buffer_duration: Duration::from_secs(120),
+            pressure: PressurePolicy::default(),
+            ack_level: AckLevel::default(),
+            max_lateness: Duration::from_millis(500),
+            rotation_age: Duration::from_secs(40 * 60),
+        }
+    }
+}
+
+/// Why a fragment was dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    /// The buffer was full ([`PressurePolicy::DropOldest`]).
+    BufferFull,
+    /// The service refused it with an error that a retry cannot fix.
+    Rejected(ServiceErrorCode),
+}
+
+/// Why a connection is being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationReason {
+    /// It reached the rotation age.
+    Age,
+    /// The next fragment needs a new stream header (CodecPrivate changed).
+    NewHeader,
+}
+
+/// What the producer reports.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ProducerEvent {
+    /// A fragment completed at the configured [`AckLevel`].
+    Acked {
+        /// Producer timestamp (cluster timecode), ms since the epoch.
+        timecode_ms: u64,
+        /// The service's fragment number.
+        fragment_number: String,
+        /// From the fragment's last byte written to this ACK.
+        latency: Duration,
+        /// Frames in it.
+        frames: usize,
+    },
+    /// The service sent an ERROR ACK.
+    ServiceError {
+        /// The fragment it names, if any.
+        timecode_ms: Option<u64>,
+        /// The error.
+        code: ServiceErrorCode,
+        /// Whether sending it again can succeed.
+        retriable: bool,
+    },
+    /// A fragment was given up.
+    FragmentDropped {
+        /// Its producer timestamp, ms since the epoch.
+        timecode_ms: u64,
+        /// Frames lost with it.
+        frames: usize,
+        /// Why.
+        reason: DropReason,
+    },
+    /// A connection is being replaced.
+    Rotating {
+        /// Why.
+        reason: RotationReason,
+    },
+    /// A connection started.
+    Connected {
+        /// Its number (1, 2, …).
+        connection: u64,
+        /// Fragments it will send again (not acknowledged before).
+        resending: usize,
+    },
+    /// A connection ended before its fragments were all acknowledged.
+    Disconnected {
+        /// Its number.
+        connection: u64,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// The outcome of [`ProducerCore::put_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Taken.
+    Accepted,
+    /// Not taken: the buffer is full and the policy is [`PressurePolicy::Wait`].
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FragState {
+    /// Not yet sent on the current connection.
+    Pending,
+    /// Being written or written on connection `conn`.
+    Sent { conn: u64 },
+}
+
+#[derive(Debug)]
+struct Fragment {
+    timecode_ms: u64,
+    duration_ms: u64,
+    header: usize,
+    chunks: Vec<Bytes>,
+    bytes: usize,
+    frames: usize,
+    state: FragState,
+    /// When its last chunk was handed out.
+    written_at: Option<Instant>,
+    /// Chunks handed out on the current connection.
+    cursor: usize,
+    /// RECEIVED seen (with `AckLevel::Persisted`, PERSISTED completes it).
+    received: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    track: u64,
+    /// Decode order key, ms since the producer start.
+    dts_ms: u64,
+    /// Presentation time, ms since the producer start.
+    pts_ms: u64,
+    key: bool,
+    payload: Payload,
+    /// The track settings generation it was put under.
+    gen: usize,
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    opened: Instant,
+    header: Option<usize>,
+    header_sent: bool,
+    draining: bool,
+    rotation: Option<RotationReason>,
+}
+
+/// The producer state machine (see the module docs).
+#[derive(Debug)]
+pub struct ProducerCore {
+    cfg: ProducerConfig,
+    /// Stream headers; each fragment names the one it needs.
+    headers: Vec<Bytes>,
+    builder: Option<FragmentBuilder>,
+    tracks: Vec<TrackConfig>,
+    has_video: bool,
+    h264_sets: Vec<(u64, h264::ParameterSets)>,
+    h265_sets: Vec<(u64, h265::ParameterSets)>,
+    /// Frames of the open fragment, and of the next one once its boundary
+    /// was seen.
+    open: Vec<Pending>,
+    open_start: Option<u64>,
+    /// The next fragment's start (a key frame seen) and when it was seen.
+    boundary: Option<(u64, u64, Instant)>,
+    /// Last decode time per track.
+    last_dts: Vec<(u64, u64)>,
+    /// Where the last closed fragment ended (frames before it are late).
+    closed_until: Option<u64>,
+    /// Per-track time reached (for closing at a boundary).
+    reached: Vec<(u64, u64)>,
+    /// Track settings by generation (a generation per CodecPrivate change).
+    gens: Vec<Vec<TrackConfig>>,
+    /// The generation the builder writes.
+    builder_gen: Option<usize>,
+    buffer: VecDeque<Fragment>,
+    buffered_bytes: usize,
+    conn: Option<Conn>,
+    next_conn: u64,
+    events: VecDeque<ProducerEvent>,
+    bytes_sent: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl ProducerCore {
+    /// A producer with these settings.
+    pub fn new(cfg: ProducerConfig) -> Result<Self, BuildError> {
+        // Checks the tracks once (numbers, count).
+        FragmentBuilder::new(StreamConfig::new(cfg.tracks.clone()))?;
+        let has_video = cfg
+            .tracks
+            .iter()
+            .any(|t| matches!(t.kind, TrackKind::Video { .. }));
+        Ok(Self {
+            tracks: cfg.tracks.clone(),
+            cfg,
+            headers: Vec::new(),
+            builder: None,
+            has_video,
+            h264_sets: Vec::new(),
+            h265_sets: Vec::new(),
+            open: Vec::new(),
+            open_start: None,
+            boundary: None,
+            last_dts: Vec::new(),
+            closed_until: None,
+            reached: Vec::new(),
+            gens: Vec::new(),
+            builder_gen: None,
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            conn: None,
+            next_conn: 1,
+            events: VecDeque::new(),
+            bytes_sent: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.cfg
+    }
+
+    fn is_video(&self, track: u64) -> bool {
+        self.tracks
+            .iter()
+            .any(|t| t.number == track && matches!(t.kind, TrackKind::Video { .. }))
+    }
+
+    /// Media bytes buffered (closed fragments not yet acknowledged, plus the
+    /// open fragment's frames).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+            + self
+                .open
+                .iter()
+                .map(|p| payload_len(&p.payload))
+                .sum::<usize>()
+    }
+
+    /// Media time buffered, from the oldest unacknowledged fragment to the
+    /// newest frame.
+    pub fn buffered_duration(&self) -> Duration {
+        let oldest = self
+            .buffer
+            .front()
+            .map(|f| f.timecode_ms.saturating_sub(self.cfg.start_ms))
+            .or(self.open_start);
+        let newest = self.open.iter().map(|p| p.pts_ms).max().or_else(|| {
+            self.buffer
+                .back()
+                .map(|f| f.timecode_ms.saturating_sub(self.cfg.start_ms) + f.duration_ms)
+        });
+        match (oldest, newest) {
+            (Some(a), Some(b)) => Duration::from_millis(b.saturating_sub(a)),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Closed fragments waiting for their ACK (or to be sent).
+    pub fn buffered_fragments(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Bytes handed out for sending so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+
+    /// The next event, if any.
+    pub fn next_event(&mut self) -> Option<ProducerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Takes a frame (see the module docs for the rules).
+    pub fn put_frame(&mut self, frame: Frame, now: Instant) -> Result<PutOutcome, FrameError> {
+        let track = frame.track;
+        let Some(cfg_track) = self.tracks.iter().find(|t| t.number == track) else {
+            return Err(FrameError::UnknownTrack(track));
+        };
+        let video = matches!(cfg_track.kind, TrackKind::Video { .. });
+        let pts_ms = ms(frame.pts);
+        let dts_ms = ms(frame.dts.unwrap_or(frame.pts));
+        let key = frame.key || !video;
+        if let Some((_, prev)) = self.last_dts.iter().find(|(t, _)| *t == track) {
+            if dts_ms <= *prev {
+                return Err(FrameError::TimestampNotIncreasing {
+                    track,
+                    previous_ms: *prev,
+                    got_ms: dts_ms,
+                });
+            }
+        }
+        // A stream with video starts at its first video key frame.
+        if self.has_video
+            && self.open_start.is_none()
+            && self.closed_until.is_none()
+            && !(video && key)
+        {
+            return Err(FrameError::NoKeyFrameYet(track));
+        }
+        if !video {
+            if let Some(closed) = self.closed_until {
+                if pts_ms < closed {
+                    return Err(FrameError::TooLate {
+                        track,
+                        pts_ms,
+                        closed_ms: closed,
+                        lateness_ms: ms(self.cfg.max_lateness),
+                    });
+                }
+            }
+        }
+        let size = payload_len(&frame.payload);
+        if self.buffered_bytes() + size > self.cfg.max_buffer_bytes
+            || self.buffered_duration() > self.cfg.max_buffer_duration
+        {
+            match self.cfg.pressure {
+                PressurePolicy::Wait if !self.buffer.is_empty() => return Ok(PutOutcome::Full),
+                PressurePolicy::Wait => {}
+                PressurePolicy::DropOldest => self.drop_oldest(size),
+            }
+        }
+        // Fragment boundaries.
+        let start = *self.open_start.get_or_insert(pts_ms);
+        let min = ms(self.cfg.fragments.min_duration);
+        let starts_fragment = if self.has_video {
+            video && key && pts_ms > start && pts_ms >= start + min
+        } else {
+            pts_ms >= start + if min == 0 { 2000 } else { min }
+        };
+        let max = ms(self.cfg.fragments.max_duration);
+        if !starts_fragment && self.boundary.is_none() && pts_ms.saturating_sub(start) > max {
+            return Err(FrameError::FragmentTooLong {
+                span_ms: pts_ms - start,
+                max_ms: max,
+            });
+        }
+        // Parameter sets: a change needs a new header, so it starts a fragment.
+        let mut new_header = false;
+        if video && key {
+            if let Payload::AnnexB(p) = &frame.payload {
+                new_header = self.refresh_codec_private(track, p)?;
+            }
+        }
+        if self.gens.is_empty() || new_header {
+            self.gens.push(self.tracks.clone());
+        }
+        let starts_fragment = starts_fragment || (new_header && pts_ms > start);
+        if starts_fragment && self.boundary.is_none() {
+            self.boundary = Some((pts_ms, dts_ms, now));
+        }
+        match self.last_dts.iter_mut().find(|(t, _)| *t == track) {
+            Some(e) => e.1 = dts_ms,
+            None => self.last_dts.push((track, dts_ms)),
+        }
+        match self.reached.iter_mut().find(|(t, _)| *t == track) {
+            Some(e) => e.1 = e.1.max(pts_ms),
+            None => self.reached.push((track, pts_ms)),
+        }
+        self.open.push(Pending {
+            track,
+            dts_ms,
+            pts_ms,
+            key,
+            payload: frame.payload,
+            gen: self.gens.len() - 1,
+        });
+        self.try_close(now, false)?;
+        Ok(PutOutcome::Accepted)
+    }
+
+    /// Takes in-band parameter sets; true when they change a CodecPrivate
+    /// already in use (a new header is needed).
+    fn refresh_codec_private(&mut self, track: u64, au: &Bytes) -> Result<bool, FrameError> {
+        let Some(t) = self.tracks.iter().position(|t| t.number == track) else {
+            return Ok(false);
+        };
+        let codec = self.tracks[t].codec_id.clone();
+        let private = match codec.as_str() {
+            h264::CODEC_ID => {
+                let sets = match self.h264_sets.iter_mut().find(|(n, _)| *n == track) {
+                    Some((_, s)) => s,
+                    None => {
+                        self.h264_sets.push((track, h264::ParameterSets::default()));
+                        &mut self.h264_sets.last_mut().expect("just pushed").1
+                    }
+                };
+                if !sets.collect_annexb(au) {
+                    None
+                } else {
+                    sets.codec_private().ok()
+                }
+            }
+            h265::CODEC_ID => {
+                let sets = match self.h265_sets.iter_mut().find(|(n, _)| *n == track) {
+                    Some((_, s)) => s,
+                    None => {
+                        self.h265_sets.push((track, h265::ParameterSets::default()));
+                        &mut self.h265_sets.last_mut().expect("just pushed").1
+                    }
+                };
+                if !sets.collect_annexb(au) {
+                    None
+                } else {
+                    sets.codec_private().ok()
+                }
+            }
+            _ => return Ok(false),
+        };
+        let current = self.tracks[t]
+            .codec_private
+            .clone()
+            .filter(|p| !p.is_empty());
+        let Some(p) = private.filter(|p| current.as_ref() != Some(p)) else {
+            if current.is_none() {
+                return Err(FrameError::NoCodecPrivate {
+                    track,
+                    reason: "no SPS/PPS in the first key frame".into(),
+                });
+            }
+            return Ok(false);
+        };
+        self.tracks[t].codec_private = Some(p);
+        // Before anything was put, the first settings are simply completed.
+        if self.gens.is_empty() {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Closes fragments that are due: every other track passed the boundary,
+    /// the lateness ran out, or (`flush`) the caller wants everything out.
+    fn try_close(&mut self, now: Instant, flush: bool) -> Result<(), FrameError> {
+        loop {
+            let Some((cut_pts, cut_dts, seen)) = self.boundary else {
+                if flush && !self.open.is_empty() {
+                    self.close(None)?;
+                    self.open_start = None;
+                }
+                return Ok(());
+            };
+            let boundary_track = self
+                .open
+                .iter()
+                .find(|p| p.pts_ms == cut_pts && p.dts_ms == cut_dts && p.key)
+                .map(|p| p.track);
+            let others_passed = self.tracks.iter().all(|t| {
+                Some(t.number) == boundary_track
+                    || self
+                        .reached
+                        .iter()
+                        .any(|(n, r)| *n == t.number && *r >= cut_pts)
+            });
+            if !(flush || others_passed || now.duration_since(seen) >= self.cfg.max_lateness) {
+                return Ok(());
+            }
+            self.close(Some((cut_pts, cut_dts)))?;
+            // The frames left open the next fragment; another boundary may
+            // already be among them.
+            self.open_start = Some(cut_pts);
+            let min = ms(self.cfg.fragments.min_duration);
+            self.boundary = self
+                .open
+                .iter()
+                .filter(|p| {
+                    self.is_video(p.track)
+                        && p.key
+                        && p.pts_ms > cut_pts
+                        && p.pts_ms >= cut_pts + min
+                })
+                .map(|p| (p.pts_ms, p.dts_ms, seen))
+                .next();
+        }
+    }
+
+    /// Makes a fragment of the open frames before the boundary (video before
+    /// the boundary key frame in decode order, other tracks before its
+    /// presentation time), or of all of them, and buffers it.
+    fn close(&mut self, cut: Option<(u64, u64)>) -> Result<(), FrameError> {
+        let video_tracks: Vec<u64> = self
+            .tracks
+            .iter()
+            .filter(|t| matches!(t.kind, TrackKind::Video { .. }))
+            .map(|t| t.number)
+            .collect();
+        let (mut mine, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|p| match cut {
+                None => true,
+                Some((_, cut_dts)) if video_tracks.contains(&p.track) => p.dts_ms < cut_dts,
+                Some((cut_pts, _)) => p.pts_ms < cut_pts,
+            });
+        self.open = rest;
+        let closed = cut.map_or_else(
+            || mine.iter().map(|p| p.pts_ms + 1).max().unwrap_or(0),
+            |(c, _)| c,
+        );
+        self.closed_until = Some(self.closed_until.map_or(closed, |c| c.max(closed)));
+        if mine.is_empty() {
+            return Ok(());
+        }
+        // Interleave by decode time; each track is already in decode order.
+        mine.sort_by_key(|p| p.dts_ms);
+        // The fragment's settings are those its first frame was put under.
+        let gen = mine[0].gen;
+        if self.builder_gen != Some(gen) {
+            let builder = FragmentBuilder::new(StreamConfig::new(self.gens[gen].clone()))?;
+            self.headers.push(builder.header());
+            self.builder = Some(builder);
+            self.builder_gen = Some(gen);
+        }
+        let start_ms = self.cfg.start_ms;
+        let frames: Vec<FrameIn> = mine
+            .iter()
+            .map(|p| FrameIn {
+                track: p.track,
+                timecode: (start_ms + p.pts_ms) as i64,
+                key: p.key,
+                payload: p.payload.clone(),
+            })
+            .collect();
+        let mut chunks = Vec::new();
+        let builder = self.builder.as_mut().expect("made above");
+        builder.fragment(&frames, &[], &mut chunks)?;
+        // The end-of-fragment tag ends the unknown-size Cluster, so the
+        // service acknowledges the fragment without waiting for the next.
+        chunks.push(FragmentBuilder::end_of_fragment_tag());
+        let bytes: usize = mine.iter().map(|p| payload_len(&p.payload)).sum();
+        let first = mine[0].pts_ms;
+        let last = mine.iter().map(|p| p.pts_ms).max().unwrap_or(first);
+        self.buffered_bytes += bytes;
+        self.buffer.push_back(Fragment {
+            timecode_ms: start_ms + first,
+            duration_ms: last - first,
+            header: self.headers.len() - 1,
+            chunks,
+            bytes,
+            frames: mine.len(),
+            state: FragState::Pending,
+            written_at: None,
+            cursor: 0,
+            received: false,
+        });
+        Ok(())
+    }
+
+    fn drop_oldest(&mut self, incoming: usize) {
+        while self.buffered_bytes() + incoming > self.cfg.max_buffer_bytes
+            || self.buffered_duration() > self.cfg.max_buffer_duration
+        {
+            // Never the fragment whose chunks are going out right now.
+            let Some(i) = self
+                .buffer
+                .iter()
+                .position(|f| f.cursor == 0 || f.written_at.is_some())
+            else {
+                return;
+            };
+            let Some(f) = self.buffer.remove(i) else {
+                return;
+            };
+            self.buffered_bytes -= f.bytes;
+            self.events.push_back(ProducerEvent::FragmentDropped {
+                timecode_ms: f.timecode_ms,
+                frames: f.frames,
+                reason: DropReason::BufferFull,
+            });
+        }
+    }
+
+    /// Time has passed: closes fragments whose lateness ran out, and starts a
+    /// rotation when the connection is old.
+    pub fn tick(&mut self, now: Instant) {
+        let _ = self.try_close(now, false);
+        if let Some(c) = &mut self.conn {
+            if c.rotation.is_none() && now.duration_since(c.opened) >= self.cfg.rotation_age {
+                c.rotation = Some(RotationReason::Age);
+                self.events.push_back(ProducerEvent::Rotating {
+                    reason: RotationReason::Age,
+                });
+            }
+        }
+    }
+
+    /// Closes the open fragment (at the end of the media).
+    pub fn flush(&mut self, now: Instant) -> Result<(), FrameError> {
+        self.try_close(now, true)?;
+        self.open_start = None;
+        Ok(())
+    }
+
+    /// A new connection is up; returns its number. Every fragment not yet
+    /// acknowledged will go out on it, after a stream header.
+    pub fn connected(&mut self, now: Instant) -> u64 {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let mut resending = 0;
+        for f in &mut self.buffer {
+            if f.state != FragState::Pending || f.cursor > 0 {
+                resending += 1;
+            }
+            f.state = FragState::Pending;
+            f.cursor = 0;
+            f.written_at = None;
+            f.received = false;
+        }
+        self.conn = Some(Conn {
+            id,
+            opened: now,
+            header: None,
+            header_sent: false,
+            draining: false,
+            rotation: None,
+        });
+        self.events.push_back(ProducerEvent::Connected {
+            connection: id,
+            resending,
+        });
+        id
+    }
+
+    /// The connection ended (cut, refused, or drained after a rotation).
+    /// Its unacknowledged fragments will be sent again on the next one.
+    pub fn disconnected(&mut self, reason: &str) {
+        let Some(c) = self.conn.take() else { return };
+        let unacked = self
+            .buffer
+            .iter()
+            .any(|f| matches!(f.state, FragState::Sent { conn } if conn == c.id));
+        // What it sent but did not get acknowledged goes out again on the
+        // next connection (counted there).
+        if unacked || c.rotation.is_none() {
+            self.events.push_back(ProducerEvent::Disconnected {
+                connection: c.id,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Whether the current connection should end its body now: it is being
+    /// rotated and has written every fragment it started.
+    pub fn should_end_body(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.draining)
+    }
+
+    /// Whether the current connection is being replaced.
+    pub fn rotating(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.rotation.is_some())
+    }
+
+    /// The next chunk to write on the current connection, if any: the stream
+    /// header, then the fragments not yet sent, in order.
+    pub fn next_chunk(&mut self, now: Instant) -> Option<Bytes> {
+        let conn = self.conn.as_mut()?;
+        if conn.draining {
+            return None;
+        }
+        // A fragment under way is finished first.
+        let idx = self
+            .buffer
+            .iter()
+            .position(|f| f.cursor > 0 && f.written_at.is_none())
+            .or_else(|| {
+                self.buffer
+                    .iter()
+                    .position(|f| f.state == FragState::Pending && f.cursor == 0)
+            })?;
+        let f = &self.buffer[idx];
+        if f.cursor == 0 {
+            // A new fragment: rotate first if needed.
+            if conn.rotation.is_some() {
+                conn.draining = true;
+                return None;
+            }
+            match conn.header {
+                Some(h) if h != f.header => {
+                    conn.rotation = Some(RotationReason::NewHeader);
+                    conn.draining = true;
+                    self.events.push_back(ProducerEvent::Rotating {
+                        reason: RotationReason::NewHeader,
+                    });
+                    return None;
+                }
+                _ => {}
+            }
+            if !conn.header_sent {
+                conn.header_sent = true;
+                conn.header = Some(f.header);
+                let h = self.headers[f.header].clone();
+                self.bytes_sent += h.len() as u64;
+                return Some(h);
+            }
+        }
+        let id = conn.id;
+        let f = &mut self.buffer[idx];
+        let chunk = f.chunks[f.cursor].clone();
+        f.cursor += 1;
+        f.state = FragState::Sent { conn: id };
+        if f.cursor == f.chunks.len() {
+            f.written_at = Some(now);
+        }
+        self.bytes_sent += chunk.len() as u64;
+        Some(chunk)
+    }
+
+    /// An ACK arrived on connection `conn`.
+    pub fn on_ack(&mut self, conn: u64, ack: &Ack, now: Instant) {
+        if self.conn.as_ref().is_none_or(|c| c.id != conn) {
+            return;
+        }
+        let find = |buffer: &VecDeque<Fragment>, tc: u64| {
+            buffer.iter().position(|f| {
+                f.timecode_ms == tc && matches!(f.state, FragState::Sent { conn: c } if c == conn)
+            })
+        };
+        match ack {
+            Ack::Received {
+                fragment_timecode,
+                fragment_number,
+            }
+            | Ack::Persisted {
+                fragment_timecode,
+                fragment_number,
+            } => {
+                let Some(i) = find(&self.buffer, *fragment_timecode) else {
+                    return;
+                };
+                let persisted = matches!(ack, Ack::Persisted { .. });
+                if !persisted {
+                    self.buffer[i].received = true;
+                }
+                if persisted || self.cfg.ack_level == AckLevel::Received {
+                    let f = self.buffer.remove(i).expect("found");
+                    self.buffered_bytes -= f.bytes;
+                    self.events.push_back(ProducerEvent::Acked {
+                        timecode_ms: f.timecode_ms,
+                        fragment_number: fragment_number.clone(),
+                        latency: f
+                            .written_at
+                            .map_or(Duration::ZERO, |w| now.duration_since(w)),
+                        frames: f.frames,
+                    });
+                }
+            }
+            Ack::Error {
+                fragment_timecode,
+                code,
+                ..
+            } => {
+                let retriable = code.is_retryable();
+                self.events.push_back(ProducerEvent::ServiceError {
+                    timecode_ms: *fragment_timecode,
+                    code: *code,
+                    retriable,
+                });
+                if !retriable {
+                    if let Some(i) = fragment_timecode.and_then(|tc| find(&self.buffer, tc)) {
+                        let f = self.buffer.remove(i).expect("found");
+                        self.buffered_bytes -= f.bytes;
+                        self.events.push_back(ProducerEvent::FragmentDropped {
+                            timecode_ms: f.timecode_ms,
+                            frames: f.frames,
+                            reason: DropReason::Rejected(*code),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Nothing left to send or to be acknowledged (after [`Self::flush`]).
+    pub fn is_idle(&self) -> bool {
+        self.buffer.is_empty() && self.open.is_empty()
+    }
+}
+
+fn payload_len(p: &Payload) -> usize {
+    match p {
+        Payload::Raw(b) | Payload::AnnexB(b) => b.len(),
+    }
+}

@@ -1,0 +1,586 @@
+//! The producer state machine with a manual clock, its output checked by the
+//! local endpoint's ingest (the service's rules) and fed back as ACKs.
+#![cfg(feature = "local")]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kvs_core::codec::h264;
+use kvs_core::local::ingest::{Ingest, IngestEvent, IngestLimits};
+use kvs_core::mkv::builder::{Payload, TrackConfig};
+use kvs_core::mkv::fragment::FragmentAssembler;
+use kvs_core::protocol::producer::{
+    AckLevel, DropReason, Frame, FrameError, PressurePolicy, ProducerConfig, ProducerCore,
+    ProducerEvent, PutOutcome, RotationReason,
+};
+use kvs_core::protocol::{Ack, ServiceErrorCode};
+
+const START: u64 = 1_700_000_000_000;
+
+fn video_track() -> TrackConfig {
+    TrackConfig::video(
+        1,
+        h264::CODEC_ID,
+        Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
+        64,
+        64,
+    )
+}
+
+fn audio_track() -> TrackConfig {
+    TrackConfig::aac(2, 48_000, 2).unwrap()
+}
+
+fn v(i: u64, key: bool) -> Frame {
+    Frame {
+        track: 1,
+        pts: Duration::from_millis(i * 40),
+        dts: None,
+        key,
+        payload: Payload::Raw(Bytes::from(vec![i as u8; 100 + i as usize % 7])),
+    }
+}
+
+fn a(i: u64) -> Frame {
+    Frame {
+        track: 2,
+        pts: Duration::from_micros(i * 21_333),
+        dts: None,
+        key: true,
+        payload: Payload::Raw(Bytes::from(vec![0xA0 | (i as u8 & 0xf); 20])),
+    }
+}
+
+/// A fake service: the endpoint's ingest, answering RECEIVED/PERSISTED.
+struct Service {
+    ingest: Ingest,
+    stored: Vec<(u64, Vec<u8>)>,
+    bytes: Vec<u8>,
+}
+
+impl Service {
+    fn new() -> Self {
+        Self {
+            ingest: Ingest::new(IngestLimits::default()),
+            stored: Vec::new(),
+            bytes: Vec::new(),
+        }
+    }
+    /// Feeds a chunk; returns the ACKs it completes.
+    fn push(&mut self, chunk: Bytes) -> Vec<Ack> {
+        self.bytes.extend_from_slice(&chunk);
+        let (events, result) = self.ingest.push(chunk);
+        assert!(result.is_ok(), "the service refuses: {result:?}");
+        self.acks(events)
+    }
+    fn acks(&mut self, events: Vec<IngestEvent>) -> Vec<Ack> {
+        let mut acks = Vec::new();
+        for e in events {
+            if let IngestEvent::Received(f) = e {
+                let n = format!("{}", self.stored.len() + 1);
+                self.stored.push((f.timecode, f.cluster.concat()));
+                acks.push(Ack::Received {
+                    fragment_timecode: f.timecode,
+                    fragment_number: n.clone(),
+                });
+                acks.push(Ack::Persisted {
+                    fragment_timecode: f.timecode,
+                    fragment_number: n,
+                });
+            }
+        }
+        acks
+    }
+}
+
+/// Writes everything the core has for the connection into the service and
+/// feeds the ACKs back.
+fn pump(p: &mut ProducerCore, conn: u64, svc: &mut Service, now: Instant) {
+    while let Some(chunk) = p.next_chunk(now) {
+        for ack in svc.push(chunk) {
+            p.on_ack(conn, &ack, now);
+        }
+    }
+}
+
+fn events(p: &mut ProducerCore) -> Vec<ProducerEvent> {
+    std::iter::from_fn(|| p.next_event()).collect()
+}
+
+/// Frames per track of everything the service stored, parsed back.
+fn stored_frames(svc: &Service) -> Vec<(u64, i64, Vec<u8>)> {
+    let mut asm = FragmentAssembler::default();
+    asm.push(Bytes::from(svc.bytes.clone()));
+    asm.finish();
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = asm.next_fragment() {
+        for fr in f.frames {
+            out.push((fr.track, fr.timestamp_ns / 1_000_000, fr.payload.to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
+fn video_fragments_at_key_frames_are_acknowledged() {
+    let t0 = Instant::now();
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![video_track()], START)).unwrap();
+    let mut svc = Service::new();
+    let conn = p.connected(t0);
+    for i in 0..100 {
+        assert_eq!(
+            p.put_frame(v(i, i % 25 == 0), t0).unwrap(),
+            PutOutcome::Accepted
+        );
+        pump(&mut p, conn, &mut svc, t0);
+    }
+    // Three fragments closed at the key frames; the fourth is still open.
+    assert_eq!(svc.stored.len(), 3);
+    p.flush(t0).unwrap();
+    pump(&mut p, conn, &mut svc, t0);
+    assert!(p.is_idle());
+    let tcs: Vec<u64> = svc.stored.iter().map(|s| s.0).collect();
+    assert_eq!(tcs, [START, START + 1000, START + 2000, START + 3000]);
+    let acked: Vec<u64> = events(&mut p)
+        .into_iter()
+        .filter_map(|e| match e {
+            ProducerEvent::Acked {
+                timecode_ms,
+                frames,
+                ..
+            } => {
+                assert_eq!(frames, 25);
+                Some(timecode_ms)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked, tcs);
+    let frames = stored_frames(&svc);
+    assert_eq!(frames.len(), 100);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(
+            f.2,
+            match v(i as u64, false).payload {
+                Payload::Raw(b) => b.to_vec(),
+                _ => unreachable!(),
+            }
+        );
+    }
+}
+
+#[test]
+fn audio_and_video_are_interleaved_and_late_audio_is_waited_for() {
+    let t0 = Instant::now();
+    let mut p = ProducerCore::new(ProducerConfig::new(
+        vec![video_track(), audio_track()],
+        START,
+    ))
+    .unwrap();
+    let mut svc = Service::new();
+    let conn = p.connected(t0);
+    // Audio lags video by ~200 ms: each audio frame is put when video is
+    // 200 ms ahead of it.
+    let mut ai = 0;
+    for i in 0..100u64 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+        while a(ai).pts + Duration::from_millis(200) <= v(i, false).pts {
+            p.put_frame(a(ai), t0).unwrap();
+            ai += 1;
+        }
+        pump(&mut p, conn, &mut svc, t0);
+    }
+    p.flush(t0).unwrap();
+    pump(&mut p, conn, &mut svc, t0);
+    assert_eq!(svc.stored.len(), 4);
+    let frames = stored_frames(&svc);
+    let audio: Vec<i64> = frames.iter().filter(|f| f.0 == 2).map(|f| f.1).collect();
+    assert_eq!(audio.len(), ai as usize, "every audio frame stored");
+    // Each fragment holds the audio of its own time span.
+    let mut asm = FragmentAssembler::default();
+    asm.push(Bytes::from(svc.bytes.clone()));
+    asm.finish();
+    while let Ok(Some(f)) = asm.next_fragment() {
+        let start = f.frames[0].timestamp_ns;
+        assert!(f.frames[0].key && f.frames[0].track == 1);
+        assert!(f
+            .frames
+            .iter()
+            .all(|x| x.timestamp_ns >= start && x.timestamp_ns < start + 1_000_000_000));
+    }
+    // An audio frame later than the lateness allows is refused.
+    let late = p.put_frame(a(5), t0).unwrap_err();
+    assert!(
+        matches!(late, FrameError::TimestampNotIncreasing { track: 2, .. }),
+        "{late}"
+    );
+}
+
+#[test]
+fn audio_that_stops_coming_closes_the_fragment_after_the_lateness() {
+    let t0 = Instant::now();
+    let mut p = ProducerCore::new(ProducerConfig::new(
+        vec![video_track(), audio_track()],
+        START,
+    ))
+    .unwrap();
+    let mut svc = Service::new();
+    let conn = p.connected(t0);
+    // Audio up to 900 ms, then a gap (every fragment needs a frame of every
+    // track, or the service refuses it with 4011).
+    for i in 0..26 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+        if i < 23 {
+            p.put_frame(a(i * 40 / 21), t0).ok();
+        }
+    }
+    pump(&mut p, conn, &mut svc, t0);
+    assert!(svc.stored.is_empty(), "waits for audio to pass 1 s");
+    p.tick(t0 + Duration::from_millis(499));
+    pump(&mut p, conn, &mut svc, t0);
+    assert!(svc.stored.is_empty());
+    p.tick(t0 + Duration::from_millis(500));
+    pump(&mut p, conn, &mut svc, t0);
+    // The service sees the next cluster's start only when it is sent; our
+    // end-of-fragment tag lets it acknowledge right away.
+    assert_eq!(svc.stored.len(), 1);
+    // Audio for the closed fragment is now late.
+    let late = p
+        .put_frame(
+            Frame {
+                track: 2,
+                pts: Duration::from_millis(900),
+                dts: None,
+                key: true,
+                payload: Payload::Raw(Bytes::from_static(b"aac")),
+            },
+            t0,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            late,
+            FrameError::TooLate {
+                closed_ms: 1000,
+                ..
+            }
+        ),
+        "{late}"
+    );
+}
+
+#[test]
+fn timestamp_rules_are_enforced_when_a_frame_is_put() {
+    let t0 = Instant::now();
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![video_track()], START)).unwrap();
+    assert_eq!(
+        p.put_frame(v(0, false), t0),
+        Err(FrameError::NoKeyFrameYet(1))
+    );
+    p.put_frame(v(0, true), t0).unwrap();
+    p.put_frame(v(1, false), t0).unwrap();
+    assert!(matches!(
+        p.put_frame(v(1, false), t0),
+        Err(FrameError::TimestampNotIncreasing {
+            track: 1,
+            previous_ms: 40,
+            got_ms: 40
+        })
+    ));
+    assert_eq!(
+        p.put_frame(
+            Frame {
+                track: 9,
+                ..v(2, false)
+            },
+            t0
+        ),
+        Err(FrameError::UnknownTrack(9))
+    );
+    // 20 s without a key frame is more than a fragment may last.
+    let mut err = None;
+    for i in 2..600 {
+        if let Err(e) = p.put_frame(v(i, false), t0) {
+            err = Some((i, e));
+            break;
+        }
+    }
+    let (i, e) = err.unwrap();
+    assert_eq!(i, 501, "the first frame past 20 s");
+    assert!(
+        matches!(e, FrameError::FragmentTooLong { max_ms: 20_000, .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_new_connection_resends_what_was_not_acknowledged_with_a_fresh_header() {
+    let t0 = Instant::now();
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![video_track()], START)).unwrap();
+    let mut svc = Service::new();
+    let c1 = p.connected(t0);
+    for i in 0..75 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+    }
+    p.flush(t0).unwrap();
+    // The first fragment goes through; the second is cut half way.
+    let header = p.next_chunk(t0).unwrap();
+    svc.push(header.clone());
+    // Up to fragment 1's ACK, then one chunk of fragment 2.
+    while svc.stored.is_empty() {
+        let chunk = p.next_chunk(t0).unwrap();
+        for ack in svc.push(chunk) {
+            p.on_ack(c1, &ack, t0);
+        }
+    }
+    svc.push(p.next_chunk(t0).unwrap());
+    p.disconnected("cut");
+    let ev = events(&mut p);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ProducerEvent::Disconnected { .. })),
+        "{ev:?}"
+    );
+    // A new service session: header first, then fragments 2 and 3 whole.
+    let mut svc2 = Service::new();
+    let c2 = p.connected(t0);
+    let ev = events(&mut p);
+    assert!(
+        matches!(ev[..], [ProducerEvent::Connected { resending: 1, .. }]),
+        "{ev:?}"
+    );
+    assert_eq!(p.next_chunk(t0).unwrap(), header, "the same header again");
+    svc2.push(header);
+    pump(&mut p, c2, &mut svc2, t0);
+    assert!(p.is_idle());
+    let tcs: Vec<u64> = svc2.stored.iter().map(|s| s.0).collect();
+    assert_eq!(tcs, [START + 1000, START + 2000]);
+    // Together: every frame once.
+    let mut all = stored_frames(&svc);
+    all.truncate(25);
+    all.extend(stored_frames(&svc2));
+    assert_eq!(all.len(), 75);
+    assert!(all.windows(2).all(|w| w[1].1 > w[0].1));
+}
+
+#[test]
+fn a_full_buffer_drops_the_oldest_fragment_or_refuses_frames() {
+    let t0 = Instant::now();
+    let mut cfg = ProducerConfig::new(vec![video_track()], START);
+    cfg.max_buffer_bytes = 6_000; // about two fragments of 25 frames
+    let mut p = ProducerCore::new(cfg.clone()).unwrap();
+    for i in 0..150 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+    }
+    let dropped: Vec<u64> = events(&mut p)
+        .into_iter()
+        .filter_map(|e| match e {
+            ProducerEvent::FragmentDropped {
+                timecode_ms,
+                reason: DropReason::BufferFull,
+                frames,
+            } => {
+                assert_eq!(frames, 25);
+                Some(timecode_ms - START)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped, [0, 1000, 2000, 3000]);
+    assert!(p.buffered_bytes() <= 6_000);
+
+    cfg.pressure = PressurePolicy::Wait;
+    let mut p = ProducerCore::new(cfg).unwrap();
+    let mut refused_at = None;
+    for i in 0..150 {
+        if p.put_frame(v(i, i % 25 == 0), t0).unwrap() == PutOutcome::Full {
+            refused_at = Some(i);
+            break;
+        }
+    }
+    let i = refused_at.expect("the buffer fills");
+    assert!(events(&mut p).is_empty(), "nothing dropped");
+    // ACKs free the space and the same frame is taken.
+    let mut svc = Service::new();
+    let c = p.connected(t0);
+    pump(&mut p, c, &mut svc, t0);
+    assert_eq!(
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap(),
+        PutOutcome::Accepted
+    );
+}
+
+#[test]
+fn new_parameter_sets_rotate_the_connection_at_that_fragment() {
+    let t0 = Instant::now();
+    let mut track = video_track();
+    track.codec_private = None;
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![track], START)).unwrap();
+    let sps_a: &[u8] = &[
+        0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0x95, 0xa0, 0x50, 0x7e, 0x40,
+    ];
+    let sps_b: &[u8] = &[
+        0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x28, 0x95, 0xa0, 0x1e, 0x00, 0x89, 0x10,
+    ];
+    let pps: &[u8] = &[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80];
+    let idr = |sps: &[u8], i: u64| Frame {
+        track: 1,
+        pts: Duration::from_millis(i * 40),
+        dts: None,
+        key: true,
+        payload: Payload::AnnexB(Bytes::from(
+            [sps, pps, &[0, 0, 0, 1, 0x65, 0x88, i as u8][..]].concat(),
+        )),
+    };
+    let p_frame = |i: u64| Frame {
+        track: 1,
+        pts: Duration::from_millis(i * 40),
+        dts: None,
+        key: false,
+        payload: Payload::AnnexB(Bytes::from(vec![0, 0, 0, 1, 0x41, 0x9a, i as u8])),
+    };
+    // No parameter sets anywhere: refused with a reason.
+    assert!(matches!(
+        p.put_frame(
+            Frame {
+                payload: Payload::AnnexB(Bytes::from_static(&[0, 0, 0, 1, 0x65, 1])),
+                ..idr(sps_a, 0)
+            },
+            t0
+        ),
+        Err(FrameError::NoCodecPrivate { .. })
+    ));
+    for i in 0..50 {
+        let f = match i {
+            0 => idr(sps_a, i),
+            25 => idr(sps_b, i),
+            _ => p_frame(i),
+        };
+        p.put_frame(f, t0).unwrap();
+    }
+    p.flush(t0).unwrap();
+    let mut svc = Service::new();
+    let c1 = p.connected(t0);
+    pump(&mut p, c1, &mut svc, t0);
+    assert_eq!(svc.stored.len(), 1, "the first fragment only");
+    assert!(p.should_end_body());
+    assert!(events(&mut p).contains(&ProducerEvent::Rotating {
+        reason: RotationReason::NewHeader
+    }));
+    p.disconnected("rotated");
+    let mut svc2 = Service::new();
+    let c2 = p.connected(t0);
+    pump(&mut p, c2, &mut svc2, t0);
+    assert_eq!(svc2.stored.len(), 1);
+    assert!(p.is_idle());
+    // Each connection's header carries its own CodecPrivate.
+    let cp = |svc: &Service| {
+        let mut asm = FragmentAssembler::default();
+        asm.push(Bytes::from(svc.bytes.clone()));
+        asm.finish();
+        asm.next_fragment().unwrap().unwrap().tracks[0]
+            .codec_private
+            .clone()
+            .unwrap()
+    };
+    assert_ne!(cp(&svc), cp(&svc2));
+    assert_eq!(cp(&svc)[3], 0x1e);
+    assert_eq!(cp(&svc2)[3], 0x28);
+}
+
+#[test]
+fn old_connections_rotate_at_a_fragment_boundary() {
+    let t0 = Instant::now();
+    let mut cfg = ProducerConfig::new(vec![video_track()], START);
+    cfg.rotation_age = Duration::from_secs(2);
+    let mut p = ProducerCore::new(cfg).unwrap();
+    let mut svc = Service::new();
+    let c1 = p.connected(t0);
+    for i in 0..26 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+    }
+    pump(&mut p, c1, &mut svc, t0);
+    p.tick(t0 + Duration::from_secs(2));
+    assert!(p.rotating());
+    for i in 26..51 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+    }
+    pump(&mut p, c1, &mut svc, t0);
+    assert!(p.should_end_body(), "ends before the next fragment");
+    assert_eq!(svc.stored.len(), 1);
+    p.disconnected("rotated");
+    let ev = events(&mut p);
+    assert!(ev.contains(&ProducerEvent::Rotating {
+        reason: RotationReason::Age
+    }));
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, ProducerEvent::Disconnected { .. })),
+        "{ev:?}"
+    );
+    let mut svc2 = Service::new();
+    let c2 = p.connected(t0 + Duration::from_secs(2));
+    pump(&mut p, c2, &mut svc2, t0);
+    assert_eq!(
+        svc2.stored.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [START + 1000]
+    );
+}
+
+#[test]
+fn error_acks_resend_or_drop_by_retry_class() {
+    let t0 = Instant::now();
+    let mut cfg = ProducerConfig::new(vec![video_track()], START);
+    cfg.ack_level = AckLevel::Received;
+    let mut p = ProducerCore::new(cfg).unwrap();
+    for i in 0..75 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+    }
+    p.flush(t0).unwrap();
+    let c1 = p.connected(t0);
+    while p.next_chunk(t0).is_some() {}
+    // 5000 on the first fragment (retriable), 4010 on the second (not).
+    p.on_ack(
+        c1,
+        &Ack::Error {
+            fragment_timecode: Some(START),
+            fragment_number: None,
+            code: ServiceErrorCode::from_id(5000),
+            error_code: None,
+        },
+        t0,
+    );
+    p.on_ack(
+        c1,
+        &Ack::Error {
+            fragment_timecode: Some(START + 1000),
+            fragment_number: None,
+            code: ServiceErrorCode::from_id(4010),
+            error_code: None,
+        },
+        t0,
+    );
+    p.on_ack(
+        c1,
+        &Ack::Received {
+            fragment_timecode: START + 2000,
+            fragment_number: "3".into(),
+        },
+        t0,
+    );
+    let ev = events(&mut p);
+    assert!(ev.iter().any(|e| matches!(e, ProducerEvent::FragmentDropped { timecode_ms, reason: DropReason::Rejected(c), .. } if *timecode_ms == START + 1000 && c.id() == 4010)), "{ev:?}");
+    assert!(ev.iter().any(
+        |e| matches!(e, ProducerEvent::Acked { timecode_ms, .. } if *timecode_ms == START + 2000)
+    ));
+    p.disconnected("error");
+    let mut svc = Service::new();
+    let c2 = p.connected(t0);
+    pump(&mut p, c2, &mut svc, t0);
+    assert_eq!(
+        svc.stored.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [START],
+        "only the retriable one again"
+    );
+    assert!(p.is_idle());
+}
