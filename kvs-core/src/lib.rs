@@ -49,6 +49,8 @@ pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod codec;
+#[cfg(feature = "client")]
+pub mod consumer;
 pub mod ebml;
 pub mod fuzzing;
 #[cfg(feature = "local")]
@@ -56,4 +58,6 @@ pub mod local;
 pub mod mkv;
 pub mod mp4;
 pub mod mpegts;
+#[cfg(feature = "client")]
+pub mod producer;
 pub mod protocol;

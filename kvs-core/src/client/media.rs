@@ -88,7 +88,32 @@ pub struct PutMediaSession {
     acks: mpsc::Receiver<Result<Ack, ClientError>>,
 }
 
+/// A handle that writes to a PutMedia body; the body ends once the session
+/// is finished and every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct PutMediaSender(mpsc::Sender<Bytes>);
+
+impl PutMediaSender {
+    /// Sends MKV bytes; fails when the connection is gone.
+    pub async fn send(&self, chunk: Bytes) -> Result<(), ClientError> {
+        self.0
+            .send(chunk)
+            .await
+            .map_err(|_| ClientError::Transport("the PutMedia connection is closed".into()))
+    }
+}
+
 impl PutMediaSession {
+    /// A sending handle usable while ACKs are awaited on the session (write
+    /// and read at once without borrowing it twice).
+    pub fn sender(&self) -> PutMediaSender {
+        match &self.body {
+            Some(tx) => PutMediaSender(tx.clone()),
+            // Already finished: a handle whose sends fail.
+            None => PutMediaSender(mpsc::channel(1).0),
+        }
+    }
+
     /// Sends MKV bytes; fails when the connection is gone.
     pub async fn send(&self, chunk: Bytes) -> Result<(), ClientError> {
         match &self.body {

@@ -20,5 +20,7 @@ pub use control::{
     ApiName, ClientConfig, CreateStream, KvsClient, RetentionChange, StreamId, StreamInfo,
 };
 pub use error::{ClientError, ServiceException};
-pub use media::{GetMediaSession, PutMediaOptions, PutMediaSession, StartSelector, TimecodeType};
+pub use media::{
+    GetMediaSession, PutMediaOptions, PutMediaSender, PutMediaSession, StartSelector, TimecodeType,
+};
 pub use retry::RetryPolicy;

@@ -59,6 +59,12 @@ pub struct Faults {
     /// Answer this fraction of control-plane calls with the service's
     /// throttling error (`ClientLimitExceededException`).
     pub throttle: f64,
+    /// Cut the k-th PutMedia connection (from 0, counted since the endpoint
+    /// started) after `drop_schedule[k]` body bytes; later ones are not cut.
+    pub drop_schedule: Vec<u64>,
+    /// The first this many PutMedia connections get no ACKs at all (the
+    /// fragments are stored).
+    pub silent_connections: u64,
 }
 
 impl Faults {
@@ -124,6 +130,8 @@ pub(crate) struct MediaStore {
     dir: Option<std::path::PathBuf>,
     /// Fragments received over all connections (for the error-ack fault).
     received: std::sync::atomic::AtomicU64,
+    /// PutMedia connections so far (for the scheduled faults).
+    put_connections: std::sync::atomic::AtomicU64,
     /// Open PutMedia (`true`) and GetMedia (`false`) connections per stream.
     connections: std::sync::Mutex<HashMap<(String, bool), usize>>,
 }
@@ -443,9 +451,19 @@ pub(crate) async fn run_put_media(
     let mut current: Option<(String, u64)> = None;
     let mut total: u64 = 0;
     let delay = faults.ack_delay;
+    let nth = store
+        .put_connections
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let drop_at = faults
+        .drop_after_bytes
+        .or_else(|| faults.drop_schedule.get(nth as usize).copied());
+    let mute = nth < faults.silent_connections;
     let send = |a: Ack| {
         let acks = acks.clone();
         async move {
+            if mute {
+                return !acks.is_closed();
+            }
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -484,7 +502,7 @@ pub(crate) async fn run_put_media(
         let (events, done) = match frame {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(mut data) => {
-                    if let Some(limit) = faults.drop_after_bytes {
+                    if let Some(limit) = drop_at {
                         let room = limit.saturating_sub(total);
                         if data.len() as u64 > room {
                             data.truncate(room as usize);

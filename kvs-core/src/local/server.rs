@@ -137,20 +137,31 @@ impl LocalEndpoint {
             cfg,
         });
         let (stop, mut stopped) = oneshot::channel();
+        // Stopping also cuts the connections that are open.
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let cut_all = cut.clone();
         let s = shared.clone();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = &mut stopped => break,
+                    _ = &mut stopped => {
+                        let _ = cut_all.send(true);
+                        break;
+                    }
                     accepted = listener.accept() => {
                         let Ok((tcp, _)) = accepted else { continue };
                         // ACKs are small writes that must not wait for the peer's delayed ACK.
                         let _ = tcp.set_nodelay(true);
                         let s = s.clone();
+                        let mut cut = cut.subscribe();
                         tokio::spawn(async move {
                             let svc = service_fn(move |req| handle(s.clone(), req));
-                            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
+                            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
+                            tokio::select! {
+                                r = conn => if let Err(e) = r {
+                                    tracing::debug!(error = %e, "connection ended with an error");
+                                },
+                                _ = cut.changed() => {}
                             }
                         });
                     }

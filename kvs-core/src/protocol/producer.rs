@@ -188,6 +188,9 @@ pub struct ProducerConfig {
     /// Connection age after which it is rotated at the next fragment
     /// boundary (the service ends connections at 45 minutes).
     pub rotation_age: Duration,
+    /// A written fragment with no ACK for this long means the connection is
+    /// stalled (default 20 s); it is replaced.
+    pub ack_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -203,6 +206,7 @@ impl ProducerConfig {
             ack_level: AckLevel::default(),
             max_lateness: Duration::from_millis(500),
             rotation_age: Duration::from_secs(40 * 60),
+            ack_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -276,6 +280,27 @@ pub enum ProducerEvent {
         connection: u64,
         /// What happened.
         reason: String,
+    },
+    /// A connection failed or could not be opened; the next try comes after
+    /// `delay` (from the async producer).
+    Reconnecting {
+        /// Failed tries in a row.
+        attempt: u32,
+        /// The wait before the next.
+        delay: Duration,
+        /// What failed.
+        error: String,
+    },
+    /// Buffer and upload figures (from the async producer, each second).
+    Stats {
+        /// Media bytes not yet acknowledged.
+        buffered_bytes: usize,
+        /// Media time not yet acknowledged.
+        buffered_duration: Duration,
+        /// Fragments not yet acknowledged.
+        buffered_fragments: usize,
+        /// Bytes written to connections so far (resent ones again).
+        bytes_sent: u64,
     },
 }
 
@@ -743,10 +768,11 @@ impl ProducerCore {
             || self.buffered_duration() > self.cfg.max_buffer_duration
         {
             // Never the fragment whose chunks are going out right now.
+            let live = self.conn.is_some();
             let Some(i) = self
                 .buffer
                 .iter()
-                .position(|f| f.cursor == 0 || f.written_at.is_some())
+                .position(|f| !live || f.cursor == 0 || f.written_at.is_some())
             else {
                 return;
             };
@@ -774,6 +800,16 @@ impl ProducerCore {
                 });
             }
         }
+    }
+
+    /// Whether a fragment written on the current connection has waited
+    /// longer than the ACK timeout (the connection should be replaced).
+    pub fn stalled(&self, now: Instant) -> bool {
+        self.conn.is_some()
+            && self.buffer.iter().any(|f| {
+                f.written_at
+                    .is_some_and(|w| now.duration_since(w) >= self.cfg.ack_timeout)
+            })
     }
 
     /// Closes the open fragment (at the end of the media).

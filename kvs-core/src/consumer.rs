@@ -1,0 +1,301 @@
+//! The consumer: fragments (or frames) of a stream, live or from a time
+//! range, that keep coming across resets and the service's session ends.
+//!
+//! ```no_run
+//! # async fn run(client: std::sync::Arc<kvs_core::client::KvsClient>) -> Result<(), Box<dyn std::error::Error>> {
+//! use kvs_core::client::StartSelector;
+//! use kvs_core::consumer::Consumer;
+//!
+//! let mut fragments = Consumer::builder(client, "front-door").start(StartSelector::Now);
+//! while let Some(f) = fragments.next().await {
+//!     let f = f?;
+//!     println!("{} frames at {:?}", f.frames.len(), f.producer_timestamp_ms);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - **Live** ([`ConsumerBuilder::start`]): GetMedia from the selector;
+//!   when the connection breaks, the service ends the session (as it does
+//!   after a while) or sends an ERROR tag, it starts again after the last
+//!   fragment it delivered (its continuation token), with backoff while the
+//!   service cannot be reached. A fragment cut by a broken connection is
+//!   never delivered; it comes whole from the next session.
+//! - **Exactly once**: a producer that resent a fragment after a cut may
+//!   have had it stored twice; fragments are delivered in producer-time
+//!   order and each producer timestamp once.
+//! - **Time range** ([`ConsumerBuilder::range`]): ListFragments, ordered by
+//!   producer timestamp (duplicates dropped), fetched with
+//!   GetMediaForFragmentList in batches; the stream ends after the last.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::client::{
+    ClientError, FragmentSelector, KvsClient, ServiceException, StartSelector, StreamId,
+};
+use crate::mkv::fragment::Fragment;
+use crate::mkv::types::Frame;
+
+/// Settings for [`Consumer::builder`].
+#[derive(Debug)]
+pub struct ConsumerBuilder {
+    client: Arc<KvsClient>,
+    stream: StreamId,
+    backoff: (Duration, Duration),
+    buffer: usize,
+}
+
+/// Entry point: `Consumer::builder(client, stream)`.
+#[derive(Debug)]
+pub struct Consumer;
+
+impl Consumer {
+    /// Settings for reading `stream`.
+    pub fn builder(client: Arc<KvsClient>, stream: impl Into<StreamId>) -> ConsumerBuilder {
+        ConsumerBuilder {
+            client,
+            stream: stream.into(),
+            backoff: (Duration::from_millis(200), Duration::from_secs(10)),
+            buffer: 8,
+        }
+    }
+}
+
+/// Fragments as they come: `next().await`, or as a
+/// [`futures_core::Stream`]. Dropping it stops the reading.
+#[derive(Debug)]
+pub struct FragmentStream {
+    rx: mpsc::Receiver<Result<Fragment, ClientError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FragmentStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FragmentStream {
+    /// The next fragment; `None` when a time range is exhausted (a live
+    /// stream never ends by itself) or after a fatal error.
+    pub async fn next(&mut self) -> Option<Result<Fragment, ClientError>> {
+        self.rx.recv().await
+    }
+
+    /// Frame by frame, each with the fragment it came in.
+    pub fn frames(self) -> FrameStream {
+        FrameStream {
+            fragments: self,
+            current: None,
+            index: 0,
+        }
+    }
+}
+
+impl futures_core::Stream for FragmentStream {
+    type Item = Result<Fragment, ClientError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Frames of a [`FragmentStream`], in order.
+#[derive(Debug)]
+pub struct FrameStream {
+    fragments: FragmentStream,
+    current: Option<Arc<Fragment>>,
+    index: usize,
+}
+
+impl FrameStream {
+    /// The next frame and the fragment it belongs to.
+    pub async fn next(&mut self) -> Option<Result<(Arc<Fragment>, Frame), ClientError>> {
+        loop {
+            if let Some(f) = &self.current {
+                if let Some(fr) = f.frames.get(self.index) {
+                    self.index += 1;
+                    return Some(Ok((f.clone(), fr.clone())));
+                }
+            }
+            match self.fragments.next().await? {
+                Ok(f) => {
+                    self.current = Some(Arc::new(f));
+                    self.index = 0;
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+fn delay(backoff: (Duration, Duration), attempt: u32) -> Duration {
+    let exp = backoff
+        .0
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(backoff.1);
+    let r = crate::client::retry::random_u64() as f64 / u64::MAX as f64;
+    exp.mul_f64(0.5 + r / 2.0)
+}
+
+/// Errors a new session cannot fix.
+fn fatal(e: &ClientError) -> bool {
+    matches!(
+        e.service_code(),
+        Some(
+            ServiceException::ResourceNotFound
+                | ServiceException::NotAuthorized
+                | ServiceException::AccessDenied
+                | ServiceException::InvalidArgument
+        )
+    ) || matches!(e, ClientError::Config(_) | ClientError::Credentials(_))
+}
+
+impl ConsumerBuilder {
+    /// Reconnect waits: exponential from `base` up to `cap`, with jitter.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff = (base, cap);
+        self
+    }
+
+    /// Fragments read ahead of the caller (default 8).
+    pub fn read_ahead(mut self, n: usize) -> Self {
+        self.buffer = n.max(1);
+        self
+    }
+
+    /// Follows the stream from `selector`, live.
+    pub fn start(self, selector: StartSelector) -> FragmentStream {
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let task = tokio::spawn(follow(self.client, self.stream, selector, self.backoff, tx));
+        FragmentStream { rx, task }
+    }
+
+    /// The fragments of a time range, in producer-time order.
+    pub fn range(self, selector: FragmentSelector) -> FragmentStream {
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let task = tokio::spawn(range(self.client, self.stream, selector, self.backoff, tx));
+        FragmentStream { rx, task }
+    }
+}
+
+type Out = mpsc::Sender<Result<Fragment, ClientError>>;
+
+async fn follow(
+    client: Arc<KvsClient>,
+    stream: StreamId,
+    mut selector: StartSelector,
+    backoff: (Duration, Duration),
+    tx: Out,
+) {
+    let mut attempt = 0u32;
+    let mut last_ts: Option<u64> = None;
+    loop {
+        let mut session = match client.get_media(stream.clone(), &selector).await {
+            Ok(s) => s,
+            Err(e) if fatal(&e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "GetMedia failed; retrying");
+                tokio::time::sleep(delay(backoff, attempt)).await;
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        loop {
+            match session.next_fragment().await {
+                Some(Ok(f)) if !f.complete => break,
+                Some(Ok(f)) if f.error_code.is_some() || f.error_id.is_some() => {
+                    tracing::debug!(code = ?f.error_code, "GetMedia ERROR tag; resuming");
+                    break;
+                }
+                Some(Ok(f)) => {
+                    attempt = 0;
+                    if let Some(t) = f
+                        .continuation_token
+                        .clone()
+                        .or_else(|| f.fragment_number.clone())
+                    {
+                        selector = StartSelector::ContinuationToken(t);
+                    }
+                    // Each producer timestamp once, in order.
+                    let ts = f.producer_timestamp_ms;
+                    if let (Some(t), Some(last)) = (ts, last_ts) {
+                        if t <= last {
+                            continue;
+                        }
+                    }
+                    last_ts = ts.or(last_ts);
+                    if tx.send(Ok(f)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "GetMedia stream unreadable; resuming");
+                    break;
+                }
+                None => break,
+            }
+        }
+        // The session ended or broke: resume after the last fragment.
+        tokio::time::sleep(delay(backoff, attempt)).await;
+        attempt = attempt.saturating_add(1).min(4);
+    }
+}
+
+async fn range(
+    client: Arc<KvsClient>,
+    stream: StreamId,
+    selector: FragmentSelector,
+    backoff: (Duration, Duration),
+    tx: Out,
+) {
+    let mut attempt = 0;
+    let mut list = loop {
+        match client.list_fragments(stream.clone(), Some(selector)).await {
+            Ok(l) => break l,
+            Err(e) if fatal(&e) || attempt >= 5 => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            Err(_) => {
+                tokio::time::sleep(delay(backoff, attempt)).await;
+                attempt += 1;
+            }
+        }
+    };
+    list.sort_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp));
+    list.dedup_by(|b, a| a.producer_timestamp == b.producer_timestamp);
+    for batch in list.chunks(100) {
+        let numbers: Vec<String> = batch.iter().map(|f| f.fragment_number.clone()).collect();
+        let mut attempt = 0;
+        let fragments = loop {
+            match client
+                .get_media_for_fragment_list(stream.clone(), &numbers)
+                .await
+            {
+                Ok(f) => break f,
+                Err(e) if fatal(&e) || attempt >= 5 => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay(backoff, attempt)).await;
+                    attempt += 1;
+                }
+            }
+        };
+        for f in fragments {
+            if tx.send(Ok(f)).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The producer: put frames, and they reach KVS — across network faults,
+//! service errors, expiring credentials and the 45-minute connection limit.
+//!
+//! ```no_run
+//! # async fn run(client: std::sync::Arc<kvs_core::client::KvsClient>) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use kvs_core::mkv::builder::{Payload, TrackConfig};
+//! use kvs_core::producer::{Frame, Producer};
+//!
+//! let mut video = TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::new(), 1280, 720);
+//! video.codec_private = None; // taken from the SPS/PPS of the first key frame
+//! let producer = Producer::builder(client, "front-door").track(video).build().await?;
+//! let mut events = producer.subscribe();
+//! producer
+//!     .put_frame(Frame {
+//!         track: 1,
+//!         pts: Duration::ZERO,
+//!         dts: None,
+//!         key: true,
+//!         payload: Payload::AnnexB(Bytes::from_static(&[0, 0, 0, 1, 0x65])),
+//!     })
+//!     .await?;
+//! producer.finish(Duration::from_secs(30)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The policies (fragmenting, timestamp rules, buffering, resending,
+//! rotation) are those of the state machine it drives,
+//! [`crate::protocol::producer`]; this layer adds the I/O:
+//!
+//! - **Bootstrap**: DescribeStream (and CreateStream when asked and the
+//!   stream is missing); a stream without retention completes fragments at
+//!   RECEIVED, others at PERSISTED. GetDataEndpoint is cached by the client.
+//! - **Connections** are opened when there is something to send, with
+//!   ABSOLUTE timecodes (so a resent fragment keeps its producer timestamp),
+//!   and signed with credentials fetched for each one (a provider that
+//!   refreshes before expiry — `aws-config`'s — is asked every time).
+//! - **Reconnects** wait an exponential backoff with full jitter
+//!   ([`ReconnectPolicy`]), reset by the first ACK of a new connection.
+//! - **Rotation** (default every 40 minutes ± 10 %): the old connection's
+//!   body ends at a fragment boundary, its last ACKs are read, and the next
+//!   connection goes on from the first fragment not yet acknowledged.
+//! - **`finish`** closes the open fragment and waits, up to a timeout, for
+//!   every fragment to be acknowledged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, Notify};
+use tokio::time::Instant;
+
+use crate::client::{
+    ClientError, CreateStream, KvsClient, PutMediaOptions, ServiceException, StreamId, TimecodeType,
+};
+use crate::mkv::builder::TrackConfig;
+pub use crate::protocol::producer::{
+    AckLevel, DropReason, FragmentPolicy, Frame, FrameError, PressurePolicy, ProducerEvent,
+    RotationReason,
+};
+use crate::protocol::producer::{ProducerConfig, ProducerCore, PutOutcome};
+
+/// Why the producer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProducerError {
+    /// The frame was refused (see [`FrameError`]); the producer goes on.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The stream could not be looked up or created.
+    #[error("stream bootstrap: {0}")]
+    Bootstrap(ClientError),
+    /// The settings cannot work.
+    #[error("invalid producer settings: {0}")]
+    Config(String),
+    /// `finish` ran out of time with fragments still unacknowledged.
+    #[error("{unacked} fragments were not acknowledged within {timeout:?}")]
+    Timeout {
+        /// Fragments still buffered.
+        unacked: usize,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// The producer was finished already.
+    #[error("the producer is finished")]
+    Finished,
+}
+
+/// Reconnect waits: exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// The first wait's upper bound.
+    pub base: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.cap);
+        let r = crate::client::retry::random_u64() as f64 / u64::MAX as f64;
+        exp.mul_f64(0.5 + r / 2.0)
+    }
+}
+
+/// Settings for [`Producer::builder`].
+#[derive(Debug)]
+pub struct ProducerBuilder {
+    client: Arc<KvsClient>,
+    stream: StreamId,
+    tracks: Vec<TrackConfig>,
+    create: Option<CreateStream>,
+    start: Option<SystemTime>,
+    fragments: FragmentPolicy,
+    max_buffer_bytes: Option<usize>,
+    max_buffer_duration: Option<Duration>,
+    pressure: PressurePolicy,
+    max_lateness: Option<Duration>,
+    rotation_age: Option<Duration>,
+    ack_timeout: Option<Duration>,
+    reconnect: ReconnectPolicy,
+}
+
+impl ProducerBuilder {
+    /// How long a written fragment may wait for its ACK before the
+    /// connection counts as stalled and is replaced (default 20 s).
+    pub fn ack_timeout(mut self, d: Duration) -> Self {
+        self.ack_timeout = Some(d);
+        self
+    }
+
+    /// Adds a track.
+    pub fn track(mut self, t: TrackConfig) -> Self {
+        self.tracks.push(t);
+        self
+    }
+
+    /// Creates the stream with these settings when it does not exist.
+    pub fn create_if_missing(mut self, create: CreateStream) -> Self {
+        self.create = Some(create);
+        self
+    }
+
+    /// The wall-clock time of `pts == 0` (default: when `build` runs).
+    pub fn start_time(mut self, t: SystemTime) -> Self {
+        self.start = Some(t);
+        self
+    }
+
+    /// When fragments start.
+    pub fn fragments(mut self, p: FragmentPolicy) -> Self {
+        self.fragments = p;
+        self
+    }
+
+    /// Buffer limits (defaults 32 MiB, 120 s).
+    pub fn buffer(mut self, max_bytes: usize, max_duration: Duration) -> Self {
+        self.max_buffer_bytes = Some(max_bytes);
+        self.max_buffer_duration = Some(max_duration);
+        self
+    }
+
+    /// What a full buffer does (default: drop the oldest fragment).
+    pub fn pressure(mut self, p: PressurePolicy) -> Self {
+        self.pressure = p;
+        self
+    }
+
+    /// How long a fragment waits for the other tracks (default 500 ms).
+    pub fn max_lateness(mut self, d: Duration) -> Self {
+        self.max_lateness = Some(d);
+        self
+    }
+
+    /// Connection age for rotation (default 40 minutes, ± 10 % jitter).
+    pub fn rotation_age(mut self, d: Duration) -> Self {
+        self.rotation_age = Some(d);
+        self
+    }
+
+    /// Reconnect waits.
+    pub fn reconnect(mut self, p: ReconnectPolicy) -> Self {
+        self.reconnect = p;
+        self
+    }
+
+    /// Looks the stream up (creating it if asked) and starts the producer.
+    pub async fn build(self) -> Result<Producer, ProducerError> {
+        if self.tracks.is_empty() {
+            return Err(ProducerError::Config("no tracks".into()));
+        }
+        let info = match self.client.describe_stream(self.stream.clone()).await {
+            Ok(i) => i,
+            Err(e)
+                if e.service_code() == Some(&ServiceException::ResourceNotFound)
+                    && self.create.is_some() =>
+            {
+                let mut create = self.create.clone().unwrap_or_default();
+                if let StreamId::Name(n) = &self.stream {
+                    create.stream_name = n.clone();
+                }
+                match self.client.create_stream(&create).await {
+                    Ok(_) => {}
+                    Err(e) if e.service_code() == Some(&ServiceException::ResourceInUse) => {}
+                    Err(e) => return Err(ProducerError::Bootstrap(e)),
+                }
+                self.client
+                    .describe_stream(self.stream.clone())
+                    .await
+                    .map_err(ProducerError::Bootstrap)?
+            }
+            Err(e) => return Err(ProducerError::Bootstrap(e)),
+        };
+        let start = self.start.unwrap_or_else(SystemTime::now);
+        let start_ms = start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut cfg = ProducerConfig::new(self.tracks, start_ms);
+        cfg.fragments = self.fragments;
+        cfg.pressure = self.pressure;
+        if let Some(b) = self.max_buffer_bytes {
+            cfg.max_buffer_bytes = b;
+        }
+        if let Some(d) = self.max_buffer_duration {
+            cfg.max_buffer_duration = d;
+        }
+        if let Some(l) = self.max_lateness {
+            cfg.max_lateness = l;
+        }
+        if let Some(t) = self.ack_timeout {
+            cfg.ack_timeout = t;
+        }
+        cfg.rotation_age = match self.rotation_age {
+            Some(a) => a,
+            None => {
+                let r = crate::client::retry::random_u64() as f64 / u64::MAX as f64;
+                Duration::from_secs(40 * 60).mul_f64(0.9 + r * 0.2)
+            }
+        };
+        cfg.ack_level = if info.data_retention_in_hours.unwrap_or(0) == 0 {
+            AckLevel::Received
+        } else {
+            AckLevel::Persisted
+        };
+        let core = ProducerCore::new(cfg).map_err(|e| ProducerError::Config(e.to_string()))?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            core: Mutex::new(core),
+            work: Notify::new(),
+            space: Notify::new(),
+            idle: Notify::new(),
+            events,
+            finishing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let driver = tokio::spawn(drive(
+            shared.clone(),
+            self.client,
+            StreamId::Arn(info.stream_arn),
+            self.reconnect,
+        ));
+        Ok(Producer {
+            shared,
+            driver: Arc::new(Mutex::new(Some(driver))),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    core: Mutex<ProducerCore>,
+    /// New fragments or a finish request: the driver has work.
+    work: Notify,
+    /// ACKs freed buffer space.
+    space: Notify,
+    /// Fragments were acknowledged (finish waits on it).
+    idle: Notify,
+    events: broadcast::Sender<ProducerEvent>,
+    finishing: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn core(&self) -> std::sync::MutexGuard<'_, ProducerCore> {
+        self.core
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forwards the core's events to subscribers.
+    fn publish(&self, core: &mut ProducerCore) {
+        while let Some(e) = core.next_event() {
+            match &e {
+                ProducerEvent::Acked { .. } | ProducerEvent::FragmentDropped { .. } => {
+                    self.space.notify_waiters();
+                    self.idle.notify_waiters();
+                }
+                _ => {}
+            }
+            let _ = self.events.send(e);
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// A running producer; clones share it.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+    driver: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Producer {
+    /// Settings for a producer of `stream`.
+    pub fn builder(client: Arc<KvsClient>, stream: impl Into<StreamId>) -> ProducerBuilder {
+        ProducerBuilder {
+            client,
+            stream: stream.into(),
+            tracks: Vec::new(),
+            create: None,
+            start: None,
+            fragments: FragmentPolicy::default(),
+            max_buffer_bytes: None,
+            max_buffer_duration: None,
+            pressure: PressurePolicy::default(),
+            max_lateness: None,
+            rotation_age: None,
+            ack_timeout: None,
+            reconnect: ReconnectPolicy::default(),
+        }
+    }
+
+    /// The events from now on (ACKs with latency, errors, drops, reconnects,
+    /// rotations, buffer statistics each second). A subscriber that falls
+    /// more than 4096 events behind loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<ProducerEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Puts a frame. With [`PressurePolicy::Wait`] it waits while the buffer
+    /// is full; a refused frame is an error and the producer goes on.
+    pub async fn put_frame(&self, frame: Frame) -> Result<(), ProducerError> {
+        if self
+            .shared
+            .finishing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(ProducerError::Finished);
+        }
+        loop {
+            let space = self.shared.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            let outcome = {
+                let mut core = self.shared.core();
+                let out = core.put_frame(frame.clone(), now());
+                self.shared.publish(&mut core);
+                out?
+            };
+            match outcome {
+                PutOutcome::Accepted => {
+                    self.shared.work.notify_one();
+                    return Ok(());
+                }
+                PutOutcome::Full => space.await,
+            }
+        }
+    }
+
+    /// Media bytes buffered and not yet acknowledged.
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.core().buffered_bytes()
+    }
+
+    /// Closes the open fragment and waits until every fragment is
+    /// acknowledged (PERSISTED, or RECEIVED without retention), then ends
+    /// the connection. Fails with [`ProducerError::Timeout`] if that takes
+    /// longer than `timeout` (the producer stops either way).
+    pub async fn finish(&self, timeout: Duration) -> Result<(), ProducerError> {
+        {
+            let mut core = self.shared.core();
+            core.flush(now())?;
+            self.shared.publish(&mut core);
+        }
+        self.shared
+            .finishing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.work.notify_one();
+        let wait = async {
+            loop {
+                let idle = self.shared.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.shared.core().is_idle() {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let done = tokio::time::timeout(timeout, wait).await;
+        let unacked = self.shared.core().buffered_fragments();
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(d) = driver {
+            if done.is_err() {
+                d.abort();
+            }
+            self.shared.work.notify_one();
+            let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+        }
+        match done {
+            Ok(()) => Ok(()),
+            Err(_) => Err(ProducerError::Timeout { unacked, timeout }),
+        }
+    }
+
+    /// A [`futures_sink::Sink`] of frames over this producer.
+    pub fn sink(&self) -> FrameSink {
+        FrameSink {
+            producer: self.clone(),
+            pending: None,
+        }
+    }
+}
+
+type PutFuture = Pin<Box<dyn Future<Output = Result<(), ProducerError>> + Send>>;
+
+/// Frames into a [`Producer`] as a [`futures_sink::Sink`]; closing it
+/// finishes the producer (waiting up to 60 s for the last ACKs).
+pub struct FrameSink {
+    producer: Producer,
+    pending: Option<PutFuture>,
+}
+
+impl std::fmt::Debug for FrameSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameSink")
+            .field("busy", &self.pending.is_some())
+            .finish()
+    }
+}
+
+impl FrameSink {
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProducerError>> {
+        match self.pending.as_mut() {
+            None => Poll::Ready(Ok(())),
+            Some(f) => {
+                let r = std::task::ready!(f.as_mut().poll(cx));
+                self.pending = None;
+                Poll::Ready(r)
+            }
+        }
+    }
+}
+
+impl futures_sink::Sink<Frame> for FrameSink {
+    type Error = ProducerError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Frame) -> Result<(), Self::Error> {
+        let this = self.get_mut();
+        let p = this.producer.clone();
+        this.pending = Some(Box::pin(async move { p.put_frame(item).await }));
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        if this.pending.is_none() {
+            let p = this.producer.clone();
+            this.pending = Some(Box::pin(
+                async move { p.finish(Duration::from_secs(60)).await },
+            ));
+        }
+        this.poll_pending(cx)
+    }
+}
+
+/// How a connection ended.
+enum Ended {
+    /// Rotated, or finished: its body ended and its ACKs were all read.
+    Drained,
+    /// Broke, or the service ended it (ERROR ACK, closed response).
+    Failed(String),
+}
+
+async fn drive(
+    shared: Arc<Shared>,
+    client: Arc<KvsClient>,
+    stream: StreamId,
+    reconnect: ReconnectPolicy,
+) {
+    let mut attempt: u32 = 0;
+    let mut stats_at = Instant::now();
+    loop {
+        // Connect only when there is something to send.
+        loop {
+            let work = shared.work.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            let (has_work, finishing_idle) = {
+                let mut core = shared.core();
+                core.tick(now());
+                shared.publish(&mut core);
+                (
+                    core.buffered_fragments() > 0,
+                    core.is_idle() && shared.finishing.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            };
+            if finishing_idle {
+                return;
+            }
+            if has_work {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), work).await;
+        }
+        let start_ms = shared.core().config().start_ms;
+        let opts = PutMediaOptions {
+            stream: stream.clone(),
+            timecode_type: TimecodeType::Absolute,
+            producer_start_ms: start_ms,
+        };
+        let ended = match client.put_media(&opts).await {
+            Ok(session) => {
+                let conn = {
+                    let mut core = shared.core();
+                    let c = core.connected(now());
+                    shared.publish(&mut core);
+                    c
+                };
+                let ended =
+                    run_connection(&shared, session, conn, &mut attempt, &mut stats_at).await;
+                let mut core = shared.core();
+                match &ended {
+                    Ended::Drained => core.disconnected("rotated"),
+                    Ended::Failed(r) => core.disconnected(r),
+                }
+                shared.publish(&mut core);
+                ended
+            }
+            Err(e) => Ended::Failed(e.to_string()),
+        };
+        if let Ended::Failed(error) = ended {
+            if shared.finishing.load(std::sync::atomic::Ordering::SeqCst) && shared.core().is_idle()
+            {
+                return;
+            }
+            let delay = reconnect.delay(attempt);
+            attempt = attempt.saturating_add(1);
+            let _ = shared.events.send(ProducerEvent::Reconnecting {
+                attempt,
+                delay,
+                error,
+            });
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+async fn run_connection(
+    shared: &Shared,
+    mut session: crate::client::PutMediaSession,
+    conn: u64,
+    attempt: &mut u32,
+    stats_at: &mut Instant,
+) -> Ended {
+    let sender = session.sender();
+    let mut sender = Some(sender);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next: Option<bytes::Bytes> = None;
+    loop {
+        // What to write next, and whether the body should end.
+        let end_body = {
+            let mut core = shared.core();
+            if next.is_none() && sender.is_some() {
+                next = core.next_chunk(now());
+            }
+            let finishing = shared.finishing.load(std::sync::atomic::Ordering::SeqCst);
+            shared.publish(&mut core);
+            core.should_end_body() || (finishing && core.is_idle())
+        };
+        if end_body && next.is_none() && sender.is_some() {
+            sender = None;
+            session.finish();
+        }
+        let work = shared.work.notified();
+        tokio::select! {
+            sent = async {
+                match (&sender, &next) {
+                    (Some(s), Some(chunk)) => s.send(chunk.clone()).await,
+                    _ => std::future::pending().await,
+                }
+            } => {
+                match sent {
+                    Ok(()) => next = None,
+                    Err(e) => return Ended::Failed(e.to_string()),
+                }
+            }
+            ack = session.next_ack() => {
+                match ack {
+                    Some(Ok(ack)) => {
+                        *attempt = 0;
+                        let mut core = shared.core();
+                        core.on_ack(conn, &ack, now());
+                        shared.publish(&mut core);
+                    }
+                    Some(Err(e)) => return Ended::Failed(e.to_string()),
+                    None if sender.is_none() => return Ended::Drained,
+                    None => return Ended::Failed("the service ended the response".into()),
+                }
+            }
+            _ = work => {}
+            _ = tick.tick() => {
+                let mut core = shared.core();
+                core.tick(now());
+                if core.stalled(now()) {
+                    shared.publish(&mut core);
+                    return Ended::Failed("no ACK within the ACK timeout".into());
+                }
+                if stats_at.elapsed() >= Duration::from_secs(1) {
+                    *stats_at = Instant::now();
+                    let _ = shared.events.send(ProducerEvent::Stats {
+                        buffered_bytes: core.buffered_bytes(),
+                        buffered_duration: core.buffered_duration(),
+                        buffered_fragments: core.buffered_fragments(),
+                        bytes_sent: core.bytes_sent(),
+                    });
+                }
+                shared.publish(&mut core);
+            }
+        }
+    }
+}

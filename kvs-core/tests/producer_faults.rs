@@ -1,0 +1,492 @@
+//! The producer and consumer against the local endpoint's fault knobs. In
+//! every case what the consumer reads back equals what was put — frame for
+//! frame, byte for byte, in order, no duplicates — except the fragments the
+//! producer reported dropped (an outage longer than its buffer).
+#![cfg(feature = "local")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kvs_core::auth::Credentials;
+use kvs_core::client::{ClientConfig, CreateStream, KvsClient, RetryPolicy, StartSelector};
+use kvs_core::codec::annexb::{access_units, for_each_nal, to_avcc, VideoCodec};
+use kvs_core::codec::{aac, h264};
+use kvs_core::consumer::Consumer;
+use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
+use kvs_core::mkv::builder::{Payload, TrackConfig};
+use kvs_core::producer::{
+    DropReason, Frame, PressurePolicy, Producer, ProducerEvent, ReconnectPolicy, RotationReason,
+};
+use kvs_core::protocol::ServiceErrorCode;
+
+/// One frame as it must come back: track, producer ms, payload.
+type Expected = (u64, u64, Bytes);
+
+struct Clip {
+    frames: Vec<Frame>,
+    expected: Vec<Expected>,
+    tracks: Vec<TrackConfig>,
+}
+
+const START_MS: u64 = 1_750_000_000_000;
+
+/// The bundled clip as the producer's input: 200 H.264 access units
+/// (Annex-B, parameter sets in band) and 346 AAC frames, by time.
+fn clip() -> Clip {
+    let media = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media");
+    let video = Bytes::from(std::fs::read(media.join("clip.h264")).unwrap());
+    let (hdr, audio) =
+        aac::split_adts(&Bytes::from(std::fs::read(media.join("clip.aac")).unwrap())).unwrap();
+    let mut frames = Vec::new();
+    for (i, au) in access_units(VideoCodec::H264, &video)
+        .into_iter()
+        .enumerate()
+    {
+        let mut key = false;
+        for_each_nal(&au, |s, _| {
+            key |= VideoCodec::H264.is_key(VideoCodec::H264.nal_type(&au[s..]))
+        });
+        frames.push(Frame {
+            track: 1,
+            pts: Duration::from_millis(i as u64 * 40),
+            dts: None,
+            key,
+            payload: Payload::AnnexB(au),
+        });
+    }
+    for (i, a) in audio.into_iter().enumerate() {
+        frames.push(Frame {
+            track: 2,
+            pts: Duration::from_micros(i as u64 * 1024 * 1_000_000 / u64::from(hdr.sample_rate)),
+            dts: None,
+            key: true,
+            payload: Payload::Raw(a),
+        });
+    }
+    frames.sort_by_key(|f| (f.pts, f.track));
+    let expected = frames
+        .iter()
+        .map(|f| {
+            let data = match &f.payload {
+                Payload::AnnexB(b) => to_avcc(b).unwrap(),
+                Payload::Raw(b) => b.clone(),
+            };
+            (f.track, START_MS + f.pts.as_millis() as u64, data)
+        })
+        .collect();
+    let mut v = TrackConfig::video(1, h264::CODEC_ID, Bytes::new(), 640, 360);
+    v.codec_private = None;
+    let a = TrackConfig::aac(2, hdr.sample_rate, hdr.channels).unwrap();
+    Clip {
+        frames,
+        expected,
+        tracks: vec![v, a],
+    }
+}
+
+fn client(url: &str, attempts: u32) -> Arc<KvsClient> {
+    Arc::new(
+        KvsClient::new(
+            ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "t"))
+                .endpoint(url)
+                .retry(RetryPolicy {
+                    max_attempts: attempts,
+                    base: Duration::from_millis(5),
+                    cap: Duration::from_millis(50),
+                }),
+        )
+        .unwrap(),
+    )
+}
+
+async fn producer(c: &Arc<KvsClient>, clip: &Clip) -> Producer {
+    let mut b = Producer::builder(c.clone(), "cam")
+        .create_if_missing(CreateStream {
+            data_retention_in_hours: 1,
+            ..CreateStream::default()
+        })
+        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
+        .reconnect(ReconnectPolicy {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(100),
+        })
+        .ack_timeout(Duration::from_secs(1));
+    for t in &clip.tracks {
+        b = b.track(t.clone());
+    }
+    b.build().await.unwrap()
+}
+
+/// Reads frames from the start until `n` have come (or 20 s pass).
+async fn read_back(c: &Arc<KvsClient>, n: usize) -> Vec<Expected> {
+    let mut frames = Consumer::builder(c.clone(), "cam")
+        .backoff(Duration::from_millis(5), Duration::from_millis(100))
+        .start(StartSelector::Earliest)
+        .frames();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < n {
+        let next = tokio::time::timeout_at(deadline, frames.next()).await;
+        let Ok(Some(f)) = next else { break };
+        let (_, fr) = f.unwrap();
+        out.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
+    }
+    // Nothing more (no duplicates after the last frame either).
+    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), frames.next()).await {
+        panic!(
+            "an extra frame: {:?}",
+            extra.map(|(_, f)| (f.track, f.timestamp_ns))
+        );
+    }
+    out
+}
+
+fn assert_same(got: &[Expected], want: &[Expected], case: &str) {
+    assert_eq!(got.len(), want.len(), "{case}: frame count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(g == w, "{case}: frame {i} differs: got track {} at {} ({} bytes), want track {} at {} ({} bytes)", g.0, g.1, g.2.len(), w.0, w.1, w.2.len());
+    }
+}
+
+/// Puts every frame, finishes, and returns the events seen.
+async fn put_all(p: &Producer, clip: &Clip) -> Vec<ProducerEvent> {
+    let mut events = p.subscribe();
+    for f in &clip.frames {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
+async fn endpoint(faults: Faults) -> LocalEndpoint {
+    LocalEndpoint::start(LocalConfig {
+        faults,
+        ..LocalConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Frames compared in track-interleaved order as stored: per track order.
+fn by_track(v: &[Expected]) -> Vec<Expected> {
+    let mut v = v.to_vec();
+    v.sort_by_key(|e| (e.0, e.1));
+    v
+}
+
+#[tokio::test]
+async fn everything_put_is_read_back() {
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    let events = put_all(&p, &clip).await;
+    let acked = events
+        .iter()
+        .filter(|e| matches!(e, ProducerEvent::Acked { .. }))
+        .count();
+    assert_eq!(acked, 4, "{events:?}");
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "no faults");
+}
+
+#[tokio::test]
+async fn fifty_seeded_connection_drops_lose_and_double_nothing() {
+    let clip = clip();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for case in 0..50u64 {
+        // Cuts mid-header (first cases), then anywhere in the ~650 KB upload;
+        // up to three connections in a row cut.
+        let mut schedule: Vec<u64> = match case {
+            0 => vec![0],
+            1 => vec![30],
+            2 => vec![120, 40],
+            3 => vec![300, 300, 300],
+            _ => (0..1 + rand() % 3).map(|_| rand() % 700_000).collect(),
+        };
+        schedule.truncate(3);
+        let ep = endpoint(Faults {
+            drop_schedule: schedule.clone(),
+            ..Faults::default()
+        })
+        .await;
+        let c = client(ep.url(), 4);
+        let p = producer(&c, &clip).await;
+        let events = put_all(&p, &clip).await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, ProducerEvent::FragmentDropped { .. })),
+            "case {case}: {events:?}"
+        );
+        let got = read_back(&c, clip.expected.len()).await;
+        assert_same(
+            &by_track(&got),
+            &by_track(&clip.expected),
+            &format!("case {case}, cuts {schedule:?}"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn retriable_error_acks_are_resent() {
+    let clip = clip();
+    for code in [4000, 5000, 5001] {
+        let ep = endpoint(Faults {
+            error_ack: Some((ServiceErrorCode::from_id(code), 2)),
+            ..Faults::default()
+        })
+        .await;
+        let c = client(ep.url(), 4);
+        let p = producer(&c, &clip).await;
+        let events = put_all(&p, &clip).await;
+        assert!(
+            events.iter().any(|e| matches!(e, ProducerEvent::ServiceError { code: c, retriable: true, .. } if c.id() == code)),
+            "{code}: {events:?}"
+        );
+        let got = read_back(&c, clip.expected.len()).await;
+        assert_same(
+            &by_track(&got),
+            &by_track(&clip.expected),
+            &format!("ERROR {code}"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_and_delayed_acks() {
+    let clip = clip();
+    // The first connection never acknowledges: the producer gives up on it
+    // after the ACK timeout and sends everything again.
+    let ep = endpoint(Faults {
+        silent_connections: 1,
+        ack_delay: Duration::from_millis(100),
+        ..Faults::default()
+    })
+    .await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    let events = put_all(&p, &clip).await;
+    assert!(
+        events.iter().any(|e| matches!(e, ProducerEvent::Reconnecting { error, .. } if error.contains("ACK timeout"))),
+        "{events:?}"
+    );
+    // The service now holds the first connection's fragments twice; the
+    // consumer delivers each once.
+    assert!(c.list_fragments("cam", None).await.unwrap().len() > 4);
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(
+        &by_track(&got),
+        &by_track(&clip.expected),
+        "silent then slow ACKs",
+    );
+}
+
+#[tokio::test]
+async fn throttled_control_plane_calls() {
+    let clip = clip();
+    let ep = endpoint(Faults {
+        throttle: 0.5,
+        ..Faults::default()
+    })
+    .await;
+    let c = client(ep.url(), 12);
+    let p = producer(&c, &clip).await;
+    put_all(&p, &clip).await;
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "throttled");
+}
+
+fn tmp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[tokio::test]
+async fn an_endpoint_restart_with_a_data_dir_loses_nothing() {
+    let clip = clip();
+    let dir = tmp_dir("restart");
+    let cfg = LocalConfig {
+        data_dir: Some(dir.clone()),
+        ..LocalConfig::default()
+    };
+    let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
+    let port = ep.addr().port();
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    let mut events = p.subscribe();
+    let half = clip.frames.len() / 2;
+    for f in &clip.frames[..half] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    // Wait for some ACKs, then restart the endpoint under the producer.
+    loop {
+        if let Ok(ProducerEvent::Acked { .. }) = events.recv().await {
+            break;
+        }
+    }
+    ep.shutdown().await;
+    for f in &clip.frames[half..half + 50] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ep = LocalEndpoint::start(LocalConfig { port, ..cfg })
+        .await
+        .unwrap();
+    for f in &clip.frames[half + 50..] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "restart");
+    ep.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn rotation_twice_a_second_keeps_every_frame() {
+    let clip = clip();
+    // The endpoint ends connections at 1.2 s (4003); the producer rotates
+    // before that, at 0.5 s, and never meets the 4003.
+    let ep = LocalEndpoint::start(LocalConfig {
+        max_connection_duration: Duration::from_millis(1200),
+        ..LocalConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client(ep.url(), 4);
+    let mut b = Producer::builder(c.clone(), "cam")
+        .create_if_missing(CreateStream {
+            data_retention_in_hours: 1,
+            ..CreateStream::default()
+        })
+        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
+        .rotation_age(Duration::from_millis(500));
+    for t in &clip.tracks {
+        b = b.track(t.clone());
+    }
+    let p = b.build().await.unwrap();
+    let mut events = p.subscribe();
+    // Twice real time: about 4 s of streaming, a fragment each second.
+    let t0 = tokio::time::Instant::now();
+    for f in &clip.frames {
+        tokio::time::sleep_until(t0 + f.pts / 2).await;
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let mut rotations = 0;
+    while let Ok(e) = events.try_recv() {
+        match e {
+            ProducerEvent::Rotating {
+                reason: RotationReason::Age,
+            } => rotations += 1,
+            ProducerEvent::ServiceError { code, .. } => panic!("service error {code:?}"),
+            _ => {}
+        }
+    }
+    assert!(rotations >= 2, "{rotations} rotations");
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "rotation");
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
+    let clip = clip();
+    let dir = tmp_dir("outage");
+    let cfg = LocalConfig {
+        data_dir: Some(dir.clone()),
+        ..LocalConfig::default()
+    };
+    let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
+    let port = ep.addr().port();
+    let c = client(ep.url(), 2);
+    // About two fragments of the clip (each ~150 KB).
+    const CAP: usize = 350_000;
+    let mut b = Producer::builder(c.clone(), "cam")
+        .create_if_missing(CreateStream {
+            data_retention_in_hours: 1,
+            ..CreateStream::default()
+        })
+        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
+        .buffer(CAP, Duration::from_secs(60))
+        .pressure(PressurePolicy::DropOldest)
+        .reconnect(ReconnectPolicy {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(50),
+        });
+    for t in &clip.tracks {
+        b = b.track(t.clone());
+    }
+    let p = b.build().await.unwrap();
+    let mut events = p.subscribe();
+    // The first fragment (0–2 s) goes through: it closes at the key frame
+    // at 2 s, once the audio has passed it.
+    let first = clip
+        .frames
+        .iter()
+        .position(|f| f.pts >= Duration::from_millis(2100))
+        .unwrap();
+    for f in &clip.frames[..first] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    while !matches!(events.recv().await, Ok(ProducerEvent::Acked { .. })) {}
+    ep.shutdown().await;
+    // The endpoint is gone while the remaining 6 s (~480 KB) are put.
+    let outage_end = clip.frames.len();
+    let mut peak = 0;
+    for f in &clip.frames[first..outage_end] {
+        p.put_frame(f.clone()).await.unwrap();
+        peak = peak.max(p.buffered_bytes());
+    }
+    assert!(peak <= CAP, "buffer peaked at {peak} bytes");
+    let ep = LocalEndpoint::start(LocalConfig { port, ..cfg })
+        .await
+        .unwrap();
+    for f in &clip.frames[outage_end..] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let mut dropped = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let ProducerEvent::FragmentDropped {
+            timecode_ms,
+            frames,
+            reason,
+        } = e
+        {
+            assert_eq!(reason, DropReason::BufferFull);
+            dropped.push((timecode_ms, frames));
+        }
+    }
+    assert!(!dropped.is_empty(), "the outage overflowed the buffer");
+    // Every frame but those of the dropped fragments (each fragment spans
+    // 2 s from its timecode), and each dropped fragment reported once.
+    let lost = |ms: u64| dropped.iter().any(|(tc, _)| ms >= *tc && ms < tc + 2000);
+    let want: Vec<Expected> = clip
+        .expected
+        .iter()
+        .filter(|e| !lost(e.1))
+        .cloned()
+        .collect();
+    let lost_frames: usize = dropped.iter().map(|d| d.1).sum();
+    assert_eq!(want.len() + lost_frames, clip.expected.len());
+    let got = read_back(&c, want.len()).await;
+    assert_same(&by_track(&got), &by_track(&want), "outage");
+    ep.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
