@@ -250,6 +250,25 @@ async fn follow(
     }
 }
 
+/// Retries a call while it fails with a retriable error, five times at most.
+async fn retried<T, F, Fut>(backoff: (Duration, Duration), mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if fatal(&e) || attempt >= 5 => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(delay(backoff, attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 async fn range(
     client: Arc<KvsClient>,
     stream: StreamId,
@@ -257,39 +276,30 @@ async fn range(
     backoff: (Duration, Duration),
     tx: Out,
 ) {
-    let mut attempt = 0;
-    let mut list = loop {
-        match client.list_fragments(stream.clone(), Some(selector)).await {
-            Ok(l) => break l,
-            Err(e) if fatal(&e) || attempt >= 5 => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-            Err(_) => {
-                tokio::time::sleep(delay(backoff, attempt)).await;
-                attempt += 1;
-            }
+    let list = retried(backoff, || {
+        client.list_fragments(stream.clone(), Some(selector))
+    })
+    .await;
+    let mut list = match list {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            return;
         }
     };
     list.sort_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp));
     list.dedup_by(|b, a| a.producer_timestamp == b.producer_timestamp);
     for batch in list.chunks(100) {
         let numbers: Vec<String> = batch.iter().map(|f| f.fragment_number.clone()).collect();
-        let mut attempt = 0;
-        let fragments = loop {
-            match client
-                .get_media_for_fragment_list(stream.clone(), &numbers)
-                .await
-            {
-                Ok(f) => break f,
-                Err(e) if fatal(&e) || attempt >= 5 => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-                Err(_) => {
-                    tokio::time::sleep(delay(backoff, attempt)).await;
-                    attempt += 1;
-                }
+        let got = retried(backoff, || {
+            client.get_media_for_fragment_list(stream.clone(), &numbers)
+        })
+        .await;
+        let fragments = match got {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
             }
         };
         for f in fragments {

@@ -181,20 +181,32 @@ fn by_track(v: &[Expected]) -> Vec<Expected> {
     v
 }
 
+/// Streams the clip through an endpoint with these faults, reads it back and
+/// checks it frame for frame; returns the endpoint, client and events.
+async fn round_trip(
+    faults: Faults,
+    attempts: u32,
+    clip: &Clip,
+    case: &str,
+) -> (LocalEndpoint, Arc<KvsClient>, Vec<ProducerEvent>) {
+    let ep = endpoint(faults).await;
+    let c = client(ep.url(), attempts);
+    let p = producer(&c, clip).await;
+    let events = put_all(&p, clip).await;
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), case);
+    (ep, c, events)
+}
+
 #[tokio::test]
 async fn everything_put_is_read_back() {
     let clip = clip();
-    let ep = endpoint(Faults::default()).await;
-    let c = client(ep.url(), 4);
-    let p = producer(&c, &clip).await;
-    let events = put_all(&p, &clip).await;
+    let (_ep, _, events) = round_trip(Faults::default(), 4, &clip, "no faults").await;
     let acked = events
         .iter()
         .filter(|e| matches!(e, ProducerEvent::Acked { .. }))
         .count();
     assert_eq!(acked, 4, "{events:?}");
-    let got = read_back(&c, clip.expected.len()).await;
-    assert_same(&by_track(&got), &by_track(&clip.expected), "no faults");
 }
 
 #[tokio::test]
@@ -210,33 +222,24 @@ async fn fifty_seeded_connection_drops_lose_and_double_nothing() {
     for case in 0..50u64 {
         // Cuts mid-header (first cases), then anywhere in the ~650 KB upload;
         // up to three connections in a row cut.
-        let mut schedule: Vec<u64> = match case {
+        let schedule: Vec<u64> = match case {
             0 => vec![0],
             1 => vec![30],
             2 => vec![120, 40],
             3 => vec![300, 300, 300],
             _ => (0..1 + rand() % 3).map(|_| rand() % 700_000).collect(),
         };
-        schedule.truncate(3);
-        let ep = endpoint(Faults {
+        let faults = Faults {
             drop_schedule: schedule.clone(),
             ..Faults::default()
-        })
-        .await;
-        let c = client(ep.url(), 4);
-        let p = producer(&c, &clip).await;
-        let events = put_all(&p, &clip).await;
+        };
+        let name = format!("case {case}, cuts {schedule:?}");
+        let (_ep, _, events) = round_trip(faults, 4, &clip, &name).await;
         assert!(
             !events
                 .iter()
                 .any(|e| matches!(e, ProducerEvent::FragmentDropped { .. })),
-            "case {case}: {events:?}"
-        );
-        let got = read_back(&c, clip.expected.len()).await;
-        assert_same(
-            &by_track(&got),
-            &by_track(&clip.expected),
-            &format!("case {case}, cuts {schedule:?}"),
+            "{name}: {events:?}"
         );
     }
 }
@@ -245,23 +248,14 @@ async fn fifty_seeded_connection_drops_lose_and_double_nothing() {
 async fn retriable_error_acks_are_resent() {
     let clip = clip();
     for code in [4000, 5000, 5001] {
-        let ep = endpoint(Faults {
+        let faults = Faults {
             error_ack: Some((ServiceErrorCode::from_id(code), 2)),
             ..Faults::default()
-        })
-        .await;
-        let c = client(ep.url(), 4);
-        let p = producer(&c, &clip).await;
-        let events = put_all(&p, &clip).await;
+        };
+        let (_ep, _, events) = round_trip(faults, 4, &clip, &format!("ERROR {code}")).await;
         assert!(
             events.iter().any(|e| matches!(e, ProducerEvent::ServiceError { code: c, retriable: true, .. } if c.id() == code)),
             "{code}: {events:?}"
-        );
-        let got = read_back(&c, clip.expected.len()).await;
-        assert_same(
-            &by_track(&got),
-            &by_track(&clip.expected),
-            &format!("ERROR {code}"),
         );
     }
 }
@@ -270,44 +264,31 @@ async fn retriable_error_acks_are_resent() {
 async fn missing_and_delayed_acks() {
     let clip = clip();
     // The first connection never acknowledges: the producer gives up on it
-    // after the ACK timeout and sends everything again.
-    let ep = endpoint(Faults {
+    // after the ACK timeout and sends everything again. The service now holds
+    // that connection's fragments twice; the consumer delivers each once.
+    let faults = Faults {
         silent_connections: 1,
         ack_delay: Duration::from_millis(100),
         ..Faults::default()
-    })
-    .await;
-    let c = client(ep.url(), 4);
-    let p = producer(&c, &clip).await;
-    let events = put_all(&p, &clip).await;
+    };
+    let (_ep, c, events) = round_trip(faults, 4, &clip, "silent then slow ACKs").await;
     assert!(
-        events.iter().any(|e| matches!(e, ProducerEvent::Reconnecting { error, .. } if error.contains("ACK timeout"))),
+        events.iter().any(
+            |e| matches!(e, ProducerEvent::Reconnecting { error, .. } if error.contains("ACK timeout"))
+        ),
         "{events:?}"
     );
-    // The service now holds the first connection's fragments twice; the
-    // consumer delivers each once.
     assert!(c.list_fragments("cam", None).await.unwrap().len() > 4);
-    let got = read_back(&c, clip.expected.len()).await;
-    assert_same(
-        &by_track(&got),
-        &by_track(&clip.expected),
-        "silent then slow ACKs",
-    );
 }
 
 #[tokio::test]
 async fn throttled_control_plane_calls() {
     let clip = clip();
-    let ep = endpoint(Faults {
+    let faults = Faults {
         throttle: 0.5,
         ..Faults::default()
-    })
-    .await;
-    let c = client(ep.url(), 12);
-    let p = producer(&c, &clip).await;
-    put_all(&p, &clip).await;
-    let got = read_back(&c, clip.expected.len()).await;
-    assert_same(&by_track(&got), &by_track(&clip.expected), "throttled");
+    };
+    round_trip(faults, 12, &clip, "throttled").await;
 }
 
 fn tmp_dir(name: &str) -> std::path::PathBuf {
@@ -487,6 +468,60 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
     assert_eq!(want.len() + lost_frames, clip.expected.len());
     let got = read_back(&c, want.len()).await;
     assert_same(&by_track(&got), &by_track(&want), "outage");
+    ep.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_consumer_resumes_after_cuts_and_reads_time_ranges() {
+    let clip = clip();
+    let dir = tmp_dir("consumer");
+    let cfg = LocalConfig {
+        data_dir: Some(dir.clone()),
+        ..LocalConfig::default()
+    };
+    let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    put_all(&p, &clip).await;
+    ep.shutdown().await;
+    // Every GetMedia connection is now cut after 250 KB (about a fragment
+    // and a half): the consumer resumes from its last whole fragment.
+    let ep = LocalEndpoint::start(LocalConfig {
+        faults: Faults {
+            drop_after_bytes: Some(250_000),
+            ..Faults::default()
+        },
+        ..cfg
+    })
+    .await
+    .unwrap();
+    let c = client(ep.url(), 4);
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "GetMedia cuts");
+    // A time range, 2 s to 6 s of producer time: the two middle fragments.
+    let mut range =
+        Consumer::builder(c.clone(), "cam").range(kvs_core::client::FragmentSelector::Producer {
+            start_ms: START_MS + 2000,
+            end_ms: START_MS + 5999,
+        });
+    let mut frames = Vec::new();
+    while let Some(f) = range.next().await {
+        for fr in f.unwrap().frames {
+            frames.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
+        }
+    }
+    let want: Vec<Expected> = clip
+        .expected
+        .iter()
+        .filter(|e| {
+            // Fragments start at the video key frames (2 s and 4 s) and hold
+            // the audio up to the next one.
+            e.1 >= START_MS + 2000 && e.1 < START_MS + 6000
+        })
+        .cloned()
+        .collect();
+    assert_same(&by_track(&frames), &by_track(&want), "time range");
     ep.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -725,6 +725,9 @@ pub(crate) async fn run_get_media(
                         return;
                     }
                     if cut_now {
+                        // Let the bytes before the cut reach the socket (the
+                        // server drops what it still holds when a body fails).
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                         let _ = out.send(Err(cut())).await;
                         return;
                     }
