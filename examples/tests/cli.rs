@@ -160,7 +160,10 @@ fn bundled_clip_muxes_into_four_fragments() {
     assert_eq!(j["clusters"], 4);
     assert_eq!(j["tracks"]["1"]["frames"], 200);
     assert_eq!(j["tracks"]["1"]["keyframes"], 4);
-    assert_eq!(j["tracks"]["1"]["last_ts_ns"], 7_960_000_000i64);
+    // Timestamps kept: producer time, 7.96 s from first to last frame.
+    let span = j["tracks"]["1"]["last_ts_ns"].as_i64().unwrap()
+        - j["tracks"]["1"]["first_ts_ns"].as_i64().unwrap();
+    assert_eq!(span, 7_960_000_000i64);
     assert_eq!(j["tracks"]["2"]["codec_id"], "A_AAC");
 }
 
@@ -174,11 +177,12 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn kvs_local_serves_the_control_plane_commands() {
+/// Starts `kvs local` with these extra arguments; returns it and its URL.
+fn start_local(extra: &[&std::ffi::OsStr]) -> (Running, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_kvs"))
         .args(["local", "--port", "0"])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .env_remove("AWS_ACCESS_KEY_ID")
         .spawn()
@@ -187,12 +191,17 @@ fn kvs_local_serves_the_control_plane_commands() {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _guard = Running(child);
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://127.0.0.1:"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_owned();
+    (Running(child), url)
+}
+
+#[test]
+fn kvs_local_serves_the_control_plane_commands() {
+    let (_guard, url) = start_local(&[]);
     let run = |args: &[&str]| {
         let mut a: Vec<&str> = args.to_vec();
         a.extend(["--endpoint", url.as_str()]);
@@ -256,22 +265,7 @@ fn demo_streams_and_reads_back_every_frame() {
 
 #[test]
 fn put_then_get_through_kvs_local() {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvs"))
-        .args(["local", "--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _guard = Running(child);
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap()
-        .to_owned();
+    let (_guard, url) = start_local(&[]);
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let kvs_at = |args: &[&std::ffi::OsStr]| {
         Command::new(env!("CARGO_BIN_EXE_kvs"))
@@ -300,7 +294,7 @@ fn put_then_get_through_kvs_local() {
         String::from_utf8_lossy(&put.stderr)
     );
     assert!(
-        text.contains("4 fragments: 4 received, 4 persisted, 0 errors"),
+        text.contains("4 fragments: 4 acknowledged, 0 dropped, 0 errors"),
         "{text}"
     );
     let listed = kvs_at(&[
@@ -350,7 +344,10 @@ fn put_then_get_through_kvs_local() {
         (Some(1), Some(1), Some(4))
     );
     assert_eq!(j["tracks"]["1"]["frames"], 200);
-    assert_eq!(j["tracks"]["1"]["last_ts_ns"], 7_960_000_000i64);
+    // Timestamps kept: producer time, 7.96 s from first to last frame.
+    let span = j["tracks"]["1"]["last_ts_ns"].as_i64().unwrap()
+        - j["tracks"]["1"]["first_ts_ns"].as_i64().unwrap();
+    assert_eq!(span, 7_960_000_000i64);
     // --raw: the service's bytes, one document per fragment with its tags,
     // ending exactly after the third fragment.
     let raw = tmp.join("raw.mkv");
@@ -407,4 +404,96 @@ fn put_then_get_through_kvs_local() {
             "ffmpeg is missing; CI must have it"
         );
     }
+}
+
+#[test]
+fn get_follow_survives_an_endpoint_restart() {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("follow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = ["--data-dir".as_ref(), dir.as_os_str()];
+    let (local, url) = start_local(&data);
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let kvs_at = |args: &[&std::ffi::OsStr]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kvs"));
+        c.args(args)
+            .args(["--endpoint", &url])
+            .env("HOME", env!("CARGO_TARGET_TMPDIR"))
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_PROFILE");
+        c
+    };
+    let ok = |mut c: Command| {
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264");
+    ok(kvs_at(&["create-stream".as_ref(), "cam".as_ref()]));
+    ok(kvs_at(&[
+        "put".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        clip.as_os_str(),
+    ]));
+    // A follower for 8 fragments: the 4 stored and 4 more after a restart.
+    let out = dir.with_extension("mkv");
+    let follower = kvs_at(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        "--follow".as_ref(),
+        "--max-fragments".as_ref(),
+        "8".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ])
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let follower = Running(follower);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    drop(local);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let restarted = Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .args(["local", "--port", &port])
+        .args(data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _restarted = Running(restarted);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ok(kvs_at(&[
+        "put".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        clip.as_os_str(),
+    ]));
+    let mut follower = follower;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = follower.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never got 8 fragments"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let j: Value = serde_json::from_slice(
+        &kvs(&["inspect".as_ref(), "--json".as_ref(), out.as_os_str()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (j["segments"].as_u64(), j["clusters"].as_u64()),
+        (Some(1), Some(8))
+    );
+    assert_eq!(j["tracks"]["1"]["frames"], 400);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&out);
 }

@@ -21,8 +21,9 @@
 //!   service cannot be reached. A fragment cut by a broken connection is
 //!   never delivered; it comes whole from the next session.
 //! - **Exactly once**: a producer that resent a fragment after a cut may
-//!   have had it stored twice; fragments are delivered in producer-time
-//!   order and each producer timestamp once.
+//!   have had it stored twice, under the same producer timestamp; each
+//!   producer timestamp is delivered once (the last 4096 are remembered),
+//!   in the service's order.
 //! - **Time range** ([`ConsumerBuilder::range`]): ListFragments, ordered by
 //!   producer timestamp (duplicates dropped), fetched with
 //!   GetMediaForFragmentList in batches; the stream ends after the last.
@@ -186,6 +187,9 @@ impl ConsumerBuilder {
 
 type Out = mpsc::Sender<Result<Fragment, ClientError>>;
 
+/// Producer timestamps remembered to recognise resent fragments.
+const SEEN: usize = 4096;
+
 async fn follow(
     client: Arc<KvsClient>,
     stream: StreamId,
@@ -194,7 +198,7 @@ async fn follow(
     tx: Out,
 ) {
     let mut attempt = 0u32;
-    let mut last_ts: Option<u64> = None;
+    let mut seen: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
     loop {
         let mut session = match client.get_media(stream.clone(), &selector).await {
             Ok(s) => s,
@@ -225,14 +229,17 @@ async fn follow(
                     {
                         selector = StartSelector::ContinuationToken(t);
                     }
-                    // Each producer timestamp once, in order.
-                    let ts = f.producer_timestamp_ms;
-                    if let (Some(t), Some(last)) = (ts, last_ts) {
-                        if t <= last {
+                    // Each producer timestamp once: a fragment resent after a
+                    // cut is stored again under the same one.
+                    if let Some(t) = f.producer_timestamp_ms {
+                        if seen.contains(&t) {
                             continue;
                         }
+                        if seen.len() == SEEN {
+                            seen.pop_front();
+                        }
+                        seen.push_back(t);
                     }
-                    last_ts = ts.or(last_ts);
                     if tx.send(Ok(f)).await.is_err() {
                         return;
                     }

@@ -89,6 +89,10 @@ enum Cmd {
         /// fragment, with its tags) instead of one merged, playable file.
         #[arg(long)]
         raw: bool,
+        /// Keep following the live stream (through connection resets and
+        /// endpoint restarts) instead of stopping once it has been quiet for 3 s.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         aws: control::AwsArgs,
     },
@@ -201,9 +205,10 @@ fn main() -> ExitCode {
             max_fragments,
             output,
             raw,
+            follow,
             aws,
         } => control::client(&aws)
-            .and_then(|c| media::get(c, &stream, &start, max_fragments, &output, raw)),
+            .and_then(|c| media::get(c, &stream, &start, max_fragments, &output, raw, follow)),
         Cmd::CreateStream {
             name,
             retention_hours,

@@ -1,27 +1,23 @@
-//! `kvs put`, `kvs get` and `kvs demo`.
+//! `kvs put`, `kvs get` and `kvs demo`, on the library's Producer and
+//! Consumer.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kvs_core::auth::Credentials;
-use kvs_core::client::{
-    ClientConfig, CreateStream, KvsClient, PutMediaOptions, StartSelector, StreamId, TimecodeType,
-};
+use kvs_core::client::{ClientConfig, CreateStream, KvsClient, StartSelector, StreamId};
 use kvs_core::codec::aac;
 use kvs_core::codec::annexb::VideoCodec;
+use kvs_core::consumer::Consumer;
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
+use kvs_core::mkv::fragment::Fragment;
 use kvs_core::mkv::mux::{mux_annexb, AacInput, MuxOutput};
 use kvs_core::mkv::{parse_all, Event, ParserConfig};
-use kvs_core::protocol::Ack;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use kvs_core::producer::{Frame, Producer, ProducerEvent};
 
 /// Muxes an elementary stream (with optional ADTS audio).
 pub fn mux_file(input: &Path, fps: f64, audio: Option<&Path>) -> Result<MuxOutput, String> {
@@ -35,7 +31,7 @@ pub fn mux_file(input: &Path, fps: f64, audio: Option<&Path>) -> Result<MuxOutpu
         "h265" | "265" | "hevc" => VideoCodec::H265,
         _ => {
             return Err(format!(
-                "{}: expected a .h264/.264 or .h265/.hevc Annex-B file",
+                "{}: expected .mkv, or a .h264/.264 or .h265/.hevc Annex-B file",
                 input.display()
             ))
         }
@@ -57,227 +53,330 @@ pub fn mux_file(input: &Path, fps: f64, audio: Option<&Path>) -> Result<MuxOutpu
     mux_annexb(codec, &video, fps, audio.as_ref()).map_err(|e| format!("{}: {e}", input.display()))
 }
 
-/// Per-fragment ACK bookkeeping.
-#[derive(Default)]
-struct AckLog {
-    sent_at: Vec<(u64, Instant)>,
-    latencies: Vec<(u64, Duration)>,
-    errors: usize,
-    received: usize,
-    buffering: usize,
+/// Media to put: the tracks and the frames in decode order.
+pub struct Input {
+    tracks: Vec<TrackConfig>,
+    frames: Vec<Frame>,
 }
 
-impl AckLog {
-    fn on_ack(&mut self, a: &Ack, quiet: bool) {
-        let (kind, tc, n) = match a {
-            Ack::Buffering {
-                fragment_timecode,
-                fragment_number,
-            } => {
-                self.buffering += 1;
-                (
-                    "BUFFERING",
-                    Some(*fragment_timecode),
-                    Some(fragment_number.as_str()),
-                )
+/// Reads an .mkv, or muxes an Annex-B file (with optional ADTS audio), into
+/// frames with presentation and decode times from 0.
+pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, String> {
+    let data = if file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("mkv"))
+    {
+        Bytes::from(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?)
+    } else {
+        Bytes::from(mux_file(file, fps, audio)?.chunks.concat())
+    };
+    let (events, err) = parse_all(data, ParserConfig::default());
+    if let Some(e) = err.filter(|e| !e.is_truncated()) {
+        return Err(format!("{}: {e}", file.display()));
+    }
+    let mut tracks = Vec::new();
+    let mut raw = Vec::new();
+    for e in events {
+        match e {
+            Event::Tracks(t) if tracks.is_empty() => {
+                tracks = t.iter().map(TrackConfig::from).collect();
             }
-            Ack::Received {
-                fragment_timecode,
-                fragment_number,
-            } => {
-                self.received += 1;
-                (
-                    "RECEIVED",
-                    Some(*fragment_timecode),
-                    Some(fragment_number.as_str()),
-                )
-            }
-            Ack::Persisted {
-                fragment_timecode,
-                fragment_number,
-            } => {
-                if let Some((_, at)) = self.sent_at.iter().find(|(t, _)| t == fragment_timecode) {
-                    self.latencies.push((*fragment_timecode, at.elapsed()));
-                }
-                (
-                    "PERSISTED",
-                    Some(*fragment_timecode),
-                    Some(fragment_number.as_str()),
-                )
-            }
-            Ack::Error {
-                fragment_timecode,
-                code,
-                ..
-            } => {
-                self.errors += 1;
-                println!("  ACK ERROR     fragment {fragment_timecode:?}: {code}");
-                return;
-            }
-            _ => ("IDLE", None, None),
+            Event::Frame(f) => raw.push(f),
+            _ => {}
+        }
+    }
+    let origin = raw.iter().map(|f| f.timestamp_ns).min().unwrap_or(0);
+    // Decode times: per track, the sorted presentation times; presentation
+    // moved later (all tracks alike) just enough that no frame is shown
+    // before it is decoded.
+    let sorted: Vec<Vec<i64>> = tracks
+        .iter()
+        .map(|t| {
+            let mut v: Vec<i64> = raw
+                .iter()
+                .filter(|f| f.track == t.number)
+                .map(|f| f.timestamp_ns - origin)
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    let mut next = vec![0usize; tracks.len()];
+    let mut shift = 0i64;
+    for f in &raw {
+        if let Some(ti) = tracks.iter().position(|t| t.number == f.track) {
+            shift = shift.max(sorted[ti][next[ti]] - (f.timestamp_ns - origin));
+            next[ti] += 1;
+        }
+    }
+    let mut next = vec![0usize; tracks.len()];
+    let mut frames: Vec<Frame> = Vec::with_capacity(raw.len());
+    for f in raw {
+        let Some(ti) = tracks.iter().position(|t| t.number == f.track) else {
+            continue;
         };
-        if !quiet {
-            println!(
-                "  ACK {kind:<10} fragment {:>8} ms  #{}",
-                tc.unwrap_or(0),
-                n.unwrap_or("-")
+        let pts = f.timestamp_ns - origin + shift;
+        let dts = sorted[ti][next[ti]];
+        next[ti] += 1;
+        let ns = |v: i64| Duration::from_nanos(v.max(0) as u64);
+        frames.push(Frame {
+            track: f.track,
+            pts: ns(pts),
+            dts: (dts != pts).then(|| ns(dts)),
+            key: f.key,
+            payload: Payload::Raw(f.payload),
+        });
+    }
+    Ok(Input { tracks, frames })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// What an upload achieved.
+#[derive(Default)]
+struct Report {
+    acked: usize,
+    dropped: usize,
+    errors: usize,
+    frames: usize,
+    bytes: u64,
+    latencies: Vec<Duration>,
+    last_latency: Option<Duration>,
+}
+
+impl Report {
+    fn percentile(&self, p: usize) -> f64 {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get((l.len() * p / 100).min(l.len().saturating_sub(1)))
+            .map_or(0.0, |d| ms(*d))
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} fragments: {} acknowledged, {} dropped, {} errors; {} frames, {:.2} MB; ACK latency p50 {:.1} ms, p99 {:.1} ms",
+            self.acked + self.dropped,
+            self.acked,
+            self.dropped,
+            self.errors,
+            self.frames,
+            self.bytes as f64 / 1e6,
+            self.percentile(50),
+            self.percentile(99),
+        )
+    }
+}
+
+/// Streams `input` with a Producer (paced at frame time when `realtime`),
+/// printing each ACK when `acks`, a progress line on a terminal, and waits
+/// for every fragment to be acknowledged. Returns the report and the
+/// producer start time (ms since the epoch).
+async fn produce(
+    c: Arc<KvsClient>,
+    stream: &str,
+    input: &Input,
+    realtime: bool,
+    acks: bool,
+    create: Option<CreateStream>,
+) -> Result<(Report, u64), String> {
+    let start = SystemTime::now();
+    let start_ms = start
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut b = Producer::builder(c, stream).start_time(start);
+    if let Some(create) = create {
+        b = b.create_if_missing(create);
+    }
+    for t in &input.tracks {
+        b = b.track(t.clone());
+    }
+    let p = b.build().await.map_err(|e| e.to_string())?;
+    let report = Arc::new(Mutex::new(Report::default()));
+    let mut events = p.subscribe();
+    let r = report.clone();
+    let listener = tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            let mut r = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match e {
+                ProducerEvent::Acked {
+                    timecode_ms,
+                    fragment_number,
+                    latency,
+                    frames,
+                } => {
+                    r.acked += 1;
+                    r.latencies.push(latency);
+                    r.last_latency = Some(latency);
+                    if acks {
+                        println!(
+                            "  ACK PERSISTED fragment {:>6} ms  {frames:>3} frames  latency {:>6.1} ms  #{fragment_number}",
+                            timecode_ms.saturating_sub(start_ms),
+                            ms(latency)
+                        );
+                    }
+                }
+                ProducerEvent::FragmentDropped {
+                    timecode_ms,
+                    frames,
+                    reason,
+                } => {
+                    r.dropped += 1;
+                    eprintln!(
+                        "  dropped fragment {} ms ({frames} frames): {reason:?}",
+                        timecode_ms.saturating_sub(start_ms)
+                    );
+                }
+                ProducerEvent::ServiceError {
+                    timecode_ms,
+                    code,
+                    retriable,
+                } => {
+                    r.errors += usize::from(!retriable);
+                    eprintln!(
+                        "  ACK ERROR {code} (fragment {:?}){}",
+                        timecode_ms.map(|t| t.saturating_sub(start_ms)),
+                        if retriable { ", sending it again" } else { "" }
+                    );
+                }
+                ProducerEvent::Reconnecting { delay, error, .. } => {
+                    eprintln!(
+                        "  connection lost ({error}); reconnecting in {:.0} ms",
+                        ms(delay)
+                    );
+                }
+                _ => {}
+            }
+        }
+    });
+    let progress = std::io::stderr().is_terminal();
+    let t0 = tokio::time::Instant::now();
+    let mut shown = t0;
+    for (i, f) in input.frames.iter().enumerate() {
+        if realtime {
+            tokio::time::sleep_until(t0 + f.pts).await;
+        }
+        let size = match &f.payload {
+            Payload::Raw(b) | Payload::AnnexB(b) => b.len() as u64,
+        };
+        p.put_frame(f.clone()).await.map_err(|e| e.to_string())?;
+        let mut r = report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.frames = i + 1;
+        r.bytes += size;
+        if progress && shown.elapsed() >= Duration::from_millis(250) {
+            shown = tokio::time::Instant::now();
+            eprint!(
+                "\r{} frames, {:.2} MB, {} fragments acknowledged, ACK latency {}   ",
+                r.frames,
+                r.bytes as f64 / 1e6,
+                r.acked,
+                r.last_latency
+                    .map_or("-".into(), |l| format!("{:.1} ms", ms(l)))
             );
         }
     }
+    let finished = p.finish(Duration::from_secs(60)).await;
+    // Let the listener take the last events.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    listener.abort();
+    if progress {
+        eprintln!();
+    }
+    finished.map_err(|e| e.to_string())?;
+    let r = std::mem::take(
+        &mut *report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    Ok((r, start_ms))
 }
 
-/// Uploads a muxed stream, pacing fragments in real time when asked.
-async fn upload(
-    c: &KvsClient,
-    stream: &str,
-    out: &MuxOutput,
-    realtime: bool,
-    quiet: bool,
-) -> Result<AckLog, String> {
-    let opts = PutMediaOptions {
-        stream: StreamId::from(stream),
-        timecode_type: TimecodeType::Relative,
-        producer_start_ms: now_ms(),
-    };
-    let mut session = c.put_media(&opts).await.map_err(|e| e.to_string())?;
-    let mut log = AckLog::default();
-    let start = Instant::now();
-    let header_end = out
-        .fragment_chunks
-        .first()
-        .map_or(out.chunks.len(), |(_, r)| r.start);
-    for ch in &out.chunks[..header_end] {
-        session.send(ch.clone()).await.map_err(|e| e.to_string())?;
-    }
-    // A fragment's end is visible to the service when the next fragment (or
-    // the end-of-fragment tag) arrives: latency counts from then.
-    let mut prev: Option<u64> = None;
-    for (tc, range) in &out.fragment_chunks {
-        if realtime {
-            let due = start + Duration::from_millis(*tc as u64);
-            // Read ACKs while waiting for the fragment's time.
-            while Instant::now() < due {
-                tokio::select! {
-                    a = session.next_ack() => match a {
-                        Some(Ok(a)) => log.on_ack(&a, quiet),
-                        Some(Err(e)) => return Err(e.to_string()),
-                        None => return Err("the service closed the PutMedia connection".into()),
-                    },
-                    _ = tokio::time::sleep_until(due.into()) => {}
-                }
-            }
-        }
-        let mut first = true;
-        for ch in &out.chunks[range.clone()] {
-            session.send(ch.clone()).await.map_err(|e| e.to_string())?;
-            if std::mem::take(&mut first) {
-                if let Some(p) = prev.take() {
-                    log.sent_at.push((p, Instant::now()));
-                }
-            }
-        }
-        prev = Some(*tc as u64);
-    }
-    session
-        .send(FragmentBuilder::end_of_fragment_tag())
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(p) = prev {
-        log.sent_at.push((p, Instant::now()));
-    }
-    session.finish();
-    while let Some(a) = session.next_ack().await {
-        log.on_ack(&a.map_err(|e| e.to_string())?, quiet);
-    }
-    Ok(log)
-}
-
-fn frames_of(data: Bytes) -> Vec<(u64, i64, bool, Bytes)> {
-    let (events, _) = parse_all(data, ParserConfig::default());
-    events
-        .into_iter()
-        .filter_map(|e| {
-            if let Event::Frame(f) = e {
-                Some((f.track, f.timecode, f.key, f.payload))
-            } else {
-                None
-            }
-        })
-        .collect()
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
+    runtime()?.block_on(async {
         let ep = LocalEndpoint::start(LocalConfig::default())
             .await
             .map_err(|e| e.to_string())?;
         println!("local KVS endpoint at {}", ep.url());
-        let c = KvsClient::new(
-            ClientConfig::new(
-                "us-east-1",
-                Credentials::new("demo", "demo", None, None, "demo"),
+        let c = Arc::new(
+            KvsClient::new(
+                ClientConfig::new(
+                    "us-east-1",
+                    Credentials::new("demo", "demo", None, None, "demo"),
+                )
+                .endpoint(ep.url()),
             )
-            .endpoint(ep.url()),
-        )
-        .map_err(|e| e.to_string())?;
-        let arn = c
-            .create_stream(&CreateStream {
-                stream_name: "demo".into(),
-                data_retention_in_hours: 1,
-                media_type: Some("video/h264,audio/aac".into()),
-                ..CreateStream::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        println!("created stream {arn}");
-        let out = mux_file(video, 25.0, Some(audio))?;
-        println!(
-            "streaming {} ({} fragments, {} video + {} audio frames) in real time…",
-            video.display(),
-            out.fragments,
-            out.video_frames,
-            out.audio_frames
+            .map_err(|e| e.to_string())?,
         );
-        let log = upload(&c, "demo", &out, true, false).await?;
-        if log.errors > 0 || log.latencies.len() != out.fragments {
-            return Err(format!(
-                "{} fragments persisted of {}, {} errors",
-                log.latencies.len(),
-                out.fragments,
-                log.errors
-            ));
+        let input = input(video, 25.0, Some(audio))?;
+        let video_frames = input.frames.iter().filter(|f| f.track == 1).count();
+        println!(
+            "streaming {} ({} video + {} audio frames) in real time to stream \"demo\"…",
+            video.display(),
+            video_frames,
+            input.frames.len() - video_frames
+        );
+        let create = CreateStream {
+            data_retention_in_hours: 1,
+            media_type: Some("video/h264,audio/aac".into()),
+            ..CreateStream::default()
+        };
+        let (report, start_ms) =
+            produce(c.clone(), "demo", &input, true, true, Some(create)).await?;
+        println!("{}", report.summary());
+        if report.dropped > 0 || report.errors > 0 || report.acked == 0 {
+            return Err("not every fragment was acknowledged".into());
         }
 
-        println!("reading it back with GetMedia (EARLIEST)…");
-        let mut get = c
-            .get_media("demo", &StartSelector::Earliest)
-            .await
-            .map_err(|e| e.to_string())?;
+        println!("reading it back with the Consumer (GetMedia from EARLIEST)…");
+        let mut frames = Consumer::builder(c.clone(), "demo")
+            .start(StartSelector::Earliest)
+            .frames();
         let mut got = Vec::new();
-        for _ in 0..out.fragments {
-            let f = tokio::time::timeout(Duration::from_secs(10), get.next_fragment())
+        let mut last: Option<String> = None;
+        while got.len() < input.frames.len() {
+            let (frag, f) = tokio::time::timeout(Duration::from_secs(10), frames.next())
                 .await
                 .map_err(|_| "GetMedia stalled".to_string())?
                 .ok_or("GetMedia ended early")?
                 .map_err(|e| e.to_string())?;
-            println!(
-                "  fragment #{} at {} ms: {} frames",
-                f.fragment_number.as_deref().unwrap_or("?"),
-                f.cluster_timecode.unwrap_or(0),
-                f.frames.len()
-            );
-            got.extend(
-                f.frames
-                    .into_iter()
-                    .map(|fr| (fr.track, fr.timecode, fr.key, fr.payload)),
-            );
+            if last.as_deref() != frag.fragment_number.as_deref() {
+                last.clone_from(&frag.fragment_number);
+                println!(
+                    "  fragment #{} at {} ms: {} frames",
+                    frag.fragment_number.as_deref().unwrap_or("?"),
+                    frag.producer_timestamp_ms
+                        .unwrap_or(0)
+                        .saturating_sub(start_ms),
+                    frag.frames.len()
+                );
+            }
+            got.push((f.track, f.timestamp_ns / 1_000_000, f.payload));
         }
-        let put = frames_of(Bytes::from(out.chunks.concat()));
-        if got != put {
+        let put: Vec<(u64, i64, Bytes)> = input
+            .frames
+            .iter()
+            .map(|f| {
+                let data = match &f.payload {
+                    Payload::Raw(b) | Payload::AnnexB(b) => b.clone(),
+                };
+                (f.track, (start_ms + f.pts.as_millis() as u64) as i64, data)
+            })
+            .collect();
+        let mut a = got.clone();
+        let mut b = put.clone();
+        a.sort_by_key(|x| (x.0, x.1));
+        b.sort_by_key(|x| (x.0, x.1));
+        if a != b {
             return Err(format!(
                 "read back {} frames, put {}; they differ",
                 got.len(),
@@ -285,10 +384,6 @@ pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
             ));
         }
         println!("all {} frames came back byte-identical", put.len());
-        println!("ACK latency, fragment end visible to the endpoint → PERSISTED:");
-        for (tc, l) in &log.latencies {
-            println!("  fragment {tc:>6} ms: {:.1} ms", l.as_secs_f64() * 1000.0);
-        }
         ep.shutdown().await;
         Ok(())
     })
@@ -301,40 +396,15 @@ pub fn put(
     fps: f64,
     realtime: bool,
 ) -> Result<(), String> {
-    let out = if file
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("mkv"))
-    {
-        let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let chunks: Vec<Bytes> = data.chunks(65_536).map(Bytes::copy_from_slice).collect();
-        let n = chunks.len();
-        // An MKV file is sent as it is, without pacing.
-        MuxOutput {
-            chunks,
-            fragment_chunks: vec![(0, 0..n)],
-            ..MuxOutput::default()
-        }
-    } else {
-        mux_file(file, fps, None)?
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let log = rt.block_on(upload(&c, stream, &out, realtime, false))?;
-    println!(
-        "{} fragments: {} received, {} persisted, {} errors",
-        log.buffering,
-        log.received,
-        log.latencies.len(),
-        log.errors
-    );
-    if log.errors > 0 || log.received < log.buffering || log.buffering == 0 {
+    let input = input(file, fps, None)?;
+    let (report, _) =
+        runtime()?.block_on(produce(Arc::new(c), stream, &input, realtime, true, None))?;
+    println!("{}", report.summary());
+    if report.dropped > 0 || report.errors > 0 || report.acked == 0 {
         return Err("not every fragment was acknowledged".into());
     }
     Ok(())
 }
-
 fn selector(s: &str) -> Result<StartSelector, String> {
     let ms = |t: &str| {
         t.parse::<f64>()
@@ -356,6 +426,48 @@ fn selector(s: &str) -> Result<StartSelector, String> {
     })
 }
 
+/// Appends a fragment's frames to a merged, playable file.
+fn write_merged(
+    file: &mut impl Write,
+    builder: &mut Option<FragmentBuilder>,
+    f: &Fragment,
+) -> Result<(), String> {
+    let b = match builder {
+        Some(b) => b,
+        None => {
+            let tracks: Vec<TrackConfig> = f.tracks.iter().map(TrackConfig::from).collect();
+            let cfg = StreamConfig {
+                timecode_scale_ns: f.timecode_scale,
+                ..StreamConfig::new(tracks)
+            };
+            let b = FragmentBuilder::new(cfg).map_err(|e| e.to_string())?;
+            file.write_all(&b.header()).map_err(|e| e.to_string())?;
+            builder.insert(b)
+        }
+    };
+    let frames: Vec<FrameIn> = f
+        .frames
+        .iter()
+        .map(|fr| FrameIn {
+            track: fr.track,
+            timecode: fr.timecode,
+            key: fr.key,
+            payload: Payload::Raw(fr.payload.clone()),
+        })
+        .collect();
+    let mut chunks = Vec::new();
+    b.fragment(&frames, &[], &mut chunks)
+        .map_err(|e| e.to_string())?;
+    for ch in chunks {
+        file.write_all(&ch).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `kvs get`: fragments into one playable file (or the service's bytes with
+/// `raw`); stops after `max` fragments, or, unless `follow`, once the stream
+/// has been quiet for 3 s. `follow` keeps reading through resets and
+/// endpoint restarts.
 pub fn get(
     c: KvsClient,
     stream: &str,
@@ -363,76 +475,63 @@ pub fn get(
     max: usize,
     out: &Path,
     raw: bool,
+    follow: bool,
 ) -> Result<(), String> {
     let start = selector(start)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let mut session = c
-            .get_media(StreamId::from(stream), &start)
-            .await
-            .map_err(|e| e.to_string())?;
-        if raw {
-            session = session.keep_raw();
-        }
+    if raw && follow {
+        return Err("--raw reads one GetMedia session; it does not combine with --follow".into());
+    }
+    runtime()?.block_on(async {
         let mut file = std::io::BufWriter::new(
             std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?,
         );
-        let mut builder: Option<FragmentBuilder> = None;
         let mut count = 0;
-        while count < max {
-            let Some(f) = session.next_fragment().await else {
-                break;
-            };
-            let f = f.map_err(|e| e.to_string())?;
-            if f.frames.is_empty() || !f.complete {
-                continue;
-            }
-            if raw {
+        if raw {
+            let mut session = c
+                .get_media(StreamId::from(stream), &start)
+                .await
+                .map_err(|e| e.to_string())?
+                .keep_raw();
+            while count < max {
+                let next =
+                    tokio::time::timeout(Duration::from_secs(3), session.next_fragment()).await;
+                let Ok(Some(f)) = next else { break };
+                let f = f.map_err(|e| e.to_string())?;
+                if f.frames.is_empty() || !f.complete {
+                    continue;
+                }
                 for ch in session.take_raw() {
                     file.write_all(&ch).map_err(|e| e.to_string())?;
                 }
                 count += 1;
-                continue;
             }
-            // One playable file: the first fragment's header, then every cluster.
-            let b = match &mut builder {
-                Some(b) => b,
-                None => {
-                    let tracks: Vec<TrackConfig> = f.tracks.iter().map(TrackConfig::from).collect();
-                    let cfg = StreamConfig {
-                        timecode_scale_ns: f.timecode_scale,
-                        ..StreamConfig::new(tracks)
-                    };
-                    let b = FragmentBuilder::new(cfg).map_err(|e| e.to_string())?;
-                    file.write_all(&b.header()).map_err(|e| e.to_string())?;
-                    builder.insert(b)
+        } else {
+            let mut fragments = Consumer::builder(Arc::new(c), stream).start(start);
+            let mut builder: Option<FragmentBuilder> = None;
+            while count < max {
+                let f = if follow {
+                    fragments.next().await
+                } else {
+                    match tokio::time::timeout(Duration::from_secs(3), fragments.next()).await {
+                        Ok(f) => f,
+                        Err(_) => break,
+                    }
+                };
+                let Some(f) = f else { break };
+                let f = f.map_err(|e| e.to_string())?;
+                if f.frames.is_empty() {
+                    continue;
                 }
-            };
-            let frames: Vec<FrameIn> = f
-                .frames
-                .iter()
-                .map(|fr| FrameIn {
-                    track: fr.track,
-                    timecode: fr.timecode,
-                    key: fr.key,
-                    payload: Payload::Raw(fr.payload.clone()),
-                })
-                .collect();
-            let mut chunks = Vec::new();
-            b.fragment(&frames, &[], &mut chunks)
-                .map_err(|e| e.to_string())?;
-            for ch in chunks {
-                file.write_all(&ch).map_err(|e| e.to_string())?;
+                write_merged(&mut file, &mut builder, &f)?;
+                // A follower's file is playable up to here at any time.
+                file.flush().map_err(|e| e.to_string())?;
+                count += 1;
+                eprintln!(
+                    "fragment {} ({} frames)",
+                    f.fragment_number.as_deref().unwrap_or("?"),
+                    f.frames.len()
+                );
             }
-            count += 1;
-            eprintln!(
-                "fragment {} ({} frames)",
-                f.fragment_number.as_deref().unwrap_or("?"),
-                f.frames.len()
-            );
         }
         file.flush().map_err(|e| e.to_string())?;
         eprintln!("{}: {count} fragments", out.display());
