@@ -34,8 +34,10 @@
 //!   RECEIVED, others at PERSISTED. GetDataEndpoint is cached by the client.
 //! - **Connections** are opened when there is something to send, with
 //!   ABSOLUTE timecodes (so a resent fragment keeps its producer timestamp),
-//!   and signed with credentials fetched for each one (a provider that
-//!   refreshes before expiry — `aws-config`'s — is asked every time).
+//!   and signed with credentials fetched for each one. Credentials with an
+//!   expiry make the connection rotate a minute before it, at a fragment
+//!   boundary, so the next one is signed with refreshed credentials (the
+//!   provider — `aws-config`'s, say — refreshes them).
 //! - **Reconnects** wait an exponential backoff with full jitter
 //!   ([`ReconnectPolicy`]), reset by the first ACK of a new connection.
 //! - **Rotation** (default every 40 minutes ± 10 %): the old connection's
@@ -548,11 +550,30 @@ async fn drive(
             timecode_type: TimecodeType::Absolute,
             producer_start_ms: start_ms,
         };
+        // When the credentials that will sign this connection expire, it is
+        // replaced a minute before (at a fragment boundary), signed anew.
+        let expiry = {
+            use aws_credential_types::provider::ProvideCredentials;
+            client
+                .config()
+                .credentials
+                .provide_credentials()
+                .await
+                .ok()
+                .and_then(|c| c.expiry())
+        };
         let ended = match client.put_media(&opts).await {
             Ok(session) => {
                 let conn = {
                     let mut core = shared.core();
                     let c = core.connected(now());
+                    if let Some(exp) = expiry {
+                        let left = exp
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default()
+                            .saturating_sub(Duration::from_secs(60));
+                        core.rotate_by(now() + left);
+                    }
                     shared.publish(&mut core);
                     c
                 };

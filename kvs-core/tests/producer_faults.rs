@@ -525,3 +525,102 @@ async fn the_consumer_resumes_after_cuts_and_reads_time_ranges() {
     ep.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Credentials that expire 61.5 s after each fetch (counted).
+#[derive(Debug)]
+struct Expiring(Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_credential_types::provider::ProvideCredentials for Expiring {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+            "AKIDEXPIRING",
+            "expiring/secret",
+            Some(format!("token-{n}")),
+            Some(std::time::SystemTime::now() + Duration::from_millis(61_500)),
+            "test",
+        )))
+    }
+}
+
+#[tokio::test]
+async fn connections_rotate_before_their_credentials_expire() {
+    let clip = clip();
+    // The endpoint checks every signature against these keys.
+    let ep = LocalEndpoint::start(LocalConfig {
+        credentials: Some(("AKIDEXPIRING".into(), "expiring/secret".into())),
+        ..LocalConfig::default()
+    })
+    .await
+    .unwrap();
+    let fetched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = Arc::new(
+        KvsClient::new(
+            ClientConfig::new("us-east-1", Expiring(fetched.clone())).endpoint(ep.url()),
+        )
+        .unwrap(),
+    );
+    let mut b = Producer::builder(c.clone(), "cam")
+        .create_if_missing(CreateStream {
+            data_retention_in_hours: 1,
+            ..CreateStream::default()
+        })
+        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS));
+    for t in &clip.tracks {
+        b = b.track(t.clone());
+    }
+    let p = b.build().await.unwrap();
+    let mut events = p.subscribe();
+    // Twice real time (~4 s, a fragment a second); each connection's
+    // credentials have 1.5 s left before the one-minute margin.
+    let t0 = tokio::time::Instant::now();
+    for f in &clip.frames {
+        tokio::time::sleep_until(t0 + f.pts / 2).await;
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let mut rotations = 0;
+    let mut connections = 0;
+    while let Ok(e) = events.try_recv() {
+        match e {
+            ProducerEvent::Rotating {
+                reason: RotationReason::CredentialsExpiring,
+            } => rotations += 1,
+            ProducerEvent::Connected { .. } => connections += 1,
+            ProducerEvent::Reconnecting { error, .. } => panic!("a connection failed: {error}"),
+            _ => {}
+        }
+    }
+    assert!(rotations >= 1, "{rotations} rotations");
+    assert_eq!(connections, rotations + 1);
+    assert!(fetched.load(std::sync::atomic::Ordering::SeqCst) >= 2 * connections);
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(
+        &by_track(&got),
+        &by_track(&clip.expected),
+        "expiring credentials",
+    );
+}
+
+#[tokio::test]
+async fn frames_go_in_through_the_sink_too() {
+    use futures_util::SinkExt;
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    let mut sink = p.sink();
+    for f in &clip.frames {
+        sink.feed(f.clone()).await.unwrap();
+    }
+    // Closing the sink finishes the producer: everything acknowledged.
+    sink.close().await.unwrap();
+    assert_eq!(p.buffered_bytes(), 0);
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "sink");
+}

@@ -244,6 +244,11 @@ impl KvsClient {
         })
     }
 
+    /// The settings it was made with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
     /// The control-plane URL in use.
     pub fn endpoint(&self) -> &str {
         &self.base

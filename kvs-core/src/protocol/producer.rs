@@ -227,6 +227,9 @@ pub enum RotationReason {
     Age,
     /// The next fragment needs a new stream header (CodecPrivate changed).
     NewHeader,
+    /// The credentials that signed it expire soon; the next connection is
+    /// signed with fresh ones.
+    CredentialsExpiring,
 }
 
 /// What the producer reports.
@@ -355,6 +358,8 @@ struct Pending {
 struct Conn {
     id: u64,
     opened: Instant,
+    /// Rotate at this time (credentials expiring), if set.
+    deadline: Option<Instant>,
     header: Option<usize>,
     header_sent: bool,
     draining: bool,
@@ -793,11 +798,16 @@ impl ProducerCore {
     pub fn tick(&mut self, now: Instant) {
         let _ = self.try_close(now, false);
         if let Some(c) = &mut self.conn {
-            if c.rotation.is_none() && now.duration_since(c.opened) >= self.cfg.rotation_age {
-                c.rotation = Some(RotationReason::Age);
-                self.events.push_back(ProducerEvent::Rotating {
-                    reason: RotationReason::Age,
-                });
+            let reason = if now.duration_since(c.opened) >= self.cfg.rotation_age {
+                Some(RotationReason::Age)
+            } else if c.deadline.is_some_and(|d| now >= d) {
+                Some(RotationReason::CredentialsExpiring)
+            } else {
+                None
+            };
+            if let (None, Some(r)) = (c.rotation, reason) {
+                c.rotation = Some(r);
+                self.events.push_back(ProducerEvent::Rotating { reason: r });
             }
         }
     }
@@ -837,6 +847,7 @@ impl ProducerCore {
         self.conn = Some(Conn {
             id,
             opened: now,
+            deadline: None,
             header: None,
             header_sent: false,
             draining: false,
@@ -847,6 +858,14 @@ impl ProducerCore {
             resending,
         });
         id
+    }
+
+    /// The current connection must be replaced by `at` (its credentials
+    /// expire); the rotation happens at the first fragment boundary after.
+    pub fn rotate_by(&mut self, at: Instant) {
+        if let Some(c) = &mut self.conn {
+            c.deadline = Some(at);
+        }
     }
 
     /// The connection ended (cut, refused, or drained after a rotation).
