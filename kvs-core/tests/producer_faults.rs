@@ -18,7 +18,8 @@ use kvs_core::consumer::Consumer;
 use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{Payload, TrackConfig};
 use kvs_core::producer::{
-    DropReason, Frame, PressurePolicy, Producer, ProducerEvent, ReconnectPolicy, RotationReason,
+    DropReason, Frame, PressurePolicy, Producer, ProducerBuilder, ProducerEvent, ReconnectPolicy,
+    RotationReason,
 };
 use kvs_core::protocol::ServiceErrorCode;
 
@@ -102,22 +103,44 @@ fn client(url: &str, attempts: u32) -> Arc<KvsClient> {
     )
 }
 
-async fn producer(c: &Arc<KvsClient>, clip: &Clip) -> Producer {
+/// A producer of the clip's tracks to "cam" (created if missing), with
+/// pts 0 at `START_MS`.
+fn builder(c: &Arc<KvsClient>, clip: &Clip) -> ProducerBuilder {
     let mut b = Producer::builder(c.clone(), "cam")
         .create_if_missing(CreateStream {
             data_retention_in_hours: 1,
             ..CreateStream::default()
         })
-        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
+        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS));
+    for t in &clip.tracks {
+        b = b.track(t.clone());
+    }
+    b
+}
+
+async fn producer(c: &Arc<KvsClient>, clip: &Clip) -> Producer {
+    builder(c, clip)
         .reconnect(ReconnectPolicy {
             base: Duration::from_millis(5),
             cap: Duration::from_millis(100),
         })
-        .ack_timeout(Duration::from_secs(1));
-    for t in &clip.tracks {
-        b = b.track(t.clone());
+        .ack_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Puts the clip at twice real time (~4 s, a fragment a second), finishes,
+/// and returns the events.
+async fn put_paced(p: &Producer, clip: &Clip) -> Vec<ProducerEvent> {
+    let mut events = p.subscribe();
+    let t0 = tokio::time::Instant::now();
+    for f in &clip.frames {
+        tokio::time::sleep_until(t0 + f.pts / 2).await;
+        p.put_frame(f.clone()).await.unwrap();
     }
-    b.build().await.unwrap()
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    std::iter::from_fn(|| events.try_recv().ok()).collect()
 }
 
 /// Reads frames from the start until `n` have come (or 20 s pass).
@@ -351,27 +374,14 @@ async fn rotation_twice_a_second_keeps_every_frame() {
     .await
     .unwrap();
     let c = client(ep.url(), 4);
-    let mut b = Producer::builder(c.clone(), "cam")
-        .create_if_missing(CreateStream {
-            data_retention_in_hours: 1,
-            ..CreateStream::default()
-        })
-        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
-        .rotation_age(Duration::from_millis(500));
-    for t in &clip.tracks {
-        b = b.track(t.clone());
-    }
-    let p = b.build().await.unwrap();
-    let mut events = p.subscribe();
-    // Twice real time: about 4 s of streaming, a fragment each second.
-    let t0 = tokio::time::Instant::now();
-    for f in &clip.frames {
-        tokio::time::sleep_until(t0 + f.pts / 2).await;
-        p.put_frame(f.clone()).await.unwrap();
-    }
-    p.finish(Duration::from_secs(20)).await.unwrap();
+    let p = builder(&c, &clip)
+        .rotation_age(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let events = put_paced(&p, &clip).await;
     let mut rotations = 0;
-    while let Ok(e) = events.try_recv() {
+    for e in events {
         match e {
             ProducerEvent::Rotating {
                 reason: RotationReason::Age,
@@ -398,22 +408,16 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
     let c = client(ep.url(), 2);
     // About two fragments of the clip (each ~150 KB).
     const CAP: usize = 350_000;
-    let mut b = Producer::builder(c.clone(), "cam")
-        .create_if_missing(CreateStream {
-            data_retention_in_hours: 1,
-            ..CreateStream::default()
-        })
-        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
+    let p = builder(&c, &clip)
         .buffer(CAP, Duration::from_secs(60))
         .pressure(PressurePolicy::DropOldest)
         .reconnect(ReconnectPolicy {
             base: Duration::from_millis(5),
             cap: Duration::from_millis(50),
-        });
-    for t in &clip.tracks {
-        b = b.track(t.clone());
-    }
-    let p = b.build().await.unwrap();
+        })
+        .build()
+        .await
+        .unwrap();
     let mut events = p.subscribe();
     // The first fragment (0–2 s) goes through: it closes at the key frame
     // at 2 s, once the audio has passed it.
@@ -565,28 +569,13 @@ async fn connections_rotate_before_their_credentials_expire() {
         )
         .unwrap(),
     );
-    let mut b = Producer::builder(c.clone(), "cam")
-        .create_if_missing(CreateStream {
-            data_retention_in_hours: 1,
-            ..CreateStream::default()
-        })
-        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS));
-    for t in &clip.tracks {
-        b = b.track(t.clone());
-    }
-    let p = b.build().await.unwrap();
-    let mut events = p.subscribe();
-    // Twice real time (~4 s, a fragment a second); each connection's
-    // credentials have 1.5 s left before the one-minute margin.
-    let t0 = tokio::time::Instant::now();
-    for f in &clip.frames {
-        tokio::time::sleep_until(t0 + f.pts / 2).await;
-        p.put_frame(f.clone()).await.unwrap();
-    }
-    p.finish(Duration::from_secs(20)).await.unwrap();
+    // Each connection's credentials have 1.5 s left before the one-minute
+    // margin; a fragment comes each second.
+    let p = builder(&c, &clip).build().await.unwrap();
+    let events = put_paced(&p, &clip).await;
     let mut rotations = 0;
     let mut connections = 0;
-    while let Ok(e) = events.try_recv() {
+    for e in events {
         match e {
             ProducerEvent::Rotating {
                 reason: RotationReason::CredentialsExpiring,
