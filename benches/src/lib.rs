@@ -1,5 +1,8 @@
 //! Inputs shared by the benchmarks: a 1080p-sized H.264 stream (large
-//! frames) and a real small-frame audio+video file, plus helpers.
+//! frames) and a real small-frame audio+video file, plus helpers; and the
+//! producer scale run ([`scale`]) behind `kvs bench-producers`.
+
+pub mod scale;
 
 use bytes::Bytes;
 use kvs_core::ebml::writer;

@@ -497,3 +497,21 @@ fn get_follow_survives_an_endpoint_restart() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&out);
 }
+
+#[test]
+fn bench_producers_prints_its_summary_line() {
+    let out = kvs(&[
+        "bench-producers".as_ref(),
+        "--streams".as_ref(),
+        "5".as_ref(),
+        "--seconds".as_ref(),
+        "2".as_ref(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("streams=5 cpu_s_per_stream_s="), "{text}");
+    assert!(last.ends_with(" lost_frames=0"), "{text}");
+    for key in ["rss_kib_per_stream=", "ack_p50_ms=", "ack_p99_ms="] {
+        assert!(last.contains(key), "{text}");
+    }
+}

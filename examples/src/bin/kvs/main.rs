@@ -13,6 +13,37 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+fn bench_producers(streams: usize, mbps: f64, seconds: f64) -> Result<(), String> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if streams == 0 || !positive(mbps) || !positive(seconds) {
+        return Err("--streams, --bitrate and --seconds must be positive".into());
+    }
+    let cfg = kvs_benches::scale::ScaleConfig {
+        streams,
+        mbps,
+        seconds,
+        fps: 30,
+        workers: std::thread::available_parallelism().map_or(2, usize::from),
+    };
+    eprintln!("{streams} producers × {mbps} Mbit/s × {seconds} s, real time…");
+    let r = kvs_benches::scale::run(cfg)?;
+    println!(
+        "CPU {:.2} s ({:.1} % of one core); peak RSS +{:.0} KiB of which media {:.0} KiB; ACK latency p50 {:.1} ms, p99 {:.1} ms; {} frames put",
+        r.cpu_seconds,
+        r.cpu_seconds / seconds * 100.0,
+        r.rss_growth_kib,
+        r.media_kib,
+        r.ack_p50_ms,
+        r.ack_p99_ms,
+        r.frames_put
+    );
+    println!("{}", r.line());
+    if r.lost_frames > 0 {
+        return Err(format!("{} frames were never acknowledged", r.lost_frames));
+    }
+    Ok(())
+}
+
 /// Tools for Amazon Kinesis Video Streams media.
 #[derive(Parser)]
 #[command(name = "kvs", version, about)]
@@ -23,6 +54,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Scale test: N producers in this process streaming synthetic video in
+    /// real time to the in-process endpoint; prints CPU, RSS and ACK latency.
+    BenchProducers {
+        /// Producers.
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        /// Bitrate of each, Mbit/s.
+        #[arg(long, default_value_t = 1.0)]
+        bitrate: f64,
+        /// Streaming time, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Summarise a Matroska file (GetMedia output, a PutMedia body, any MKV/WebM).
     Inspect {
         /// The file to read.
@@ -169,6 +213,11 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
+        Cmd::BenchProducers {
+            streams,
+            bitrate,
+            seconds,
+        } => bench_producers(streams, bitrate, seconds),
         Cmd::Inspect { file, json } => inspect::run(&file, json),
         Cmd::Mux {
             input,
