@@ -65,6 +65,10 @@ pub use crate::protocol::producer::{
 };
 use crate::protocol::producer::{ProducerConfig, ProducerCore, PutOutcome};
 
+/// Events kept for a subscriber that has not read them yet (the channel is
+/// allocated whole, per producer, so it stays small).
+pub const EVENT_BACKLOG: usize = 256;
+
 /// Why the producer failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -260,7 +264,7 @@ impl ProducerBuilder {
             AckLevel::Persisted
         };
         let core = ProducerCore::new(cfg).map_err(|e| ProducerError::Config(e.to_string()))?;
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             work: Notify::new(),
@@ -350,7 +354,7 @@ impl Producer {
 
     /// The events from now on (ACKs with latency, errors, drops, reconnects,
     /// rotations, buffer statistics each second). A subscriber that falls
-    /// more than 4096 events behind loses the oldest.
+    /// more than [`EVENT_BACKLOG`] events behind loses the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<ProducerEvent> {
         self.shared.events.subscribe()
     }

@@ -130,17 +130,51 @@ async fn producer(c: &Arc<KvsClient>, clip: &Clip) -> Producer {
         .unwrap()
 }
 
+/// Every event of a producer from now on, read as they come (so none is
+/// lost to the bounded backlog).
+struct Recorder {
+    events: Arc<std::sync::Mutex<Vec<ProducerEvent>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    fn new(p: &Producer) -> Self {
+        let mut rx = p.subscribe();
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => sink.lock().unwrap().push(e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        panic!("the recorder fell {n} events behind")
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Self { events, task }
+    }
+
+    /// The events so far (after letting the reader catch up).
+    async fn take(self) -> Vec<ProducerEvent> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.task.abort();
+        std::mem::take(&mut *self.events.lock().unwrap())
+    }
+}
+
 /// Puts the clip at twice real time (~4 s, a fragment a second), finishes,
 /// and returns the events.
 async fn put_paced(p: &Producer, clip: &Clip) -> Vec<ProducerEvent> {
-    let mut events = p.subscribe();
+    let events = Recorder::new(p);
     let t0 = tokio::time::Instant::now();
     for f in &clip.frames {
         tokio::time::sleep_until(t0 + f.pts / 2).await;
         p.put_frame(f.clone()).await.unwrap();
     }
     p.finish(Duration::from_secs(20)).await.unwrap();
-    std::iter::from_fn(|| events.try_recv().ok()).collect()
+    events.take().await
 }
 
 /// Reads frames from the start until `n` have come (or 20 s pass).
@@ -176,16 +210,12 @@ fn assert_same(got: &[Expected], want: &[Expected], case: &str) {
 
 /// Puts every frame, finishes, and returns the events seen.
 async fn put_all(p: &Producer, clip: &Clip) -> Vec<ProducerEvent> {
-    let mut events = p.subscribe();
+    let events = Recorder::new(p);
     for f in &clip.frames {
         p.put_frame(f.clone()).await.unwrap();
     }
     p.finish(Duration::from_secs(20)).await.unwrap();
-    let mut out = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        out.push(e);
-    }
-    out
+    events.take().await
 }
 
 async fn endpoint(faults: Faults) -> LocalEndpoint {
@@ -419,6 +449,7 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
         .await
         .unwrap();
     let mut events = p.subscribe();
+    let recorder = Recorder::new(&p);
     // The first fragment (0–2 s) goes through: it closes at the key frame
     // at 2 s, once the audio has passed it.
     let first = clip
@@ -447,7 +478,7 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
     }
     p.finish(Duration::from_secs(20)).await.unwrap();
     let mut dropped = Vec::new();
-    while let Ok(e) = events.try_recv() {
+    for e in recorder.take().await {
         if let ProducerEvent::FragmentDropped {
             timecode_ms,
             frames,
