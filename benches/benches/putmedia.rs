@@ -8,6 +8,9 @@
 //!   The endpoint keeps the last 2 fragments for live readers.
 //! - `putmedia/kvs-keep16/1080p`: the same with 16 fragments kept (~16 MB
 //!   held, so the allocator hands out fresh pages for every read buffer).
+//! - `putmedia/producer/1080p`: the same frames through the high-level
+//!   Producer (fragmenting, buffering, ACK tracking, `finish` waiting for
+//!   every RECEIVED).
 //! - `putmedia/hyper-sink/1080p`: hyper's client streaming the same chunks to
 //!   a hyper server that only counts them.
 //!
@@ -28,6 +31,7 @@ use kvs_core::auth::Credentials;
 use kvs_core::client::{ClientConfig, CreateStream, KvsClient, PutMediaOptions, TimecodeType};
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
+use kvs_core::producer::{Frame as ProducerFrame, PressurePolicy, Producer};
 use kvs_core::protocol::Ack;
 
 const CHUNK: usize = 64 * 1024;
@@ -116,6 +120,35 @@ async fn kvs_put(
     if let Some(l) = latencies {
         l.extend(lat);
     }
+}
+
+/// Streams the 1080p frames through a Producer as fast as it takes them.
+async fn produce(c: &std::sync::Arc<KvsClient>, frames: &[kvs_benches::VideoFrame]) {
+    let p = Producer::builder(c.clone(), "bench")
+        .track(TrackConfig::video(
+            1,
+            "V_MPEG4/ISO/AVC",
+            Bytes::from_static(&[1, 0x64, 0, 0x28, 0xff, 0xe1, 0, 0]),
+            1920,
+            1080,
+        ))
+        .buffer(64 << 20, Duration::from_secs(60))
+        .pressure(PressurePolicy::Wait)
+        .build()
+        .await
+        .unwrap();
+    for f in frames {
+        p.put_frame(ProducerFrame {
+            track: 1,
+            pts: Duration::from_millis(f.ms as u64),
+            dts: None,
+            key: f.key,
+            payload: Payload::Raw(f.avcc.clone()),
+        })
+        .await
+        .unwrap();
+    }
+    p.finish(Duration::from_secs(30)).await.unwrap();
 }
 
 /// A request body over prepared chunks.
@@ -216,6 +249,14 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(total));
     g.bench_function("kvs/1080p", |b| {
         b.iter(|| rt.block_on(kvs_put(&client, &chunks, &starts, None)))
+    });
+    // The whole producer: frames in (AVCC, a fragment per second), its own
+    // fragmenting, buffering and ACK tracking, until every fragment is
+    // RECEIVED.
+    let frames = frames_1080p();
+    let client = std::sync::Arc::new(client);
+    g.bench_function("producer/1080p", |b| {
+        b.iter(|| rt.block_on(produce(&client, &frames)))
     });
     g.bench_function("kvs-keep16/1080p", |b| {
         b.iter(|| rt.block_on(kvs_put(&client16, &chunks, &starts, None)))
