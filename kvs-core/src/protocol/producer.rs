@@ -602,13 +602,14 @@ impl ProducerCore {
         let codec = self.tracks[t].codec_id.clone();
         let private = match codec.as_str() {
             h264::CODEC_ID => {
-                let sets = match self.h264_sets.iter_mut().find(|(n, _)| *n == track) {
-                    Some((_, s)) => s,
+                let i = match self.h264_sets.iter().position(|(n, _)| *n == track) {
+                    Some(i) => i,
                     None => {
                         self.h264_sets.push((track, h264::ParameterSets::default()));
-                        &mut self.h264_sets.last_mut().expect("just pushed").1
+                        self.h264_sets.len() - 1
                     }
                 };
+                let sets = &mut self.h264_sets[i].1;
                 if !sets.collect_annexb(au) {
                     None
                 } else {
@@ -616,13 +617,14 @@ impl ProducerCore {
                 }
             }
             h265::CODEC_ID => {
-                let sets = match self.h265_sets.iter_mut().find(|(n, _)| *n == track) {
-                    Some((_, s)) => s,
+                let i = match self.h265_sets.iter().position(|(n, _)| *n == track) {
+                    Some(i) => i,
                     None => {
                         self.h265_sets.push((track, h265::ParameterSets::default()));
-                        &mut self.h265_sets.last_mut().expect("just pushed").1
+                        self.h265_sets.len() - 1
                     }
                 };
+                let sets = &mut self.h265_sets[i].1;
                 if !sets.collect_annexb(au) {
                     None
                 } else {
@@ -744,7 +746,9 @@ impl ProducerCore {
             })
             .collect();
         let mut chunks = Vec::new();
-        let builder = self.builder.as_mut().expect("made above");
+        let Some(builder) = self.builder.as_mut() else {
+            return Ok(());
+        };
         builder.fragment(&frames, &[], &mut chunks)?;
         // The end-of-fragment tag ends the unknown-size Cluster, so the
         // service acknowledges the fragment without waiting for the next.
@@ -979,7 +983,9 @@ impl ProducerCore {
                     self.buffer[i].received = true;
                 }
                 if persisted || self.cfg.ack_level == AckLevel::Received {
-                    let f = self.buffer.remove(i).expect("found");
+                    let Some(f) = self.buffer.remove(i) else {
+                        return;
+                    };
                     self.buffered_bytes -= f.bytes;
                     self.events.push_back(ProducerEvent::Acked {
                         timecode_ms: f.timecode_ms,
@@ -1003,8 +1009,8 @@ impl ProducerCore {
                     retriable,
                 });
                 if !retriable {
-                    if let Some(i) = fragment_timecode.and_then(|tc| find(&self.buffer, tc)) {
-                        let f = self.buffer.remove(i).expect("found");
+                    let found = fragment_timecode.and_then(|tc| find(&self.buffer, tc));
+                    if let Some(f) = found.and_then(|i| self.buffer.remove(i)) {
                         self.buffered_bytes -= f.bytes;
                         self.events.push_back(ProducerEvent::FragmentDropped {
                             timecode_ms: f.timecode_ms,
