@@ -389,6 +389,15 @@ impl Producer {
         }
     }
 
+    /// Adds a fragment metadata tag to the next fragment (the service's
+    /// limits apply: at most 10 per fragment, names not starting with `AWS`).
+    pub fn tag_next_fragment(&self, name: &str, value: &str) -> Result<(), ProducerError> {
+        self.shared
+            .core()
+            .tag_next_fragment(name, value)
+            .map_err(|e| ProducerError::Frame(FrameError::Build(e)))
+    }
+
     /// Media bytes buffered and not yet acknowledged.
     pub fn buffered_bytes(&self) -> usize {
         self.shared.core().buffered_bytes()

@@ -644,3 +644,43 @@ async fn frames_go_in_through_the_sink_too() {
     let got = read_back(&c, clip.expected.len()).await;
     assert_same(&by_track(&got), &by_track(&clip.expected), "sink");
 }
+
+#[tokio::test]
+async fn fragment_metadata_tags_reach_the_reader() {
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    // The service's limits are checked when the tag is given.
+    assert!(p.tag_next_fragment("AWS_MINE", "x").is_err());
+    p.tag_next_fragment("camera", "front-door").unwrap();
+    let second = clip
+        .frames
+        .iter()
+        .position(|f| f.pts >= Duration::from_millis(2100))
+        .unwrap();
+    for f in &clip.frames[..second] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    // The first fragment has closed; this one goes with the second.
+    p.tag_next_fragment("event", "person").unwrap();
+    for f in &clip.frames[second..] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let mut fragments = Consumer::builder(c.clone(), "cam").start(StartSelector::Earliest);
+    let mut tags = Vec::new();
+    for _ in 0..4 {
+        tags.push(fragments.next().await.unwrap().unwrap().tags);
+    }
+    let kv = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    assert_eq!(
+        tags,
+        [
+            kv("camera", "front-door"),
+            kv("event", "person"),
+            vec![],
+            vec![]
+        ]
+    );
+}

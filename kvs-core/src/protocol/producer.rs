@@ -47,7 +47,8 @@ use bytes::Bytes;
 
 use crate::codec::{h264, h265};
 use crate::mkv::builder::{
-    BuildError, FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig, TrackKind,
+    validate_tags, BuildError, FragmentBuilder, FrameIn, Payload, StreamConfig, Tag, TrackConfig,
+    TrackKind,
 };
 use crate::protocol::{Ack, ServiceErrorCode};
 
@@ -398,6 +399,8 @@ pub struct ProducerCore {
     conn: Option<Conn>,
     next_conn: u64,
     events: VecDeque<ProducerEvent>,
+    /// Metadata tags for the next fragment to close.
+    tags: Vec<Tag>,
     bytes_sent: u64,
 }
 
@@ -435,6 +438,7 @@ impl ProducerCore {
             conn: None,
             next_conn: 1,
             events: VecDeque::new(),
+            tags: Vec::new(),
             bytes_sent: 0,
         })
     }
@@ -749,7 +753,8 @@ impl ProducerCore {
         let Some(builder) = self.builder.as_mut() else {
             return Ok(());
         };
-        builder.fragment(&frames, &[], &mut chunks)?;
+        builder.fragment(&frames, &self.tags, &mut chunks)?;
+        self.tags.clear();
         // The end-of-fragment tag ends the unknown-size Cluster, so the
         // service acknowledges the fragment without waiting for the next.
         chunks.push(FragmentBuilder::end_of_fragment_tag());
@@ -795,6 +800,19 @@ impl ProducerCore {
                 reason: DropReason::BufferFull,
             });
         }
+    }
+
+    /// Adds a metadata tag (name and value, the service's limits: at most 10
+    /// per fragment, no `AWS` prefix) to the next fragment to close.
+    pub fn tag_next_fragment(&mut self, name: &str, value: &str) -> Result<(), BuildError> {
+        let mut tags = self.tags.clone();
+        tags.push(Tag {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
+        validate_tags(&tags)?;
+        self.tags = tags;
+        Ok(())
     }
 
     /// Time has passed: closes fragments whose lateness ran out, and starts a
