@@ -272,6 +272,7 @@ impl ProducerBuilder {
             idle: Notify::new(),
             events,
             finishing: std::sync::atomic::AtomicBool::new(false),
+            abandoned: Mutex::new(None),
         });
         let driver = tokio::spawn(drive(
             shared.clone(),
@@ -280,6 +281,7 @@ impl ProducerBuilder {
             self.reconnect,
         ));
         Ok(Producer {
+            _last_handle: Arc::new(LastHandle(shared.clone())),
             shared,
             driver: Arc::new(Mutex::new(Some(driver))),
         })
@@ -297,9 +299,19 @@ struct Shared {
     idle: Notify,
     events: broadcast::Sender<ProducerEvent>,
     finishing: std::sync::atomic::AtomicBool,
+    /// Set when every handle is gone: the driver stops by then.
+    abandoned: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// Every handle was dropped and the grace time is over.
+    fn past_grace(&self) -> bool {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|d| Instant::now() >= d)
+    }
+
     fn core(&self) -> std::sync::MutexGuard<'_, ProducerCore> {
         self.core
             .lock()
@@ -330,6 +342,33 @@ fn now() -> std::time::Instant {
 pub struct Producer {
     shared: Arc<Shared>,
     driver: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    _last_handle: Arc<LastHandle>,
+}
+
+/// Dropped with the last [`Producer`] handle: what is buffered is still
+/// delivered, for at most [`ABANDON_GRACE`], then the driver stops.
+#[derive(Debug)]
+struct LastHandle(Arc<Shared>);
+
+/// How long a producer dropped without `finish` keeps delivering what it
+/// buffered.
+pub const ABANDON_GRACE: Duration = Duration::from_secs(30);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        let s = &self.0;
+        {
+            let mut core = s.core();
+            let _ = core.flush(now());
+            s.publish(&mut core);
+        }
+        *s.abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Instant::now() + ABANDON_GRACE);
+        s.finishing.store(true, std::sync::atomic::Ordering::SeqCst);
+        s.work.notify_one();
+    }
 }
 
 impl Producer {
@@ -549,7 +588,7 @@ async fn drive(
                     core.is_idle() && shared.finishing.load(std::sync::atomic::Ordering::SeqCst),
                 )
             };
-            if finishing_idle {
+            if finishing_idle || shared.past_grace() {
                 return;
             }
             if has_work {
@@ -603,7 +642,9 @@ async fn drive(
             Err(e) => Ended::Failed(e.to_string()),
         };
         if let Ended::Failed(error) = ended {
-            if shared.finishing.load(std::sync::atomic::Ordering::SeqCst) && shared.core().is_idle()
+            if shared.past_grace()
+                || (shared.finishing.load(std::sync::atomic::Ordering::SeqCst)
+                    && shared.core().is_idle())
             {
                 return;
             }
@@ -674,6 +715,9 @@ async fn run_connection(
             }
             _ = work => {}
             _ = tick.tick() => {
+                if shared.past_grace() {
+                    return Ended::Failed("the producer was dropped".into());
+                }
                 let mut core = shared.core();
                 core.tick(now());
                 if core.stalled(now()) {

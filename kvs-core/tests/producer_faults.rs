@@ -684,3 +684,21 @@ async fn fragment_metadata_tags_reach_the_reader() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_producer_dropped_without_finish_still_delivers_what_it_buffered() {
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    for f in &clip.frames {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    drop(p);
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(
+        &by_track(&got),
+        &by_track(&clip.expected),
+        "dropped producer",
+    );
+}
