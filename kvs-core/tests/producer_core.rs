@@ -56,6 +56,13 @@ struct Service {
     ingest: Ingest,
     stored: Vec<(u64, Vec<u8>)>,
     bytes: Vec<u8>,
+    /// Frames of the fragments it stored: track, ms, payload.
+    frames: Vec<(u64, i64, Vec<u8>)>,
+    /// Refusals end the session with an ERROR ACK (as the service does)
+    /// instead of failing the test.
+    lenient: bool,
+    /// An ERROR ACK was sent: the session is over.
+    ended: bool,
 }
 
 impl Service {
@@ -64,19 +71,58 @@ impl Service {
             ingest: Ingest::new(IngestLimits::default()),
             stored: Vec::new(),
             bytes: Vec::new(),
+            frames: Vec::new(),
+            lenient: false,
+            ended: false,
+        }
+    }
+    fn lenient() -> Self {
+        Self {
+            lenient: true,
+            ..Self::new()
         }
     }
     /// Feeds a chunk; returns the ACKs it completes.
     fn push(&mut self, chunk: Bytes) -> Vec<Ack> {
+        if self.ended {
+            return Vec::new();
+        }
         self.bytes.extend_from_slice(&chunk);
         let (events, result) = self.ingest.push(chunk);
-        assert!(result.is_ok(), "the service refuses: {result:?}");
-        self.acks(events)
+        assert!(
+            self.lenient || result.is_ok(),
+            "the service refuses: {result:?}"
+        );
+        let mut acks = self.acks(events);
+        if let Err(e) = result {
+            self.ended = true;
+            acks.push(Ack::Error {
+                fragment_timecode: e.timecode,
+                fragment_number: None,
+                code: e.code,
+                error_code: None,
+            });
+        }
+        acks
     }
     fn acks(&mut self, events: Vec<IngestEvent>) -> Vec<Ack> {
         let mut acks = Vec::new();
         for e in events {
             if let IngestEvent::Received(f) = e {
+                // The stored fragment, parsed back as a reader would.
+                let mut doc = Vec::new();
+                kvs_core::ebml::writer::ebml_header(&mut doc, "matroska", 2);
+                doc.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0xFF]);
+                doc.extend_from_slice(&f.header);
+                doc.extend_from_slice(&f.cluster.concat());
+                let mut asm = FragmentAssembler::default();
+                asm.push(Bytes::from(doc));
+                asm.finish();
+                let frag = asm.next_fragment().unwrap().unwrap();
+                for fr in frag.frames {
+                    self.frames
+                        .push((fr.track, fr.timestamp_ns / 1_000_000, fr.payload.to_vec()));
+                }
                 let n = format!("{}", self.stored.len() + 1);
                 self.stored.push((f.timecode, f.cluster.concat()));
                 acks.push(Ack::Received {
@@ -583,4 +629,88 @@ fn error_acks_resend_or_drop_by_retry_class() {
         "only the retriable one again"
     );
     assert!(p.is_idle());
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A frame to try: track (1 video, 2 audio), time step in ms, key flag.
+    fn step() -> impl Strategy<Value = (u64, i64, bool)> {
+        (1u64..=2, -30i64..120, proptest::bool::weighted(0.1))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the order, gaps and key frames of the input, and with a
+        /// connection cut anywhere: every accepted frame is stored exactly
+        /// once, byte for byte, unless its fragment was reported dropped
+        /// (the service refusing it, e.g. 4011 for a track without frames).
+        #[test]
+        fn what_is_accepted_is_stored_once_or_reported(steps in proptest::collection::vec(step(), 1..300), cut in 0usize..300) {
+            let t0 = Instant::now();
+            let mut p = ProducerCore::new(ProducerConfig::new(vec![video_track(), audio_track()], START)).unwrap();
+            let mut sessions = vec![Service::lenient()];
+            let mut conn = p.connected(t0);
+            let mut clock = [0i64, 0i64];
+            let mut accepted: Vec<(u64, i64, Vec<u8>)> = Vec::new();
+            let mut dropped_frames = 0;
+            let mut now = t0;
+            let n = steps.len();
+            for (i, (track, delta, key)) in steps.into_iter().enumerate() {
+                let c = &mut clock[track as usize - 1];
+                *c = (*c + delta).max(0);
+                let payload = vec![i as u8, (i >> 8) as u8, track as u8];
+                now += Duration::from_millis(10);
+                let frame = Frame {
+                    track,
+                    pts: Duration::from_millis(*c as u64),
+                    dts: None,
+                    key,
+                    payload: Payload::Raw(Bytes::from(payload.clone())),
+                };
+                match p.put_frame(frame, now) {
+                    Ok(PutOutcome::Accepted) => accepted.push((track, START as i64 + *c, payload)),
+                    Ok(PutOutcome::Full) => prop_assert!(false, "the default buffer is far from full"),
+                    Err(_) => {}
+                }
+                p.tick(now);
+                if i + 1 == n {
+                    p.flush(now).unwrap();
+                }
+                let mut cut_now = i == cut;
+                loop {
+                    let svc = sessions.last_mut().unwrap();
+                    pump(&mut p, conn, svc, now);
+                    // A cut, or the service ending the session after an
+                    // ERROR: a new session takes over.
+                    if !(cut_now || svc.ended) {
+                        break;
+                    }
+                    cut_now = false;
+                    prop_assert!(sessions.len() < 100, "sessions keep failing");
+                    p.disconnected("cut");
+                    sessions.push(Service::lenient());
+                    conn = p.connected(now);
+                }
+                while let Some(e) = p.next_event() {
+                    if let ProducerEvent::FragmentDropped { frames, .. } = e {
+                        dropped_frames += frames;
+                    }
+                }
+            }
+            prop_assert!(p.is_idle(), "every fragment acknowledged or dropped");
+            let mut got: Vec<(u64, i64, Vec<u8>)> = sessions.into_iter().flat_map(|s| s.frames).collect();
+            got.sort();
+            let mut unique = got.clone();
+            unique.dedup();
+            prop_assert_eq!(unique.len(), got.len(), "a frame stored twice");
+            accepted.sort();
+            for g in &got {
+                prop_assert!(accepted.binary_search(g).is_ok(), "stored but never put: {:?}", (g.0, g.1));
+            }
+            prop_assert_eq!(got.len() + dropped_frames, accepted.len());
+        }
+    }
 }

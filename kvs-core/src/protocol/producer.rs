@@ -7,7 +7,9 @@
 //!
 //! - **Fragments.** A video stream starts a fragment at a key frame once the
 //!   current one lasts [`FragmentPolicy::min_duration`] (default: every key
-//!   frame); an audio-only stream every `min_duration` (default 2 s there).
+//!   frame) and holds a frame of every track (the service refuses a fragment
+//!   without, 4011 — unless a track has been silent for half the longest
+//!   fragment); an audio-only stream every `min_duration` (default 2 s there).
 //!   Frames of every track are interleaved in decode order; a fragment is
 //!   closed once every other track has passed its end, or
 //!   [`ProducerConfig::max_lateness`] after its end was seen.
@@ -551,12 +553,19 @@ impl ProducerCore {
         // Fragment boundaries.
         let start = *self.open_start.get_or_insert(pts_ms);
         let min = ms(self.cfg.fragments.min_duration);
-        let starts_fragment = if self.has_video {
+        let max = ms(self.cfg.fragments.max_duration);
+        let due = if self.has_video {
             video && key && pts_ms > start && pts_ms >= start + min
         } else {
             pts_ms >= start + if min == 0 { 2000 } else { min }
         };
-        let max = ms(self.cfg.fragments.max_duration);
+        // The service refuses a fragment without a frame of every track
+        // (4011): the fragment goes on until each track has one, unless a
+        // track has been silent for half the longest fragment.
+        let starts_fragment = due
+            && (self.boundary.is_some()
+                || self.every_track_before(pts_ms, dts_ms)
+                || pts_ms - start >= max / 2);
         if !starts_fragment && self.boundary.is_none() && pts_ms.saturating_sub(start) > max {
             return Err(FrameError::FragmentTooLong {
                 span_ms: pts_ms - start,
@@ -595,6 +604,22 @@ impl ProducerCore {
         });
         self.try_close(now, false)?;
         Ok(PutOutcome::Accepted)
+    }
+
+    /// Whether the open frames before a boundary at (`pts`, `dts`) hold a
+    /// frame of every track.
+    fn every_track_before(&self, pts: u64, dts: u64) -> bool {
+        self.tracks.iter().all(|t| {
+            let video = matches!(t.kind, TrackKind::Video { .. });
+            self.open.iter().any(|p| {
+                p.track == t.number
+                    && if video {
+                        p.dts_ms < dts
+                    } else {
+                        p.pts_ms < pts
+                    }
+            })
+        })
     }
 
     /// Takes in-band parameter sets; true when they change a CodecPrivate
