@@ -702,3 +702,87 @@ async fn a_producer_dropped_without_finish_still_delivers_what_it_buffered() {
         "dropped producer",
     );
 }
+
+#[tokio::test]
+async fn h265_with_parameter_sets_in_band_and_aac() {
+    // The C producer's own sample frames: H.265 Annex-B (VPS, SPS, PPS in
+    // every key frame, every 45) at 25 fps, and its 48 kHz AAC frames.
+    let vectors = std::env::var_os("KVS_VECTORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+        })
+        .join("kvs-producer-c");
+    let read = |dir: &str, ext: &str| -> Vec<Bytes> {
+        let mut files: Vec<_> = std::fs::read_dir(vectors.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| Bytes::from(std::fs::read(p).unwrap()))
+            .collect()
+    };
+    let video = read("h265SampleFrames", "h265");
+    let audio = read("aacSampleFrames", "aac");
+    assert_eq!(video.len(), 403);
+    // The AAC set is shorter (582 frames, 12.4 s): video up to its end, so
+    // every fragment has both tracks.
+    let audio_ms = |i: usize| Duration::from_micros(i as u64 * 1024 * 1_000_000 / 48_000);
+    let end = audio_ms(audio.len());
+    let mut frames = Vec::new();
+    for (i, v) in video
+        .iter()
+        .enumerate()
+        .take_while(|(i, _)| Duration::from_millis(*i as u64 * 40) < end)
+    {
+        frames.push(Frame {
+            track: 1,
+            pts: Duration::from_millis(i as u64 * 40),
+            dts: None,
+            key: i % 45 == 0,
+            payload: Payload::AnnexB(v.clone()),
+        });
+    }
+    for (i, a) in audio.iter().enumerate() {
+        frames.push(Frame {
+            track: 2,
+            pts: audio_ms(i),
+            dts: None,
+            key: true,
+            payload: Payload::Raw(a.clone()),
+        });
+    }
+    frames.sort_by_key(|f| (f.pts, f.track));
+    let expected: Vec<Expected> = frames
+        .iter()
+        .map(|f| {
+            let data = match &f.payload {
+                Payload::AnnexB(b) => to_avcc(b).unwrap(),
+                Payload::Raw(b) => b.clone(),
+            };
+            (f.track, START_MS + f.pts.as_millis() as u64, data)
+        })
+        .collect();
+    let mut v = TrackConfig::video(1, kvs_core::codec::h265::CODEC_ID, Bytes::new(), 640, 360);
+    v.codec_private = None;
+    let clip = Clip {
+        frames,
+        expected,
+        tracks: vec![v, TrackConfig::aac(2, 48_000, 2).unwrap()],
+    };
+    let (_ep, c, events) = round_trip(Faults::default(), 4, &clip, "H.265 + AAC").await;
+    let acked = events
+        .iter()
+        .filter(|e| matches!(e, ProducerEvent::Acked { .. }))
+        .count();
+    assert_eq!(acked, 7, "a fragment per key frame (every 1.8 s)");
+    // The CodecPrivate came from the in-band VPS/SPS/PPS: an hvcC.
+    let mut fragments = Consumer::builder(c.clone(), "cam").start(StartSelector::Earliest);
+    let f = fragments.next().await.unwrap().unwrap();
+    let hvcc = f.tracks[0].codec_private.clone().unwrap();
+    assert_eq!(hvcc[0], 1, "configurationVersion");
+    assert_eq!(hvcc[22], 3, "VPS, SPS and PPS arrays");
+}
