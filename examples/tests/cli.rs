@@ -177,6 +177,18 @@ impl Drop for Running {
     }
 }
 
+/// Runs `kvs ARGS --endpoint URL` with no AWS credentials in the environment.
+fn kvs_on(url: &str, home: &std::path::Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .args(args)
+        .args(["--endpoint", url])
+        .env("HOME", home)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap()
+}
+
 /// Starts `kvs local` with these extra arguments; returns it and its URL.
 fn start_local(extra: &[&std::ffi::OsStr]) -> (Running, String) {
     use std::io::BufRead;
@@ -267,16 +279,7 @@ fn demo_streams_and_reads_back_every_frame() {
 fn put_then_get_through_kvs_local() {
     let (_guard, url) = start_local(&[]);
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let kvs_at = |args: &[&std::ffi::OsStr]| {
-        Command::new(env!("CARGO_BIN_EXE_kvs"))
-            .args(args)
-            .args(["--endpoint", &url])
-            .env("HOME", &tmp)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .unwrap()
-    };
+    let kvs_at = |args: &[&std::ffi::OsStr]| kvs_on(&url, &tmp, args);
     assert!(kvs_at(&["create-stream".as_ref(), "cam".as_ref()])
         .status
         .success());
@@ -379,30 +382,8 @@ fn put_then_get_through_kvs_local() {
         "{tags}"
     );
     // And ffmpeg decodes all 200 pictures from it, where the tool is installed.
-    if Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        let dec = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&out)
-            .args(["-map", "0:v", "-f", "framemd5", "-"])
-            .output()
-            .unwrap();
-        assert!(dec.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&dec.stdout)
-                .lines()
-                .filter(|l| !l.starts_with('#'))
-                .count(),
-            200
-        );
-    } else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ffmpeg is missing; CI must have it"
-        );
+    if have_ffmpeg() {
+        assert_eq!(picture_md5s(&out).len(), 200);
     }
 }
 
@@ -514,4 +495,94 @@ fn bench_producers_prints_its_summary_line() {
     for key in ["rss_kib_per_stream=", "ack_p50_ms=", "ack_p99_ms="] {
         assert!(last.contains(key), "{text}");
     }
+}
+
+/// The MD5 of every picture ffmpeg decodes from a file.
+fn picture_md5s(file: &std::path::Path) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0:v", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// Whether ffmpeg is installed; under CI a missing ffmpeg is a failure.
+fn have_ffmpeg() -> bool {
+    let have = Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        have || std::env::var("CI").as_deref() != Ok("true"),
+        "ffmpeg is missing; CI must have it"
+    );
+    have
+}
+
+#[test]
+fn b_frame_streams_round_trip_through_put_and_get() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let tmp =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bframes-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let src = tmp.join("vb.h264");
+    // x264's defaults: B-frames, so decode and presentation order differ.
+    let made = Command::new("ffmpeg")
+        .args([
+            "-y",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-t",
+            "4",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-g", "25"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (_local, url) = start_local(&[]);
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = kvs_on(&url, &tmp, args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["create-stream".as_ref(), "b".as_ref()]);
+    run(&[
+        "put".as_ref(),
+        "--stream".as_ref(),
+        "b".as_ref(),
+        src.as_os_str(),
+    ]);
+    let out = tmp.join("got.mkv");
+    run(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        "b".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    let want = picture_md5s(&src);
+    assert_eq!(want.len(), 100);
+    assert_eq!(
+        picture_md5s(&out),
+        want,
+        "the same pictures in the same order"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
 }
