@@ -158,3 +158,136 @@ pub fn ack_decoder(data: &[u8]) {
     };
     assert_eq!(run(&[]), run(&splits(data)), "ACKs depend on chunking");
 }
+
+/// The producer state machine driven by arbitrary operations (frames with
+/// any timestamps, key flags and Annex-B or raw payloads on two tracks, time
+/// passing, connection cuts, flushes). Invariants: no panic; every session's
+/// bytes parse without an error, start with a header and hold clusters with
+/// strictly increasing timecodes, each starting with a key frame; acknowledging
+/// every whole fragment empties the producer after a final flush.
+pub fn producer(data: &[u8]) {
+    use crate::mkv::builder::{Payload, TrackConfig};
+    use crate::protocol::producer::{Frame, ProducerConfig, ProducerCore};
+    use crate::protocol::Ack;
+    use std::time::Duration;
+
+    let mut video = TrackConfig::video(1, h264::CODEC_ID, Bytes::new(), 64, 64);
+    video.codec_private = None;
+    let Ok(audio) = TrackConfig::aac(2, 48_000, 2) else {
+        return;
+    };
+    let mut cfg = ProducerConfig::new(vec![video, audio], 1_700_000_000_000);
+    cfg.max_buffer_bytes = 64 * 1024;
+    let Ok(mut p) = ProducerCore::new(cfg) else {
+        return;
+    };
+    let base = std::time::Instant::now();
+    let mut now = base;
+    let mut conn = p.connected(now);
+    let mut session: Vec<u8> = Vec::new();
+    let mut acked: Vec<u64> = Vec::new();
+    let mut clocks = [0u64; 2];
+    // Writes what the producer has, then acknowledges every whole fragment
+    // of the session (checking the session's layout on the way).
+    let pump =
+        |p: &mut ProducerCore, conn: u64, session: &mut Vec<u8>, acked: &mut Vec<u64>, now| {
+            while let Some(c) = p.next_chunk(now) {
+                session.extend_from_slice(&c);
+            }
+            let (events, err) = parse_all(Bytes::from(session.clone()), ParserConfig::default());
+            if let Some(e) = err {
+                assert!(e.is_truncated(), "the producer wrote bad MKV: {e}");
+            }
+            let mut last_tc = None;
+            let mut open: Option<u64> = None;
+            let mut first_frame = false;
+            for ev in events {
+                match ev {
+                    Event::ClusterTimecode(tc) => {
+                        assert!(
+                            last_tc.is_none_or(|l| tc > l),
+                            "cluster timecodes must increase"
+                        );
+                        last_tc = Some(tc);
+                        open = Some(tc);
+                        first_frame = true;
+                    }
+                    Event::Frame(f) if first_frame => {
+                        assert!(f.key, "a fragment must start with a key frame");
+                        first_frame = false;
+                    }
+                    // The end-of-fragment tag closes the cluster: acknowledge it.
+                    Event::Tags { .. } => {
+                        if let Some(tc) = open.take() {
+                            if !acked.contains(&tc) {
+                                acked.push(tc);
+                                let ack = Ack::Persisted {
+                                    fragment_timecode: tc,
+                                    fragment_number: tc.to_string(),
+                                };
+                                p.on_ack(conn, &ack, now);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        };
+    for op in data.chunks(4) {
+        let [kind, a, b, c] = [
+            op[0],
+            *op.get(1).unwrap_or(&0),
+            *op.get(2).unwrap_or(&0),
+            *op.get(3).unwrap_or(&0),
+        ];
+        match kind % 8 {
+            0..=4 => {
+                let track = u64::from(kind % 2) + 1;
+                let clock = &mut clocks[(track - 1) as usize];
+                // Mostly forward, sometimes back.
+                *clock = clock.saturating_add_signed(i64::from(a as i8) * 3);
+                let len = usize::from(c) % 64;
+                let annexb = b & 2 != 0;
+                let payload = if annexb {
+                    // Start codes around whatever follows in the input.
+                    let mut v = vec![0, 0, 0, 1];
+                    v.extend(data.iter().cycle().skip(usize::from(c)).take(len));
+                    Payload::AnnexB(Bytes::from(v))
+                } else {
+                    Payload::Raw(Bytes::from(vec![b; len + 1]))
+                };
+                let _ = p.put_frame(
+                    Frame {
+                        track,
+                        pts: Duration::from_millis(*clock),
+                        dts: None,
+                        key: b & 1 == 1,
+                        payload,
+                    },
+                    now,
+                );
+            }
+            5 => {
+                now += Duration::from_millis(u64::from(a) * 10);
+                p.tick(now);
+            }
+            6 => {
+                p.disconnected("cut");
+                session.clear();
+                acked.clear();
+                conn = p.connected(now);
+            }
+            _ => {
+                let _ = p.flush(now);
+            }
+        }
+        pump(&mut p, conn, &mut session, &mut acked, now);
+        while p.next_event().is_some() {}
+    }
+    let _ = p.flush(now);
+    pump(&mut p, conn, &mut session, &mut acked, now);
+    assert!(
+        p.is_idle(),
+        "every whole fragment was acknowledged, so nothing may remain"
+    );
+}

@@ -49,3 +49,8 @@ fn annexb_corpus() {
 fn ack_decoder_corpus() {
     replay("ack_decoder", fuzzing::ack_decoder);
 }
+
+#[test]
+fn producer_corpus() {
+    replay("producer", fuzzing::producer);
+}

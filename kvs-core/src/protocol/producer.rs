@@ -221,6 +221,9 @@ pub enum DropReason {
     BufferFull,
     /// The service refused it with an error that a retry cannot fix.
     Rejected(ServiceErrorCode),
+    /// It could not be written (a frame the checks let through that the
+    /// Matroska writer refuses — reported rather than lost silently).
+    Unwritable(String),
 }
 
 /// Why a connection is being replaced.
@@ -367,6 +370,23 @@ struct Conn {
     header_sent: bool,
     draining: bool,
     rotation: Option<RotationReason>,
+}
+
+/// Parameter sets of one track.
+#[derive(Debug)]
+enum ParamSets {
+    H264(h264::ParameterSets),
+    H265(h265::ParameterSets),
+}
+
+/// What a key frame's in-band parameter sets change.
+#[derive(Debug)]
+struct SetsUpdate {
+    /// Index into the tracks.
+    track: usize,
+    sets: ParamSets,
+    /// The new CodecPrivate, when it differs.
+    private: Option<Bytes>,
 }
 
 /// The producer state machine (see the module docs).
@@ -520,25 +540,53 @@ impl ProducerCore {
                 });
             }
         }
-        // A stream with video starts at its first video key frame.
-        if self.has_video
-            && self.open_start.is_none()
-            && self.closed_until.is_none()
-            && !(video && key)
-        {
+        // With video, every fragment starts at a video key frame: with none
+        // open, only such a frame can come.
+        if self.has_video && self.open_start.is_none() && !(video && key) {
             return Err(FrameError::NoKeyFrameYet(track));
         }
         if !video {
-            if let Some(closed) = self.closed_until {
-                if pts_ms < closed {
-                    return Err(FrameError::TooLate {
-                        track,
-                        pts_ms,
-                        closed_ms: closed,
-                        lateness_ms: ms(self.cfg.max_lateness),
-                    });
-                }
+            // Not into a fragment already closed, nor before the open one.
+            let floor = self.closed_until.max(self.open_start);
+            if let Some(closed) = floor.filter(|f| pts_ms < *f) {
+                return Err(FrameError::TooLate {
+                    track,
+                    pts_ms,
+                    closed_ms: closed,
+                    lateness_ms: ms(self.cfg.max_lateness),
+                });
             }
+        }
+        // Parameter sets (checked now, applied once the frame is taken).
+        let plan = match (&frame.payload, video && key) {
+            (Payload::AnnexB(p), true) => self.plan_codec_private(track, p)?,
+            _ => None,
+        };
+        let new_header =
+            !self.gens.is_empty() && plan.as_ref().is_some_and(|p| p.private.is_some());
+        // Fragment boundaries.
+        let start = self.open_start.unwrap_or(pts_ms);
+        let min = ms(self.cfg.fragments.min_duration);
+        let max = ms(self.cfg.fragments.max_duration);
+        let due = if self.has_video {
+            video && key && pts_ms > start && pts_ms >= start + min
+        } else {
+            pts_ms >= start + if min == 0 { 2000 } else { min }
+        };
+        // The service refuses a fragment without a frame of every track
+        // (4011): the fragment goes on until each track has one, unless a
+        // track has been silent for half the longest fragment. New
+        // parameter sets need a new header, so they start a fragment.
+        let starts_fragment = (due
+            && (self.boundary.is_some()
+                || self.every_track_before(pts_ms, dts_ms)
+                || pts_ms - start >= max / 2))
+            || (new_header && video && key && pts_ms > start);
+        if !starts_fragment && self.boundary.is_none() && pts_ms.saturating_sub(start) > max {
+            return Err(FrameError::FragmentTooLong {
+                span_ms: pts_ms - start,
+                max_ms: max,
+            });
         }
         let size = payload_len(&frame.payload);
         if self.buffered_bytes() + size > self.cfg.max_buffer_bytes
@@ -550,39 +598,14 @@ impl ProducerCore {
                 PressurePolicy::DropOldest => self.drop_oldest(size),
             }
         }
-        // Fragment boundaries.
-        let start = *self.open_start.get_or_insert(pts_ms);
-        let min = ms(self.cfg.fragments.min_duration);
-        let max = ms(self.cfg.fragments.max_duration);
-        let due = if self.has_video {
-            video && key && pts_ms > start && pts_ms >= start + min
-        } else {
-            pts_ms >= start + if min == 0 { 2000 } else { min }
-        };
-        // The service refuses a fragment without a frame of every track
-        // (4011): the fragment goes on until each track has one, unless a
-        // track has been silent for half the longest fragment.
-        let starts_fragment = due
-            && (self.boundary.is_some()
-                || self.every_track_before(pts_ms, dts_ms)
-                || pts_ms - start >= max / 2);
-        if !starts_fragment && self.boundary.is_none() && pts_ms.saturating_sub(start) > max {
-            return Err(FrameError::FragmentTooLong {
-                span_ms: pts_ms - start,
-                max_ms: max,
-            });
-        }
-        // Parameter sets: a change needs a new header, so it starts a fragment.
-        let mut new_header = false;
-        if video && key {
-            if let Payload::AnnexB(p) = &frame.payload {
-                new_header = self.refresh_codec_private(track, p)?;
-            }
+        // Taken: from here on the state changes.
+        if let Some(plan) = plan {
+            self.commit_codec_private(plan);
         }
         if self.gens.is_empty() || new_header {
             self.gens.push(self.tracks.clone());
         }
-        let starts_fragment = starts_fragment || (new_header && pts_ms > start);
+        self.open_start.get_or_insert(pts_ms);
         if starts_fragment && self.boundary.is_none() {
             self.boundary = Some((pts_ms, dts_ms, now));
         }
@@ -622,65 +645,84 @@ impl ProducerCore {
         })
     }
 
-    /// Takes in-band parameter sets; true when they change a CodecPrivate
-    /// already in use (a new header is needed).
-    fn refresh_codec_private(&mut self, track: u64, au: &Bytes) -> Result<bool, FrameError> {
+    /// What in-band parameter sets would change, without changing anything:
+    /// the updated sets and the new CodecPrivate when it differs from the
+    /// current one. Fails when the track still has no CodecPrivate.
+    fn plan_codec_private(&self, track: u64, au: &Bytes) -> Result<Option<SetsUpdate>, FrameError> {
         let Some(t) = self.tracks.iter().position(|t| t.number == track) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let codec = self.tracks[t].codec_id.clone();
-        let private = match codec.as_str() {
+        let (sets, private) = match self.tracks[t].codec_id.as_str() {
             h264::CODEC_ID => {
-                let i = match self.h264_sets.iter().position(|(n, _)| *n == track) {
-                    Some(i) => i,
-                    None => {
-                        self.h264_sets.push((track, h264::ParameterSets::default()));
-                        self.h264_sets.len() - 1
-                    }
-                };
-                let sets = &mut self.h264_sets[i].1;
-                if !sets.collect_annexb(au) {
-                    None
-                } else {
+                let mut sets = self
+                    .h264_sets
+                    .iter()
+                    .find(|(n, _)| *n == track)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default();
+                let changed = sets.collect_annexb(au);
+                let private = if changed {
                     sets.codec_private().ok()
-                }
+                } else {
+                    None
+                };
+                (ParamSets::H264(sets), private)
             }
             h265::CODEC_ID => {
-                let i = match self.h265_sets.iter().position(|(n, _)| *n == track) {
-                    Some(i) => i,
-                    None => {
-                        self.h265_sets.push((track, h265::ParameterSets::default()));
-                        self.h265_sets.len() - 1
-                    }
-                };
-                let sets = &mut self.h265_sets[i].1;
-                if !sets.collect_annexb(au) {
-                    None
-                } else {
+                let mut sets = self
+                    .h265_sets
+                    .iter()
+                    .find(|(n, _)| *n == track)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default();
+                let changed = sets.collect_annexb(au);
+                let private = if changed {
                     sets.codec_private().ok()
-                }
+                } else {
+                    None
+                };
+                (ParamSets::H265(sets), private)
             }
-            _ => return Ok(false),
+            _ => return Ok(None),
         };
         let current = self.tracks[t]
             .codec_private
             .clone()
             .filter(|p| !p.is_empty());
-        let Some(p) = private.filter(|p| current.as_ref() != Some(p)) else {
-            if current.is_none() {
-                return Err(FrameError::NoCodecPrivate {
-                    track,
-                    reason: "no SPS/PPS in the first key frame".into(),
-                });
-            }
-            return Ok(false);
-        };
-        self.tracks[t].codec_private = Some(p);
-        // Before anything was put, the first settings are simply completed.
-        if self.gens.is_empty() {
-            return Ok(false);
+        let private = private.filter(|p| current.as_ref() != Some(p));
+        if current.is_none() && private.is_none() {
+            return Err(FrameError::NoCodecPrivate {
+                track,
+                reason: "no SPS/PPS in the first key frame".into(),
+            });
         }
-        Ok(true)
+        Ok(Some(SetsUpdate {
+            track: t,
+            sets,
+            private,
+        }))
+    }
+
+    /// Applies a plan; true when an in-use CodecPrivate changed (a new
+    /// header is needed).
+    fn commit_codec_private(&mut self, plan: SetsUpdate) -> bool {
+        let number = self.tracks[plan.track].number;
+        match plan.sets {
+            ParamSets::H264(s) => match self.h264_sets.iter_mut().find(|(n, _)| *n == number) {
+                Some(e) => e.1 = s,
+                None => self.h264_sets.push((number, s)),
+            },
+            ParamSets::H265(s) => match self.h265_sets.iter_mut().find(|(n, _)| *n == number) {
+                Some(e) => e.1 = s,
+                None => self.h265_sets.push((number, s)),
+            },
+        }
+        let Some(p) = plan.private else {
+            return false;
+        };
+        self.tracks[plan.track].codec_private = Some(p);
+        // Before anything was put, the first settings are simply completed.
+        !self.gens.is_empty()
     }
 
     /// Closes fragments that are due: every other track passed the boundary,
@@ -758,8 +800,22 @@ impl ProducerCore {
         mine.sort_by_key(|p| p.dts_ms);
         // The fragment's settings are those its first frame was put under.
         let gen = mine[0].gen;
+        let first = mine[0].pts_ms;
+        let unwritable = |e: BuildError, events: &mut VecDeque<ProducerEvent>| {
+            events.push_back(ProducerEvent::FragmentDropped {
+                timecode_ms: self.cfg.start_ms + first,
+                frames: mine.len(),
+                reason: DropReason::Unwritable(e.to_string()),
+            });
+        };
         if self.builder_gen != Some(gen) {
-            let builder = FragmentBuilder::new(StreamConfig::new(self.gens[gen].clone()))?;
+            let builder = match FragmentBuilder::new(StreamConfig::new(self.gens[gen].clone())) {
+                Ok(b) => b,
+                Err(e) => {
+                    unwritable(e, &mut self.events);
+                    return Ok(());
+                }
+            };
             self.headers.push(builder.header());
             self.builder = Some(builder);
             self.builder_gen = Some(gen);
@@ -778,13 +834,15 @@ impl ProducerCore {
         let Some(builder) = self.builder.as_mut() else {
             return Ok(());
         };
-        builder.fragment(&frames, &self.tags, &mut chunks)?;
+        if let Err(e) = builder.fragment(&frames, &self.tags, &mut chunks) {
+            unwritable(e, &mut self.events);
+            return Ok(());
+        }
         self.tags.clear();
         // The end-of-fragment tag ends the unknown-size Cluster, so the
         // service acknowledges the fragment without waiting for the next.
         chunks.push(FragmentBuilder::end_of_fragment_tag());
         let bytes: usize = mine.iter().map(|p| payload_len(&p.payload)).sum();
-        let first = mine[0].pts_ms;
         let last = mine.iter().map(|p| p.pts_ms).max().unwrap_or(first);
         self.buffered_bytes += bytes;
         self.buffer.push_back(Fragment {
