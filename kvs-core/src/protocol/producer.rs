@@ -379,6 +379,44 @@ enum ParamSets {
     H265(h265::ParameterSets),
 }
 
+/// In-band parameter sets of a codec.
+trait InBand: Clone + Default {
+    /// Takes the sets of an access unit; true when they changed.
+    fn take(&mut self, au: &Bytes) -> bool;
+    /// The CodecPrivate for the sets held.
+    fn private(&self) -> Option<Bytes>;
+}
+
+impl InBand for h264::ParameterSets {
+    fn take(&mut self, au: &Bytes) -> bool {
+        self.collect_annexb(au)
+    }
+    fn private(&self) -> Option<Bytes> {
+        self.codec_private().ok()
+    }
+}
+
+impl InBand for h265::ParameterSets {
+    fn take(&mut self, au: &Bytes) -> bool {
+        self.collect_annexb(au)
+    }
+    fn private(&self) -> Option<Bytes> {
+        self.codec_private().ok()
+    }
+}
+
+/// A track's sets with an access unit's added (a copy), and the CodecPrivate
+/// when they changed.
+fn collect<S: InBand>(all: &[(u64, S)], track: u64, au: &Bytes) -> (S, Option<Bytes>) {
+    let mut sets = all
+        .iter()
+        .find(|(n, _)| *n == track)
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    let private = if sets.take(au) { sets.private() } else { None };
+    (sets, private)
+}
+
 /// What a key frame's in-band parameter sets change.
 #[derive(Debug)]
 struct SetsUpdate {
@@ -654,33 +692,11 @@ impl ProducerCore {
         };
         let (sets, private) = match self.tracks[t].codec_id.as_str() {
             h264::CODEC_ID => {
-                let mut sets = self
-                    .h264_sets
-                    .iter()
-                    .find(|(n, _)| *n == track)
-                    .map(|(_, s)| s.clone())
-                    .unwrap_or_default();
-                let changed = sets.collect_annexb(au);
-                let private = if changed {
-                    sets.codec_private().ok()
-                } else {
-                    None
-                };
+                let (sets, private) = collect(&self.h264_sets, track, au);
                 (ParamSets::H264(sets), private)
             }
             h265::CODEC_ID => {
-                let mut sets = self
-                    .h265_sets
-                    .iter()
-                    .find(|(n, _)| *n == track)
-                    .map(|(_, s)| s.clone())
-                    .unwrap_or_default();
-                let changed = sets.collect_annexb(au);
-                let private = if changed {
-                    sets.codec_private().ok()
-                } else {
-                    None
-                };
+                let (sets, private) = collect(&self.h265_sets, track, au);
                 (ParamSets::H265(sets), private)
             }
             _ => return Ok(None),
