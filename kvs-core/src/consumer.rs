@@ -135,13 +135,14 @@ impl FrameStream {
     }
 }
 
+/// The client's backoff with full jitter.
 fn delay(backoff: (Duration, Duration), attempt: u32) -> Duration {
-    let exp = backoff
-        .0
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(backoff.1);
-    let r = crate::client::retry::random_u64() as f64 / u64::MAX as f64;
-    exp.mul_f64(0.5 + r / 2.0)
+    crate::client::RetryPolicy {
+        max_attempts: u32::MAX,
+        base: backoff.0,
+        cap: backoff.1,
+    }
+    .delay(attempt, crate::client::retry::random_u64())
 }
 
 /// Errors a new session cannot fix.

@@ -43,42 +43,6 @@ enum Kind {
     },
 }
 
-/// Parameter sets of an avcC (`hevc == false`) or hvcC record, as Annex-B,
-/// and the NAL length size.
-fn parameter_sets(record: &[u8], hevc: bool) -> Option<(Vec<u8>, usize)> {
-    let mut out = Vec::new();
-    let nal = |out: &mut Vec<u8>, at: usize| -> Option<usize> {
-        let len = usize::from(u16::from_be_bytes([*record.get(at)?, *record.get(at + 1)?]));
-        out.extend_from_slice(&[0, 0, 0, 1]);
-        out.extend_from_slice(record.get(at + 2..at + 2 + len)?);
-        Some(at + 2 + len)
-    };
-    if hevc {
-        let length_size = usize::from(*record.get(21)? & 3) + 1;
-        let arrays = *record.get(22)?;
-        let mut at = 23;
-        for _ in 0..arrays {
-            let n = u16::from_be_bytes([*record.get(at + 1)?, *record.get(at + 2)?]);
-            at += 3;
-            for _ in 0..n {
-                at = nal(&mut out, at)?;
-            }
-        }
-        Some((out, length_size))
-    } else {
-        let length_size = usize::from(*record.get(4)? & 3) + 1;
-        let mut at = 5;
-        for mask in [0x1f, 0xff] {
-            let n = *record.get(at)? & mask;
-            at += 1;
-            for _ in 0..n {
-                at = nal(&mut out, at)?;
-            }
-        }
-        Some((out, length_size))
-    }
-}
-
 impl TsTrack {
     /// The transport-stream tracks for a fragment's Matroska tracks.
     pub fn from_mkv(tracks: &[TrackInfo]) -> Result<Vec<TsTrack>, Mp4Error> {
@@ -97,7 +61,7 @@ impl TsTrack {
             let (stream_type, kind) = match t.codec_id.as_str() {
                 "V_MPEG4/ISO/AVC" | "V_MPEGH/ISO/HEVC" => {
                     let hevc = t.codec_id == "V_MPEGH/ISO/HEVC";
-                    let (headers, length_size) = parameter_sets(private, hevc)
+                    let (headers, length_size) = annexb::record_parameter_sets(private, hevc)
                         .ok_or_else(|| bad("cannot read the parameter sets"))?;
                     let aud: &'static [u8] = if hevc {
                         &[0, 0, 0, 1, 0x46, 0x01, 0x50]

@@ -114,13 +114,14 @@ impl Default for ReconnectPolicy {
 }
 
 impl ReconnectPolicy {
+    /// The client's backoff with full jitter, never giving up.
     fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap);
-        let r = crate::client::retry::random_u64() as f64 / u64::MAX as f64;
-        exp.mul_f64(0.5 + r / 2.0)
+        crate::client::RetryPolicy {
+            max_attempts: u32::MAX,
+            base: self.base,
+            cap: self.cap,
+        }
+        .delay(attempt, crate::client::retry::random_u64())
     }
 }
 
@@ -602,24 +603,14 @@ async fn drive(
             timecode_type: TimecodeType::Absolute,
             producer_start_ms: start_ms,
         };
-        // When the credentials that will sign this connection expire, it is
-        // replaced a minute before (at a fragment boundary), signed anew.
-        let expiry = {
-            use aws_credential_types::provider::ProvideCredentials;
-            client
-                .config()
-                .credentials
-                .provide_credentials()
-                .await
-                .ok()
-                .and_then(|c| c.expiry())
-        };
         let ended = match client.put_media(&opts).await {
             Ok(session) => {
                 let conn = {
                     let mut core = shared.core();
                     let c = core.connected(now());
-                    if let Some(exp) = expiry {
+                    // When the credentials that signed it expire, it is
+                    // replaced a minute before (at a fragment boundary).
+                    if let Some(exp) = session.credentials_expiry() {
                         let left = exp
                             .duration_since(SystemTime::now())
                             .unwrap_or_default()

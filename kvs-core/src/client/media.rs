@@ -86,6 +86,7 @@ impl StartSelector {
 pub struct PutMediaSession {
     body: Option<mpsc::Sender<Bytes>>,
     acks: mpsc::Receiver<Result<Ack, ClientError>>,
+    credentials_expiry: Option<SystemTime>,
 }
 
 /// A handle that writes to a PutMedia body; the body ends once the session
@@ -104,6 +105,11 @@ impl PutMediaSender {
 }
 
 impl PutMediaSession {
+    /// When the credentials that signed this connection expire, if they do.
+    pub fn credentials_expiry(&self) -> Option<SystemTime> {
+        self.credentials_expiry
+    }
+
     /// A sending handle usable while ACKs are awaited on the session (write
     /// and read at once without borrowing it twice).
     pub fn sender(&self) -> PutMediaSender {
@@ -239,18 +245,33 @@ impl KvsClient {
         headers: &[(&str, &str)],
         payload: Payload<'_>,
     ) -> Result<http::request::Builder, ClientError> {
-        let creds = self
-            .cfg
+        let creds = self.credentials().await?;
+        self.signed_with(&creds, url, headers, payload)
+    }
+
+    /// Credentials from the configured provider.
+    async fn credentials(&self) -> Result<aws_credential_types::Credentials, ClientError> {
+        self.cfg
             .credentials
             .provide_credentials()
             .await
-            .map_err(|e| ClientError::Credentials(e.to_string()))?;
+            .map_err(|e| ClientError::Credentials(e.to_string()))
+    }
+
+    /// A POST request builder signed with these credentials.
+    fn signed_with(
+        &self,
+        creds: &aws_credential_types::Credentials,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> Result<http::request::Builder, ClientError> {
         let signed = sign_headers(
             "POST",
             url,
             headers,
             payload,
-            &creds,
+            creds,
             &self.cfg.region,
             SystemTime::now(),
         )
@@ -345,9 +366,10 @@ impl KvsClient {
             ("x-amzn-fragment-acknowledgment-required", "1"),
         ];
         let (tx, rx) = mpsc::channel(32);
+        let creds = self.credentials().await?;
+        let credentials_expiry = creds.expiry();
         let req = self
-            .signed(&url, &headers, Payload::StreamingEmptyHash)
-            .await?
+            .signed_with(&creds, &url, &headers, Payload::StreamingEmptyHash)?
             .body(ChannelBody(rx).boxed())
             .map_err(|e| ClientError::Config(format!("bad PutMedia request: {e}")))?;
         let resp = match self.transport.open(req).await {
@@ -401,6 +423,7 @@ impl KvsClient {
         Ok(PutMediaSession {
             body: Some(tx),
             acks: ack_rx,
+            credentials_expiry,
         })
     }
 

@@ -191,9 +191,65 @@ pub fn access_units(codec: VideoCodec, data: &Bytes) -> Vec<Bytes> {
     units
 }
 
+/// The parameter sets of an avcC (`hevc == false`) or hvcC record (a
+/// CodecPrivate) as Annex-B, and its NAL length size; `None` when the record
+/// is cut short.
+pub fn record_parameter_sets(record: &[u8], hevc: bool) -> Option<(Vec<u8>, usize)> {
+    let mut out = Vec::new();
+    let nal = |out: &mut Vec<u8>, at: usize| -> Option<usize> {
+        let len = usize::from(u16::from_be_bytes([*record.get(at)?, *record.get(at + 1)?]));
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(record.get(at + 2..at + 2 + len)?);
+        Some(at + 2 + len)
+    };
+    if hevc {
+        let length_size = usize::from(*record.get(21)? & 3) + 1;
+        let arrays = *record.get(22)?;
+        let mut at = 23;
+        for _ in 0..arrays {
+            let n = u16::from_be_bytes([*record.get(at + 1)?, *record.get(at + 2)?]);
+            at += 3;
+            for _ in 0..n {
+                at = nal(&mut out, at)?;
+            }
+        }
+        Some((out, length_size))
+    } else {
+        let length_size = usize::from(*record.get(4)? & 3) + 1;
+        let mut at = 5;
+        for mask in [0x1f, 0xff] {
+            let n = *record.get(at)? & mask;
+            at += 1;
+            for _ in 0..n {
+                at = nal(&mut out, at)?;
+            }
+        }
+        Some((out, length_size))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn avcc_record_parameter_sets_come_back_as_annexb() {
+        let sps = Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0x95, 0xa0, 0x50, 0x7e, 0x40]);
+        let pps = Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]);
+        let record =
+            crate::codec::h264::avcc_record(std::slice::from_ref(&sps), std::slice::from_ref(&pps))
+                .unwrap();
+        let (annexb, length_size) = record_parameter_sets(&record, false).unwrap();
+        assert_eq!(length_size, 4);
+        assert_eq!(
+            annexb,
+            [&[0, 0, 0, 1][..], &sps, &[0, 0, 0, 1], &pps].concat()
+        );
+        // Cut anywhere: None, never a panic.
+        for cut in 0..record.len() {
+            assert!(record_parameter_sets(&record[..cut], false).is_none());
+        }
+    }
 
     #[test]
     fn annexb_avcc_round_trip() {

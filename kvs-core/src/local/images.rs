@@ -181,30 +181,13 @@ pub(crate) fn get_images(
     Ok(answer)
 }
 
-/// The SPS/PPS of an avcC and its NAL length size.
-fn avcc_parameter_sets(avcc: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let length_size = usize::from(*avcc.get(4)? & 3) + 1;
-    let mut annexb = Vec::new();
-    let mut at = 5;
-    for mask in [0x1f, 0xff] {
-        let n = usize::from(*avcc.get(at)? & mask);
-        at += 1;
-        for _ in 0..n {
-            let len = usize::from(u16::from_be_bytes([*avcc.get(at)?, *avcc.get(at + 1)?]));
-            annexb.extend_from_slice(&[0, 0, 0, 1]);
-            annexb.extend_from_slice(avcc.get(at + 2..at + 2 + len)?);
-            at += 2 + len;
-        }
-    }
-    Some((annexb, length_size))
-}
-
 /// The encoded picture shown at each wanted instant (ms on the same clock
 /// as `base`, the fragment's start); `None` when the fragment has no H.264
 /// video to give.
 fn pictures(f: &Fragment, base: u64, wanted: &[u64], out: &Output) -> Option<Vec<Option<String>>> {
     let track = f.tracks.iter().find(|t| t.codec_id == "V_MPEG4/ISO/AVC")?;
-    let (headers, length_size) = avcc_parameter_sets(track.codec_private.as_deref()?)?;
+    let (headers, length_size) =
+        crate::codec::annexb::record_parameter_sets(track.codec_private.as_deref()?, false)?;
     let cluster_ms = i128::from(f.cluster_timecode?) * i128::from(f.timecode_scale) / 1_000_000;
     let mut decoder = openh264::decoder::Decoder::new().ok()?;
     decoder.decode(&headers).ok()?;

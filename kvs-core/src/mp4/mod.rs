@@ -318,11 +318,11 @@ impl Mp4Track {
 
 /// The sampling rate an AudioSpecificConfig names (0 when it uses an escape).
 fn aac_rate(asc: &[u8]) -> u32 {
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
     let idx = ((asc[0] & 0x07) << 1) | (asc[1] >> 7);
-    RATES.get(usize::from(idx)).copied().unwrap_or(0)
+    crate::codec::aac::SAMPLE_RATES
+        .get(usize::from(idx))
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Samples of `frames` (decode order) for `tracks`, in the tracks' time

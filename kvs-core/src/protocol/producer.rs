@@ -343,8 +343,6 @@ struct Fragment {
     written_at: Option<Instant>,
     /// Chunks handed out on the current connection.
     cursor: usize,
-    /// RECEIVED seen (with `AckLevel::Persisted`, PERSISTED completes it).
-    received: bool,
 }
 
 #[derive(Debug)]
@@ -871,7 +869,6 @@ impl ProducerCore {
             state: FragState::Pending,
             written_at: None,
             cursor: 0,
-            received: false,
         });
         Ok(())
     }
@@ -963,7 +960,6 @@ impl ProducerCore {
             f.state = FragState::Pending;
             f.cursor = 0;
             f.written_at = None;
-            f.received = false;
         }
         self.conn = Some(Conn {
             id,
@@ -1096,9 +1092,6 @@ impl ProducerCore {
                     return;
                 };
                 let persisted = matches!(ack, Ack::Persisted { .. });
-                if !persisted {
-                    self.buffer[i].received = true;
-                }
                 if persisted || self.cfg.ack_level == AckLevel::Received {
                     let Some(f) = self.buffer.remove(i) else {
                         return;
