@@ -58,13 +58,7 @@ pub(crate) fn get_images(
             ))
         }
     };
-    let ts = |k: &str| {
-        req.get(k)
-            .and_then(Value::as_f64)
-            .filter(|s| *s >= 0.0)
-            .map(|s| (s * 1000.0).round() as u64)
-            .ok_or_else(|| bad(format!("{k} is required")))
-    };
+    let ts = |k: &str| super::media::epoch_ms(req.get(k), k);
     let (start, end) = (ts("StartTimestamp")?, ts("EndTimestamp")?);
     if end < start || end - start > 300_000 {
         return Err(bad(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::media::{Media, Stored};
+use super::media::{in_range, time_range as range, Media, Stored};
 use super::store::{ApiError, StreamMeta};
 use crate::client::ServiceException;
 use crate::mkv::fragment::{Fragment, FragmentAssembler};
@@ -55,51 +55,6 @@ pub(crate) fn parse(f: &Stored) -> Result<Fragment, ApiError> {
             format!("fragment {} cannot be read back", f.number),
         )
     })
-}
-
-/// Epoch ms of a JSON timestamp (epoch seconds, fractional).
-fn ms(v: Option<&Value>, what: &str) -> Result<u64, ApiError> {
-    v.and_then(Value::as_f64)
-        .filter(|s| *s >= 0.0)
-        .map(|s| (s * 1000.0).round() as u64)
-        .ok_or_else(|| bad(format!("{what} is required")))
-}
-
-/// A `{FragmentSelectorType, TimestampRange}` selector: server timestamps?
-/// and the range in ms.
-fn range(
-    sel: &Value,
-    default_server: bool,
-    need_end: bool,
-) -> Result<(bool, u64, Option<u64>), ApiError> {
-    let by_server = match sel.get("FragmentSelectorType").and_then(Value::as_str) {
-        Some("PRODUCER_TIMESTAMP") => false,
-        Some("SERVER_TIMESTAMP") => true,
-        None => default_server,
-        Some(other) => return Err(bad(format!("unknown FragmentSelectorType {other}"))),
-    };
-    let r = sel.get("TimestampRange");
-    let start = ms(
-        r.and_then(|r| r.get("StartTimestamp")),
-        "TimestampRange.StartTimestamp",
-    )?;
-    let end = match r.and_then(|r| r.get("EndTimestamp")) {
-        None | Some(Value::Null) if !need_end => None,
-        e => Some(ms(e, "TimestampRange.EndTimestamp")?),
-    };
-    if end.is_some_and(|e| e < start) {
-        return Err(bad("StartTimestamp is after EndTimestamp"));
-    }
-    Ok((by_server, start, end))
-}
-
-fn in_range(f: &Stored, by_server: bool, start: u64, end: Option<u64>) -> bool {
-    let t = if by_server {
-        f.server_ms
-    } else {
-        f.producer_ms
-    };
-    t >= start && end.is_none_or(|e| t <= e)
 }
 
 fn need_retention(meta: &StreamMeta, api: &str) -> Result<(), ApiError> {

@@ -412,15 +412,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             });
         }
         return Ok(match super::media::fragments_by_number(media, &json) {
-            Ok(docs) => {
-                let body = Full::new(Bytes::from(docs.concat()));
-                Response::builder()
-                    .status(200)
-                    .header("content-type", "video/webm")
-                    .header("x-amzn-RequestId", request_id())
-                    .body(body.map_err(|never| match never {}).boxed())
-                    .expect("static response parts")
-            }
+            Ok(parts) => chunks_response(200, "video/webm", parts),
             Err(e) => error_response(&e),
         });
     }
