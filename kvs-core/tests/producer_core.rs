@@ -51,6 +51,15 @@ fn a(i: u64) -> Frame {
     }
 }
 
+/// A producer of a video and an audio track with the default settings.
+fn av_producer() -> ProducerCore {
+    ProducerCore::new(ProducerConfig::new(
+        vec![video_track(), audio_track()],
+        START,
+    ))
+    .unwrap()
+}
+
 /// A fake service: the endpoint's ingest, answering RECEIVED/PERSISTED.
 struct Service {
     ingest: Ingest,
@@ -218,11 +227,7 @@ fn video_fragments_at_key_frames_are_acknowledged() {
 #[test]
 fn audio_and_video_are_interleaved_and_late_audio_is_waited_for() {
     let t0 = Instant::now();
-    let mut p = ProducerCore::new(ProducerConfig::new(
-        vec![video_track(), audio_track()],
-        START,
-    ))
-    .unwrap();
+    let mut p = av_producer();
     let mut svc = Service::new();
     let conn = p.connected(t0);
     // Audio lags video by ~200 ms: each audio frame is put when video is
@@ -265,11 +270,7 @@ fn audio_and_video_are_interleaved_and_late_audio_is_waited_for() {
 #[test]
 fn audio_that_stops_coming_closes_the_fragment_after_the_lateness() {
     let t0 = Instant::now();
-    let mut p = ProducerCore::new(ProducerConfig::new(
-        vec![video_track(), audio_track()],
-        START,
-    ))
-    .unwrap();
+    let mut p = av_producer();
     let mut svc = Service::new();
     let conn = p.connected(t0);
     // Audio up to 900 ms, then a gap (every fragment needs a frame of every

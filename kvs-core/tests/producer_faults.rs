@@ -344,22 +344,24 @@ async fn throttled_control_plane_calls() {
     round_trip(faults, 12, &clip, "throttled").await;
 }
 
-fn tmp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+/// An endpoint keeping its streams in a fresh data directory: the
+/// directory, the settings (to restart it) and the endpoint.
+async fn persistent(name: &str) -> (std::path::PathBuf, LocalConfig, LocalEndpoint) {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-#[tokio::test]
-async fn an_endpoint_restart_with_a_data_dir_loses_nothing() {
-    let clip = clip();
-    let dir = tmp_dir("restart");
+    let _ = std::fs::remove_dir_all(&dir);
     let cfg = LocalConfig {
         data_dir: Some(dir.clone()),
         ..LocalConfig::default()
     };
     let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
+    (dir, cfg, ep)
+}
+
+#[tokio::test]
+async fn an_endpoint_restart_with_a_data_dir_loses_nothing() {
+    let clip = clip();
+    let (dir, cfg, ep) = persistent("restart").await;
     let port = ep.addr().port();
     let c = client(ep.url(), 4);
     let p = producer(&c, &clip).await;
@@ -428,12 +430,7 @@ async fn rotation_twice_a_second_keeps_every_frame() {
 #[tokio::test]
 async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
     let clip = clip();
-    let dir = tmp_dir("outage");
-    let cfg = LocalConfig {
-        data_dir: Some(dir.clone()),
-        ..LocalConfig::default()
-    };
-    let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
+    let (dir, cfg, ep) = persistent("outage").await;
     let port = ep.addr().port();
     let c = client(ep.url(), 2);
     // About two fragments of the clip (each ~150 KB).
@@ -510,12 +507,7 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
 #[tokio::test]
 async fn the_consumer_resumes_after_cuts_and_reads_time_ranges() {
     let clip = clip();
-    let dir = tmp_dir("consumer");
-    let cfg = LocalConfig {
-        data_dir: Some(dir.clone()),
-        ..LocalConfig::default()
-    };
-    let ep = LocalEndpoint::start(cfg.clone()).await.unwrap();
+    let (dir, cfg, ep) = persistent("consumer").await;
     let c = client(ep.url(), 4);
     let p = producer(&c, &clip).await;
     put_all(&p, &clip).await;
