@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
@@ -443,7 +443,7 @@ fn error_ack(
 pub(crate) async fn run_put_media(
     store: Arc<MediaStore>,
     req: PutMediaRequest,
-    mut body: Incoming,
+    mut body: super::server::PrimedBody,
     acks: Out,
     faults: Faults,
 ) {

@@ -300,7 +300,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
         if let Err(e) = check(req.headers(), &path, None) {
             return Ok(error_response(&e));
         }
-        return Ok(put_media(&s, req));
+        return Ok(put_media(&s, req).await);
     }
     let headers = req.headers().clone();
     let body = match Limited::new(req.into_body(), s.cfg.max_request_bytes)
@@ -543,7 +543,7 @@ fn limit_error(api: &str, stream: &str, limit: usize) -> ApiError {
     )
 }
 
-fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
+async fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
     let (stream_sel, relative, start_ms) = match put_media_headers(req.headers()) {
         Ok(v) => v,
         Err(e) => return error_response(&e),
@@ -578,18 +578,59 @@ fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         relative,
         start_ms,
     };
-    let run = run_put_media(
-        s.media.clone(),
-        request,
-        req.into_body(),
-        tx,
-        s.cfg.faults.clone(),
-    );
+    let body = primed_body(req.into_body()).await;
+    let run = run_put_media(s.media.clone(), request, body, tx, s.cfg.faults.clone());
     tokio::spawn(async move {
         let _slot = slot;
         run.await;
     });
     streaming_response("application/json", rx)
+}
+
+/// Polls a request body once before the response goes out, so that a
+/// client waiting on `Expect: 100-continue` (libcurl, thus the AWS C and
+/// C++ producers) gets `100 Continue` at once instead of sending its body
+/// after its own timeout (1 s in libcurl).
+///
+/// hyper's HTTP/1 server writes `100 Continue` when the body is first
+/// polled, but only while no response head has been written. PutMedia
+/// answers 200 before reading the body (ACKs stream back while it is
+/// read), so the body is polled here and the connection is given one turn
+/// (`yield_now`): its dispatcher reads the body (writing the interim
+/// response) before it takes the 200 from this handler. Whatever that
+/// first poll returned is handed on in front of the rest of the body.
+async fn primed_body(mut body: Incoming) -> PrimedBody {
+    use hyper::body::Body;
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut body).poll_frame(cx) {
+            std::task::Poll::Ready(f) => Some(f),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await;
+    tokio::task::yield_now().await;
+    PrimedBody { first, body }
+}
+
+/// A request body with the result of its first poll kept in front.
+pub(crate) struct PrimedBody {
+    first: Option<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>>,
+    body: Incoming,
+}
+
+impl hyper::body::Body for PrimedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(first);
+        }
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
 }
 
 fn get_media(s: &Arc<Shared>, json: &Value) -> Resp {

@@ -2,13 +2,30 @@
 //! through `aws-sigv4` with the date, region and headers it names, and the
 //! signatures must match. All three PutMedia payload conventions are
 //! accepted (empty-string hash, `UNSIGNED-PAYLOAD`, the streaming literal).
+//!
+//! The canonical request is built from exactly the headers the client
+//! listed in its `SignedHeaders`, whatever they are: the AWS C and C++
+//! producers sign `user-agent`, `connection` and, on PutMedia,
+//! `transfer-encoding`, which `aws-sigv4`'s default settings leave out of
+//! the canonical request (they exclude `user-agent`, `transfer-encoding` and
+//! `x-amzn-trace-id`, headers proxies may change). The verifier therefore
+//! passes `aws-sigv4` only the signed headers' values and sets
+//! [`SigningSettings::excluded_headers`] to `authorization` alone: the
+//! signer then covers precisely those headers, plus the `x-amz-date` and
+//! `x-amz-security-token` it adds itself from the date and credentials
+//! (both taken from the request). A signature whose `SignedHeaders` omit
+//! `host` or `x-amz-date` is refused, as the service does.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 
 use super::store::ApiError;
-use crate::auth::sigv4::{sign_headers, Payload};
+use crate::auth::sigv4::{Payload, EMPTY_SHA256, SERVICE};
 use crate::client::ServiceException;
 
 /// Longest clock difference accepted (the AWS rule: 15 minutes).
@@ -105,13 +122,10 @@ pub fn verify(
             "The security token included in the request is invalid.",
         ));
     }
-    if scope[3] != crate::auth::sigv4::SERVICE || scope[2] != region {
+    if scope[3] != SERVICE || scope[2] != region {
         return Err(deny(
             "InvalidSignatureException",
-            format!(
-                "Credential should be scoped to {region}/{}",
-                crate::auth::sigv4::SERVICE
-            ),
+            format!("Credential should be scoped to {region}/{SERVICE}"),
         ));
     }
     let date = get("x-amz-date").and_then(parse_amz_date).ok_or_else(|| {
@@ -136,27 +150,50 @@ pub fn verify(
         ));
     }
     let names: Vec<&str> = signed_headers.split(';').collect();
-    if !names.contains(&"host") {
-        return Err(deny(
-            "InvalidSignatureException",
-            "the host header must be signed",
-        ));
+    for required in ["host", "x-amz-date"] {
+        if !names.contains(&required) {
+            return Err(deny(
+                "InvalidSignatureException",
+                format!("the {required} header must be signed"),
+            ));
+        }
     }
+    // Every value of every signed header, as sent (the signer joins
+    // repeated headers with commas and trims spaces, as SigV4 says).
+    // `x-amz-date` and `x-amz-security-token` are added by the signer.
     let mut pairs = Vec::new();
     for n in &names {
         if *n == "x-amz-date" || *n == "x-amz-security-token" {
             continue;
         }
-        let v = get(n).ok_or_else(|| {
-            deny(
+        let mut values = headers.get_all(*n).iter().peekable();
+        if values.peek().is_none() {
+            return Err(deny(
                 "InvalidSignatureException",
                 format!("signed header {n} is missing"),
-            )
-        })?;
-        pairs.push((*n, v));
+            ));
+        }
+        for v in values {
+            let v = v.to_str().map_err(|_| {
+                deny(
+                    "InvalidSignatureException",
+                    format!("signed header {n} is not visible ASCII"),
+                )
+            })?;
+            pairs.push((*n, v));
+        }
     }
     let token = if names.contains(&"x-amz-security-token") {
-        get("x-amz-security-token").map(str::to_owned)
+        Some(
+            get("x-amz-security-token")
+                .ok_or_else(|| {
+                    deny(
+                        "InvalidSignatureException",
+                        "signed header x-amz-security-token is missing",
+                    )
+                })?
+                .to_owned(),
+        )
     } else {
         None
     };
@@ -167,19 +204,57 @@ pub fn verify(
         (_, Some(other)) => Payload::Precomputed(other),
     };
     let creds = Credentials::new(access_key, secret, token, None, "local-endpoint");
-    let expected = sign_headers(method, url, &pairs, payload, &creds, region, date)
-        .map_err(|e| deny("InvalidSignatureException", e.to_string()))?;
-    let want = expected
-        .iter()
-        .find(|(k, _)| k == "authorization")
-        .map(|(_, v)| v.as_str());
-    if want != Some(auth) {
+    let expected = authorization(method, url, &pairs, payload, &creds, region, date)
+        .map_err(|e| deny("InvalidSignatureException", e))?;
+    if expected != auth {
         return Err(deny(
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
         ));
     }
     Ok(())
+}
+
+/// The `Authorization` value for a request whose signed headers are
+/// exactly `headers` (plus `x-amz-date`, and `x-amz-security-token` when the
+/// credentials carry a session token).
+fn authorization(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    payload: Payload<'_>,
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<String, String> {
+    let identity: Identity = credentials.clone().into();
+    let mut settings = SigningSettings::default();
+    settings.excluded_headers = Some(vec![Cow::Borrowed("authorization")]);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(SERVICE)
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let body = match payload {
+        Payload::Bytes(b) => SignableBody::Bytes(b),
+        Payload::StreamingEmptyHash => SignableBody::Precomputed(EMPTY_SHA256.to_owned()),
+        Payload::Unsigned => SignableBody::UnsignedPayload,
+        Payload::Precomputed(h) => SignableBody::Precomputed(h.to_owned()),
+    };
+    let request = SignableRequest::new(method, url, headers.iter().copied(), body)
+        .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let (out, _) = instructions.into_parts();
+    out.into_iter()
+        .find(|h| h.name() == "authorization")
+        .map(|h| h.value().to_owned())
+        .ok_or_else(|| "the signer gave no authorization header".to_owned())
 }
 
 #[cfg(test)]
