@@ -60,8 +60,8 @@ use crate::client::{
 };
 use crate::mkv::builder::TrackConfig;
 pub use crate::protocol::producer::{
-    AckLevel, DropReason, FragmentPolicy, Frame, FrameError, PressurePolicy, ProducerEvent,
-    RotationReason,
+    AckLevel, DropReason, FragmentPolicy, Frame, FrameError, LeadingPolicy, PressurePolicy,
+    ProducerEvent, RotationReason,
 };
 use crate::protocol::producer::{ProducerConfig, ProducerCore, PutOutcome};
 
@@ -137,6 +137,7 @@ pub struct ProducerBuilder {
     max_buffer_bytes: Option<usize>,
     max_buffer_duration: Option<Duration>,
     pressure: PressurePolicy,
+    leading: LeadingPolicy,
     max_lateness: Option<Duration>,
     rotation_age: Option<Duration>,
     ack_timeout: Option<Duration>,
@@ -185,6 +186,13 @@ impl ProducerBuilder {
     /// What a full buffer does (default: drop the oldest fragment).
     pub fn pressure(mut self, p: PressurePolicy) -> Self {
         self.pressure = p;
+        self
+    }
+
+    /// What frames before the first video key frame do (default: skipped
+    /// and reported once with [`ProducerEvent::LeadingFramesSkipped`]).
+    pub fn leading(mut self, p: LeadingPolicy) -> Self {
+        self.leading = p;
         self
     }
 
@@ -240,6 +248,7 @@ impl ProducerBuilder {
         let mut cfg = ProducerConfig::new(self.tracks, start_ms);
         cfg.fragments = self.fragments;
         cfg.pressure = self.pressure;
+        cfg.leading = self.leading;
         if let Some(b) = self.max_buffer_bytes {
             cfg.max_buffer_bytes = b;
         }
@@ -385,6 +394,7 @@ impl Producer {
             max_buffer_bytes: None,
             max_buffer_duration: None,
             pressure: PressurePolicy::default(),
+            leading: LeadingPolicy::default(),
             max_lateness: None,
             rotation_age: None,
             ack_timeout: None,
@@ -399,8 +409,16 @@ impl Producer {
         self.shared.events.subscribe()
     }
 
+    /// Which ACK completes a fragment on this stream: PERSISTED, or RECEIVED
+    /// for a stream without retention (decided from DescribeStream).
+    pub fn ack_level(&self) -> AckLevel {
+        self.shared.core().config().ack_level
+    }
+
     /// Puts a frame. With [`PressurePolicy::Wait`] it waits while the buffer
-    /// is full; a refused frame is an error and the producer goes on.
+    /// is full; a frame before the first video key frame is skipped (see
+    /// [`LeadingPolicy`]); a refused frame is an error and the producer goes
+    /// on.
     pub async fn put_frame(&self, frame: Frame) -> Result<(), ProducerError> {
         if self
             .shared
@@ -424,6 +442,7 @@ impl Producer {
                     self.shared.work.notify_one();
                     return Ok(());
                 }
+                PutOutcome::Skipped => return Ok(()),
                 PutOutcome::Full => space.await,
             }
         }
@@ -651,6 +670,22 @@ async fn drive(
     }
 }
 
+/// How long a broken connection's remaining ACKs are waited for.
+const DRAIN_ACKS: Duration = Duration::from_secs(2);
+
+/// Applies every ACK still to come on a connection whose body can no longer
+/// be written (the service closed it, or it broke), until the response ends
+/// or fails, or [`DRAIN_ACKS`] passes.
+async fn drain_acks(shared: &Shared, session: &mut crate::client::PutMediaSession, conn: u64) {
+    session.finish();
+    let deadline = Instant::now() + DRAIN_ACKS;
+    while let Ok(Some(Ok(ack))) = tokio::time::timeout_at(deadline, session.next_ack()).await {
+        let mut core = shared.core();
+        core.on_ack(conn, &ack, now());
+        shared.publish(&mut core);
+    }
+}
+
 async fn run_connection(
     shared: &Shared,
     mut session: crate::client::PutMediaSession,
@@ -688,7 +723,13 @@ async fn run_connection(
             } => {
                 match sent {
                     Ok(()) => next = None,
-                    Err(e) => return Ended::Failed(e.to_string()),
+                    Err(e) => {
+                        // The service may have ended the connection after
+                        // an ERROR: what it acknowledged before is still
+                        // on its way and must count.
+                        drain_acks(shared, &mut session, conn).await;
+                        return Ended::Failed(e.to_string());
+                    }
                 }
             }
             ack = session.next_ack() => {

@@ -10,11 +10,10 @@
 use std::io::Read;
 use std::num::NonZeroUsize;
 
-use h264_reader::nal::pps::PicParameterSet;
 use h264_reader::nal::slice::{PicOrderCountLsb, SliceHeader};
-use h264_reader::nal::sps::{PicOrderCntType, SeqParameterSet};
+use h264_reader::nal::sps::PicOrderCntType;
 use h264_reader::nal::NalHeader;
-use h264_reader::rbsp::{decode_nal, BitRead, BitReader, ByteReader};
+use h264_reader::rbsp::{BitRead, BitReader, ByteReader};
 use h264_reader::Context;
 
 use super::annexb::{for_each_nal, VideoCodec};
@@ -81,16 +80,12 @@ impl PocCounter {
             };
             match nal[0] & 0x1F {
                 7 => {
-                    let rbsp = decode_nal(nal).ok()?;
-                    if let Ok(sps) = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])) {
+                    if let Ok(sps) = super::h264::parse_sps(nal) {
                         self.h264.put_seq_param_set(sps);
                     }
                 }
                 8 => {
-                    let rbsp = decode_nal(nal).ok()?;
-                    if let Ok(pps) =
-                        PicParameterSet::from_bits(&self.h264, BitReader::new(&rbsp[..]))
-                    {
+                    if let Ok(pps) = super::h264::parse_pps(&self.h264, nal) {
                         self.h264.put_pic_param_set(pps);
                     }
                 }

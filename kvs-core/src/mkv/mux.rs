@@ -1,13 +1,27 @@
-//! Muxing elementary streams into a KVS-style Matroska stream: one fragment
-//! per video key frame, CodecPrivate taken from the in-band parameter sets,
-//! AVCC payloads, timestamps from a frame rate, AAC interleaved by time.
+//! Muxing elementary streams into a KVS-style Matroska stream.
+//!
+//! [`annexb_frames`] turns an Annex-B H.264/H.265 elementary stream (and
+//! optional ADTS AAC) into producer [`Frame`]s: access units with their
+//! key-frame flag, presentation times from the frame rate and the picture
+//! order counts (B-frames), decode times from the stream order, AAC frames
+//! timed by their 1024 samples each. [`mux_frames`] writes frames with the
+//! same state machine the [`crate::producer::Producer`] uploads with
+//! ([`ProducerCore`]), so a file and an upload of the same input hold the
+//! same fragments: one per video key frame, starting at the first key frame
+//! (leading frames skipped and counted), CodecPrivate and picture size from
+//! the parameter sets in force, and a new stream header where they change.
+
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::builder::{BuildError, FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
+use super::builder::{BuildError, TrackConfig};
 use crate::codec::annexb::{access_units, for_each_nal, VideoCodec};
 use crate::codec::poc::presentation_order;
 use crate::codec::{aac, h264, h265, CodecError};
+use crate::protocol::producer::{
+    AckLevel, Frame, FrameError, ProducerConfig, ProducerCore, ProducerEvent, PutOutcome,
+};
 
 /// Why muxing failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -19,12 +33,23 @@ pub enum MuxError {
     /// The builder refused a fragment.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A frame broke the producer's rules (the message names the frame).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A fragment could not be written.
+    #[error("fragment at {timecode_ms} ms cannot be written: {reason}")]
+    Unwritable {
+        /// Its timecode, ms.
+        timecode_ms: u64,
+        /// Why.
+        reason: String,
+    },
     /// No picture in the input.
     #[error("the video input holds no picture")]
     NoVideo,
-    /// The first picture is not a key frame.
-    #[error("the video input does not start with a key frame")]
-    NoKeyFrame,
+    /// No picture of the input is a key frame.
+    #[error("the video input holds no key frame ({0} pictures, all skipped)")]
+    NoKeyFrame(usize),
     /// A frame rate that is not a positive finite number.
     #[error("invalid frame rate {0}")]
     BadFrameRate(f64),
@@ -39,10 +64,21 @@ pub struct AacInput {
     pub frames: Vec<Bytes>,
 }
 
+/// Tracks and frames ready for a producer (or [`mux_frames`]).
+#[derive(Debug, Clone)]
+pub struct FrameInput {
+    /// Track 1 is the video (CodecPrivate and size left to the parameter
+    /// sets in the stream), track 2 the audio if any.
+    pub tracks: Vec<TrackConfig>,
+    /// Every frame, in decode order (tracks interleaved by decode time).
+    pub frames: Vec<Frame>,
+}
+
 /// What a mux produced.
 #[derive(Debug, Clone, Default)]
 pub struct MuxOutput {
-    /// The Matroska stream as chunks (header first).
+    /// The Matroska stream as chunks (a stream header first, and again
+    /// wherever the parameter sets change).
     pub chunks: Vec<Bytes>,
     /// Fragments written.
     pub fragments: usize,
@@ -50,47 +86,12 @@ pub struct MuxOutput {
     pub video_frames: usize,
     /// Audio frames written.
     pub audio_frames: usize,
+    /// Frames skipped before the first video key frame.
+    pub leading_skipped: usize,
+    /// Stream headers written (1 + the parameter-set changes).
+    pub headers: usize,
     /// Each fragment's cluster timecode (ms) and its range in `chunks`.
     pub fragment_chunks: Vec<(i64, std::ops::Range<usize>)>,
-}
-
-fn video_track(codec: VideoCodec, units: &[Bytes]) -> Result<TrackConfig, MuxError> {
-    match codec {
-        VideoCodec::H264 => {
-            let mut ps = h264::ParameterSets::default();
-            for u in units {
-                ps.collect_annexb(u);
-                if !ps.sps.is_empty() && !ps.pps.is_empty() {
-                    break;
-                }
-            }
-            let (w, h) = ps.dimensions()?;
-            Ok(TrackConfig::video(
-                1,
-                h264::CODEC_ID,
-                ps.codec_private()?,
-                w,
-                h,
-            ))
-        }
-        VideoCodec::H265 => {
-            let mut ps = h265::ParameterSets::default();
-            for u in units {
-                ps.collect_annexb(u);
-                if !ps.vps.is_empty() && !ps.sps.is_empty() && !ps.pps.is_empty() {
-                    break;
-                }
-            }
-            let (w, h) = ps.dimensions()?;
-            Ok(TrackConfig::video(
-                1,
-                h265::CODEC_ID,
-                ps.codec_private()?,
-                w,
-                h,
-            ))
-        }
-    }
 }
 
 fn is_key(codec: VideoCodec, au: &[u8]) -> bool {
@@ -99,13 +100,27 @@ fn is_key(codec: VideoCodec, au: &[u8]) -> bool {
     key
 }
 
-/// Muxes an Annex-B video elementary stream (and optional AAC) at `fps`.
-pub fn mux_annexb(
+/// A frame time in whole milliseconds, rounded (the stream's timecode unit).
+fn ms_round(ns: f64) -> Duration {
+    Duration::from_millis((ns / 1e6).round().max(0.0) as u64)
+}
+
+/// Frames of an Annex-B video elementary stream at `fps` (and optional AAC).
+///
+/// Video frames carry Annex-B payloads ([`crate::mkv::builder::Payload::AnnexB`])
+/// with their in-band parameter sets, so whoever writes them takes the
+/// CodecPrivate and size from the stream. Presentation times follow the
+/// picture order counts when the stream has B-frames; decode times are the
+/// stream order at `fps`.
+///
+/// Errors: [`MuxError::BadFrameRate`], [`MuxError::NoVideo`], an audio
+/// setting AAC cannot carry ([`MuxError::Codec`]).
+pub fn annexb_frames(
     codec: VideoCodec,
     video: &Bytes,
     fps: f64,
     audio: Option<&AacInput>,
-) -> Result<MuxOutput, MuxError> {
+) -> Result<FrameInput, MuxError> {
     if !(fps.is_finite() && fps > 0.0) {
         return Err(MuxError::BadFrameRate(fps));
     }
@@ -113,7 +128,14 @@ pub fn mux_annexb(
     if units.is_empty() {
         return Err(MuxError::NoVideo);
     }
-    let mut tracks = vec![video_track(codec, &units)?];
+    let codec_id = match codec {
+        VideoCodec::H264 => h264::CODEC_ID,
+        VideoCodec::H265 => h265::CODEC_ID,
+    };
+    // Size and CodecPrivate come from the SPS in the stream.
+    let mut video_track = TrackConfig::video(1, codec_id, Bytes::new(), 0, 0);
+    video_track.codec_private = None;
+    let mut tracks = vec![video_track];
     if let Some(a) = audio {
         let asc = a.header.audio_specific_config()?;
         let mut t = TrackConfig::audio(
@@ -126,96 +148,119 @@ pub fn mux_annexb(
         t.default_duration_ns = Some(1024 * 1_000_000_000 / u64::from(a.header.sample_rate));
         tracks.push(t);
     }
-    let cfg = StreamConfig::new(tracks);
-    let scale = cfg.timecode_scale_ns as f64;
-    let mut builder = FragmentBuilder::new(cfg)?;
-    let mut out = MuxOutput {
-        chunks: vec![builder.header()],
-        ..MuxOutput::default()
-    };
-
     let keys: Vec<bool> = units.iter().map(|u| is_key(codec, u)).collect();
-    if !keys[0] {
-        return Err(MuxError::NoKeyFrame);
-    }
     // Presentation order from the picture order counts (B-frames), else
     // the order of the stream.
     let order =
         presentation_order(codec, &units, &keys).unwrap_or_else(|| (0..units.len()).collect());
-    let slot = |i: usize| ((i as f64) * 1e9 / fps / scale).round() as i64;
-    let pts = |i: usize| slot(order[i]);
-    let ats =
-        |k: usize, rate: u32| ((k as f64) * 1024.0 * 1e9 / f64::from(rate) / scale).round() as i64;
-    let mut next_audio = 0usize;
-    let mut frames = Vec::new();
-    let mut start = 0;
-    while start < units.len() {
-        let end = (start + 1..units.len())
-            .find(|&i| keys[i])
-            .unwrap_or(units.len());
-        frames.clear();
-        for (i, u) in units.iter().enumerate().take(end).skip(start) {
-            frames.push(FrameIn {
-                track: 1,
-                timecode: pts(i),
-                key: keys[i],
-                payload: Payload::AnnexB(u.clone()),
+    let slot = |i: usize| ms_round(i as f64 * 1e9 / fps);
+    let mut frames: Vec<(Duration, Frame)> = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let (pts, dts) = (slot(order[i]), slot(i));
+            (
+                dts,
+                Frame {
+                    track: 1,
+                    pts,
+                    dts: (dts != pts).then_some(dts),
+                    key: keys[i],
+                    payload: crate::mkv::builder::Payload::AnnexB(u.clone()),
+                },
+            )
+        })
+        .collect();
+    if let Some(a) = audio {
+        let rate = f64::from(a.header.sample_rate);
+        for (k, f) in a.frames.iter().enumerate() {
+            let t = ms_round(k as f64 * 1024.0 * 1e9 / rate);
+            frames.push((
+                t,
+                Frame {
+                    track: 2,
+                    pts: t,
+                    dts: None,
+                    key: true,
+                    payload: crate::mkv::builder::Payload::Raw(f.clone()),
+                },
+            ));
+        }
+    }
+    // Decode order across tracks; video first at equal times (a stable
+    // sort keeps each track's own order).
+    frames.sort_by_key(|(t, f)| (*t, f.track));
+    Ok(FrameInput {
+        tracks,
+        frames: frames.into_iter().map(|(_, f)| f).collect(),
+    })
+}
+
+/// Writes frames (in decode order) as a KVS-style Matroska stream with the
+/// producer's state machine (see the module docs); timecodes are the
+/// frames' presentation times in ms from 0.
+///
+/// Errors: a frame the producer refuses ([`MuxError::Frame`], e.g. decode
+/// times going back, or no parameter sets in the first key frame),
+/// [`MuxError::NoKeyFrame`] when no video key frame came.
+pub fn mux_frames(tracks: Vec<TrackConfig>, frames: Vec<Frame>) -> Result<MuxOutput, MuxError> {
+    let video_track = tracks
+        .iter()
+        .find(|t| matches!(t.kind, super::builder::TrackKind::Video { .. }))
+        .map(|t| t.number);
+    let mut cfg = ProducerConfig::new(tracks, 0);
+    // A file holds everything: no buffer limit, no service to wait for.
+    cfg.max_buffer_bytes = usize::MAX;
+    cfg.max_buffer_duration = Duration::MAX;
+    cfg.ack_level = AckLevel::Received;
+    let mut core = ProducerCore::new(cfg)?;
+    let now = Instant::now();
+    let mut out = MuxOutput::default();
+    let (mut video, mut audio) = (0usize, 0usize);
+    for f in frames {
+        let is_video = Some(f.track) == video_track;
+        match core.put_frame(f, now)? {
+            PutOutcome::Accepted if is_video => video += 1,
+            PutOutcome::Accepted => audio += 1,
+            PutOutcome::Skipped => out.leading_skipped += 1,
+            // The buffer has no limit.
+            PutOutcome::Full => {}
+        }
+    }
+    core.flush(now)?;
+    while let Some(e) = core.next_event() {
+        if let ProducerEvent::FragmentDropped {
+            reason,
+            timecode_ms,
+            ..
+        } = e
+        {
+            return Err(MuxError::Unwritable {
+                timecode_ms,
+                reason: format!("{reason:?}"),
             });
         }
-        if let Some(a) = audio {
-            let last = end == units.len();
-            while next_audio < a.frames.len() {
-                let ts = ats(next_audio, a.header.sample_rate);
-                if !last && ts >= slot(end) {
-                    break;
-                }
-                frames.push(FrameIn {
-                    track: 2,
-                    timecode: ts,
-                    key: true,
-                    payload: Payload::Raw(a.frames[next_audio].clone()),
-                });
-                next_audio += 1;
-                out.audio_frames += 1;
-            }
-        }
-        // Video stays in decode order (decoders need it); audio goes in
-        // before the first picture that is shown after it.
-        frames.sort_by_key(|f| {
-            if f.track == 1 {
-                (0, 0)
-            } else {
-                (1, f.timecode)
-            }
-        });
-        interleave(&mut frames);
-        let first_chunk = out.chunks.len();
-        builder.fragment(&frames, &[], &mut out.chunks)?;
-        out.fragment_chunks
-            .push((frames[0].timecode, first_chunk..out.chunks.len()));
-        out.video_frames += end - start;
-        out.fragments += 1;
-        start = end;
     }
+    if video_track.is_some() && video == 0 {
+        return Err(MuxError::NoKeyFrame(out.leading_skipped));
+    }
+    let written = core.drain_as_file(&mut out.chunks);
+    out.headers = written.headers;
+    out.fragments = written.fragments.len();
+    out.fragment_chunks = written.fragments;
+    out.video_frames = video;
+    out.audio_frames = audio;
     Ok(out)
 }
 
-/// Puts each audio frame (all after the video, sorted by time) in front of
-/// the first video frame in decode order whose time is later, keeping the
-/// video in decode order and the key picture first.
-fn interleave(frames: &mut Vec<FrameIn>) {
-    let split = frames
-        .iter()
-        .position(|f| f.track != 1)
-        .unwrap_or(frames.len());
-    let audio: Vec<FrameIn> = frames.drain(split..).collect();
-    let video = std::mem::take(frames);
-    let mut a = audio.into_iter().peekable();
-    for (i, v) in video.into_iter().enumerate() {
-        while i > 0 && a.peek().is_some_and(|x| x.timecode < v.timecode) {
-            frames.push(a.next().expect("peeked"));
-        }
-        frames.push(v);
-    }
-    frames.extend(a);
+/// Muxes an Annex-B video elementary stream (and optional AAC) at `fps`:
+/// [`annexb_frames`] then [`mux_frames`].
+pub fn mux_annexb(
+    codec: VideoCodec,
+    video: &Bytes,
+    fps: f64,
+    audio: Option<&AacInput>,
+) -> Result<MuxOutput, MuxError> {
+    let input = annexb_frames(codec, video, fps, audio)?;
+    mux_frames(input.tracks, input.frames)
 }

@@ -15,13 +15,24 @@
 //!   [`ProducerConfig::max_lateness`] after its end was seen.
 //! - **Timestamps are checked when a frame is put**, with an error that says
 //!   what is wrong ([`FrameError`]): decode times must increase per track, a
-//!   video stream starts with a key frame, a frame may not land in a fragment
-//!   already closed, and a fragment may not outgrow the service's duration
-//!   limit — so the service never answers 4004 or 4002 for our uploads.
-//! - **CodecPrivate** comes from the configuration or from in-band parameter
-//!   sets (Annex-B H.264/H.265 key frames). When the parameter sets change,
-//!   the next fragment needs a new stream header, so the connection is
-//!   rotated there.
+//!   frame may not land in a fragment already closed, and a fragment may not
+//!   outgrow the service's duration limit — so the service never answers
+//!   4004 or 4002 for our uploads.
+//! - **Leading frames.** A video stream starts at its first video key frame,
+//!   as the official producer SDKs do: frames before it (a recording cut
+//!   mid-GOP, audio that starts a little before the video, leading pictures
+//!   of an open GOP whose presentation time precedes the key frame) are
+//!   skipped and counted, reported once as
+//!   [`ProducerEvent::LeadingFramesSkipped`] when the first fragment closes —
+//!   or refused with [`FrameError::LeadingFrame`] under
+//!   [`LeadingPolicy::Refuse`].
+//! - **The stream header follows the parameter sets.** CodecPrivate and
+//!   PixelWidth/PixelHeight come from the parameter sets in force: those of
+//!   the configured CodecPrivate, then the in-band SPS/PPS (VPS) of Annex-B
+//!   H.264/H.265 key frames. The SPS decides the size; a size the caller
+//!   configured that differs is replaced (with a warning). When the
+//!   parameter sets change, the next fragment starts at that key frame with
+//!   a new stream header, so the connection is rotated there.
 //! - **Nothing is lost across connections.** Every fragment stays buffered
 //!   until acknowledged at [`AckLevel`] (PERSISTED, or RECEIVED for streams
 //!   without retention). When a connection ends, every fragment it did not
@@ -47,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{h264, h265};
+use crate::codec::{h264, h265, CodecError};
 use crate::mkv::builder::{
     validate_tags, BuildError, FragmentBuilder, FrameIn, Payload, StreamConfig, Tag, TrackConfig,
     TrackKind,
@@ -88,9 +99,21 @@ pub enum FrameError {
         /// This frame's, ms.
         got_ms: u64,
     },
-    /// A video stream must start with a key frame.
-    #[error("track {0}: the stream must start with a key frame")]
+    /// No fragment is open (after [`ProducerCore::flush`]) and only a video
+    /// key frame can open one.
+    #[error("track {0}: no fragment is open and only a video key frame can start one")]
     NoKeyFrameYet(u64),
+    /// A frame before the first video key frame (in presentation time), with
+    /// [`LeadingPolicy::Refuse`].
+    #[error("track {track}: frame at {pts_ms} ms comes before the first video key frame{}; the stream starts at a video key frame", first_key_ms.map_or(String::new(), |k| format!(" ({k} ms)")))]
+    LeadingFrame {
+        /// The track.
+        track: u64,
+        /// The frame's presentation time, ms.
+        pts_ms: u64,
+        /// The first video key frame's presentation time, once seen.
+        first_key_ms: Option<u64>,
+    },
     /// The frame belongs to a fragment that was already closed.
     #[error("track {track}: frame at {pts_ms} ms arrived after its fragment (ending at {closed_ms} ms) was closed; interleave tracks within {lateness_ms} ms")]
     TooLate {
@@ -157,6 +180,17 @@ pub enum PressurePolicy {
     Wait,
 }
 
+/// What to do with frames before the first video key frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LeadingPolicy {
+    /// Skip them, counted ([`ProducerEvent::LeadingFramesSkipped`]); the
+    /// official producer SDKs do the same.
+    #[default]
+    Skip,
+    /// Refuse them with [`FrameError::LeadingFrame`].
+    Refuse,
+}
+
 /// Which ACK completes a fragment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AckLevel {
@@ -183,6 +217,8 @@ pub struct ProducerConfig {
     pub max_buffer_duration: Duration,
     /// What a full buffer does.
     pub pressure: PressurePolicy,
+    /// What frames before the first video key frame do (default: skipped).
+    pub leading: LeadingPolicy,
     /// Which ACK completes a fragment.
     pub ack_level: AckLevel,
     /// How long a fragment waits for the other tracks to pass its end
@@ -206,6 +242,7 @@ impl ProducerConfig {
             max_buffer_bytes: 32 << 20,
             max_buffer_duration: Duration::from_secs(120),
             pressure: PressurePolicy::default(),
+            leading: LeadingPolicy::default(),
             ack_level: AckLevel::default(),
             max_lateness: Duration::from_millis(500),
             rotation_age: Duration::from_secs(40 * 60),
@@ -262,6 +299,18 @@ pub enum ProducerEvent {
         /// Whether sending it again can succeed.
         retriable: bool,
     },
+    /// Frames before the first video key frame were skipped
+    /// ([`LeadingPolicy::Skip`]); reported once, when the first fragment
+    /// closes (or at the end of a stream that never had a key frame).
+    LeadingFramesSkipped {
+        /// Frames skipped, all tracks.
+        frames: usize,
+        /// Their bytes.
+        bytes: usize,
+        /// The first video key frame's presentation time since the
+        /// producer's start, ms (`None`: none came).
+        first_key_ms: Option<u64>,
+    },
     /// A fragment was given up.
     FragmentDropped {
         /// Its producer timestamp, ms since the epoch.
@@ -313,6 +362,15 @@ pub enum ProducerEvent {
     },
 }
 
+/// What [`ProducerCore::drain_as_file`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileWritten {
+    /// Stream headers written.
+    pub headers: usize,
+    /// Each fragment's cluster timecode (ms) and its range in the output.
+    pub fragments: Vec<(i64, std::ops::Range<usize>)>,
+}
+
 /// The outcome of [`ProducerCore::put_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -320,6 +378,9 @@ pub enum PutOutcome {
     Accepted,
     /// Not taken: the buffer is full and the policy is [`PressurePolicy::Wait`].
     Full,
+    /// Skipped: it comes before the first video key frame
+    /// ([`LeadingPolicy::Skip`]).
+    Skipped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,15 +443,20 @@ trait InBand: Clone + Default {
     /// Takes the sets of an access unit; true when they changed.
     fn take(&mut self, au: &Bytes) -> bool;
     /// The CodecPrivate for the sets held.
-    fn private(&self) -> Option<Bytes>;
+    fn private(&self) -> Result<Bytes, CodecError>;
+    /// The picture size of the SPS held.
+    fn dimensions(&self) -> Result<(u32, u32), CodecError>;
 }
 
 impl InBand for h264::ParameterSets {
     fn take(&mut self, au: &Bytes) -> bool {
         self.collect_annexb(au)
     }
-    fn private(&self) -> Option<Bytes> {
-        self.codec_private().ok()
+    fn private(&self) -> Result<Bytes, CodecError> {
+        self.codec_private()
+    }
+    fn dimensions(&self) -> Result<(u32, u32), CodecError> {
+        h264::ParameterSets::dimensions(self)
     }
 }
 
@@ -398,21 +464,71 @@ impl InBand for h265::ParameterSets {
     fn take(&mut self, au: &Bytes) -> bool {
         self.collect_annexb(au)
     }
-    fn private(&self) -> Option<Bytes> {
-        self.codec_private().ok()
+    fn private(&self) -> Result<Bytes, CodecError> {
+        self.codec_private()
+    }
+    fn dimensions(&self) -> Result<(u32, u32), CodecError> {
+        h265::ParameterSets::dimensions(self)
     }
 }
 
-/// A track's sets with an access unit's added (a copy), and the CodecPrivate
+/// What a key frame's parameter sets give once they changed: the
+/// CodecPrivate and the picture size, or why they give none.
+type Derived = Option<Result<(Bytes, (u32, u32)), CodecError>>;
+
+/// A track's sets with an access unit's added (a copy), and what they give
 /// when they changed.
-fn collect<S: InBand>(all: &[(u64, S)], track: u64, au: &Bytes) -> (S, Option<Bytes>) {
+fn collect<S: InBand>(all: &[(u64, S)], track: u64, au: &Bytes) -> (S, Derived) {
     let mut sets = all
         .iter()
         .find(|(n, _)| *n == track)
         .map(|(_, s)| s.clone())
         .unwrap_or_default();
-    let private = if sets.take(au) { sets.private() } else { None };
-    (sets, private)
+    let derived = sets
+        .take(au)
+        .then(|| Ok((sets.private()?, sets.dimensions()?)));
+    (sets, derived)
+}
+
+/// Replaces a video track's configured size with the one of the SPS in its
+/// CodecPrivate (H.264/H.265), when there is one and they differ.
+fn size_from_codec_private(t: &mut TrackConfig) {
+    let TrackKind::Video { width, height } = &mut t.kind else {
+        return;
+    };
+    let hevc = match t.codec_id.as_str() {
+        h264::CODEC_ID => false,
+        h265::CODEC_ID => true,
+        _ => return,
+    };
+    let Some(record) = t.codec_private.as_ref().filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let Some((sets, _)) = crate::codec::annexb::record_parameter_sets(record, hevc) else {
+        return;
+    };
+    let sets = Bytes::from(sets);
+    let size = if hevc {
+        let mut s = h265::ParameterSets::default();
+        s.collect_annexb(&sets);
+        s.dimensions()
+    } else {
+        let mut s = h264::ParameterSets::default();
+        s.collect_annexb(&sets);
+        s.dimensions()
+    };
+    if let Ok((w, h)) = size {
+        if (w, h) != (*width, *height) {
+            tracing::warn!(
+                track = t.number,
+                configured = %format!("{width}x{height}"),
+                sps = %format!("{w}x{h}"),
+                "the configured picture size differs from the SPS; the SPS decides"
+            );
+            *width = w;
+            *height = h;
+        }
+    }
 }
 
 /// What a key frame's in-band parameter sets change.
@@ -421,8 +537,8 @@ struct SetsUpdate {
     /// Index into the tracks.
     track: usize,
     sets: ParamSets,
-    /// The new CodecPrivate, when it differs.
-    private: Option<Bytes>,
+    /// The new CodecPrivate and picture size, when the CodecPrivate differs.
+    private: Option<(Bytes, (u32, u32))>,
 }
 
 /// The producer state machine (see the module docs).
@@ -460,6 +576,11 @@ pub struct ProducerCore {
     /// Metadata tags for the next fragment to close.
     tags: Vec<Tag>,
     bytes_sent: u64,
+    /// Presentation time of the first video key frame taken.
+    first_key: Option<u64>,
+    /// Leading frames skipped (frames, bytes), and whether reported.
+    leading: (usize, usize),
+    leading_reported: bool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -475,8 +596,12 @@ impl ProducerCore {
             .tracks
             .iter()
             .any(|t| matches!(t.kind, TrackKind::Video { .. }));
+        let mut tracks = cfg.tracks.clone();
+        for t in &mut tracks {
+            size_from_codec_private(t);
+        }
         Ok(Self {
-            tracks: cfg.tracks.clone(),
+            tracks,
             cfg,
             headers: Vec::new(),
             builder: None,
@@ -498,6 +623,9 @@ impl ProducerCore {
             events: VecDeque::new(),
             tags: Vec::new(),
             bytes_sent: 0,
+            first_key: None,
+            leading: (0, 0),
+            leading_reported: false,
         })
     }
 
@@ -567,6 +695,27 @@ impl ProducerCore {
         let pts_ms = ms(frame.pts);
         let dts_ms = ms(frame.dts.unwrap_or(frame.pts));
         let key = frame.key || !video;
+        // Before the first video key frame, or (until the first fragment
+        // closes) presented before it: leading frames.
+        let leading = self.has_video
+            && match self.first_key {
+                None => !(video && key),
+                Some(k) => self.closed_until.is_none() && pts_ms < k,
+            };
+        if leading {
+            return match self.cfg.leading {
+                LeadingPolicy::Skip => {
+                    self.leading.0 += 1;
+                    self.leading.1 += payload_len(&frame.payload);
+                    Ok(PutOutcome::Skipped)
+                }
+                LeadingPolicy::Refuse => Err(FrameError::LeadingFrame {
+                    track,
+                    pts_ms,
+                    first_key_ms: self.first_key,
+                }),
+            };
+        }
         if let Some((_, prev)) = self.last_dts.iter().find(|(t, _)| *t == track) {
             if dts_ms <= *prev {
                 return Err(FrameError::TimestampNotIncreasing {
@@ -635,6 +784,9 @@ impl ProducerCore {
             }
         }
         // Taken: from here on the state changes.
+        if video && key {
+            self.first_key.get_or_insert(pts_ms);
+        }
         if let Some(plan) = plan {
             self.commit_codec_private(plan);
         }
@@ -688,14 +840,14 @@ impl ProducerCore {
         let Some(t) = self.tracks.iter().position(|t| t.number == track) else {
             return Ok(None);
         };
-        let (sets, private) = match self.tracks[t].codec_id.as_str() {
+        let (sets, derived) = match self.tracks[t].codec_id.as_str() {
             h264::CODEC_ID => {
-                let (sets, private) = collect(&self.h264_sets, track, au);
-                (ParamSets::H264(sets), private)
+                let (sets, derived) = collect(&self.h264_sets, track, au);
+                (ParamSets::H264(sets), derived)
             }
             h265::CODEC_ID => {
-                let (sets, private) = collect(&self.h265_sets, track, au);
-                (ParamSets::H265(sets), private)
+                let (sets, derived) = collect(&self.h265_sets, track, au);
+                (ParamSets::H265(sets), derived)
             }
             _ => return Ok(None),
         };
@@ -703,11 +855,26 @@ impl ProducerCore {
             .codec_private
             .clone()
             .filter(|p| !p.is_empty());
-        let private = private.filter(|p| current.as_ref() != Some(p));
+        let private = match derived {
+            Some(Ok(d)) => Some(d).filter(|(p, _)| current.as_ref() != Some(p)),
+            Some(Err(e)) if current.is_none() => {
+                return Err(FrameError::NoCodecPrivate {
+                    track,
+                    reason: e.to_string(),
+                })
+            }
+            Some(Err(e)) => {
+                // The sets in force stay; the stream goes on with them.
+                tracing::warn!(track, error = %e, "in-band parameter sets unusable; keeping the ones in force");
+                None
+            }
+            None => None,
+        };
         if current.is_none() && private.is_none() {
             return Err(FrameError::NoCodecPrivate {
                 track,
-                reason: "no SPS/PPS in the first key frame".into(),
+                reason: "the key frame carries no parameter sets (SPS/PPS, and VPS for H.265)"
+                    .into(),
             });
         }
         Ok(Some(SetsUpdate {
@@ -731,10 +898,14 @@ impl ProducerCore {
                 None => self.h265_sets.push((number, s)),
             },
         }
-        let Some(p) = plan.private else {
+        let Some((p, (w, h))) = plan.private else {
             return false;
         };
-        self.tracks[plan.track].codec_private = Some(p);
+        let t = &mut self.tracks[plan.track];
+        t.codec_private = Some(p);
+        if let TrackKind::Video { width, height } = &mut t.kind {
+            (*width, *height) = (w, h);
+        }
         // Before anything was put, the first settings are simply completed.
         !self.gens.is_empty()
     }
@@ -807,6 +978,7 @@ impl ProducerCore {
             |(c, _)| c,
         );
         self.closed_until = Some(self.closed_until.map_or(closed, |c| c.max(closed)));
+        self.report_leading();
         if mine.is_empty() {
             return Ok(());
         }
@@ -871,6 +1043,24 @@ impl ProducerCore {
             cursor: 0,
         });
         Ok(())
+    }
+
+    /// Reports the leading frames skipped, once.
+    fn report_leading(&mut self) {
+        if !self.leading_reported && self.leading.0 > 0 {
+            self.leading_reported = true;
+            self.events.push_back(ProducerEvent::LeadingFramesSkipped {
+                frames: self.leading.0,
+                bytes: self.leading.1,
+                first_key_ms: self.first_key,
+            });
+        }
+    }
+
+    /// Frames skipped before the first video key frame so far (frames,
+    /// bytes).
+    pub fn leading_skipped(&self) -> (usize, usize) {
+        self.leading
     }
 
     fn drop_oldest(&mut self, incoming: usize) {
@@ -943,6 +1133,7 @@ impl ProducerCore {
     /// Closes the open fragment (at the end of the media).
     pub fn flush(&mut self, now: Instant) -> Result<(), FrameError> {
         self.try_close(now, true)?;
+        self.report_leading();
         self.open_start = None;
         Ok(())
     }
@@ -1132,6 +1323,32 @@ impl ProducerCore {
             }
             _ => {}
         }
+    }
+
+    /// Takes every buffered fragment out as one Matroska stream, for a file
+    /// rather than a connection: a stream header, the fragments in order, and
+    /// a new header wherever the parameter sets change. The END_OF_FRAGMENT
+    /// tags, a signal to the service only, are left out. The fragments count
+    /// as written and leave the buffer (no ACK will come for them).
+    pub fn drain_as_file(&mut self, out: &mut Vec<Bytes>) -> FileWritten {
+        let mut written = FileWritten::default();
+        let mut header = None;
+        for f in std::mem::take(&mut self.buffer) {
+            if header != Some(f.header) {
+                header = Some(f.header);
+                out.push(self.headers[f.header].clone());
+                written.headers += 1;
+            }
+            let first = out.len();
+            // The last chunk is the END_OF_FRAGMENT tag.
+            let media = f.chunks.len().saturating_sub(1);
+            out.extend(f.chunks.into_iter().take(media));
+            written
+                .fragments
+                .push((f.timecode_ms as i64, first..out.len()));
+        }
+        self.buffered_bytes = 0;
+        written
     }
 
     /// Nothing left to send or to be acknowledged (after [`Self::flush`]).

@@ -47,6 +47,12 @@ pub fn run(file: &Path, as_json: bool) -> Result<(), String> {
             return Err(format!("{}: {e}", file.display()));
         }
     }
+    if summary.documents == 0 && summary.segments == 0 && summary.clusters == 0 {
+        return Err(format!(
+            "{}: no Matroska data (no EBML header, Segment or Cluster)",
+            file.display()
+        ));
+    }
     if as_json {
         let mut tracks = Map::new();
         for (n, t) in &summary.tracks {

@@ -3,6 +3,16 @@
 //! Run: `cargo run --release -p kvs-examples --bin kvs -- --help`
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` that stops printing, quietly, once standard output is closed
+/// (`kvs put … | head`), instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod control;
 mod inspect;
 mod media;
@@ -89,17 +99,22 @@ enum Cmd {
         #[arg(long)]
         audio: Option<PathBuf>,
     },
-    /// Start a local endpoint in-process, stream the bundled clip to it in
-    /// real time, read it back with GetMedia and check every frame.
+    /// Start a local endpoint in-process, stream the bundled clip (built
+    /// into this binary) to it in real time, read it back with GetMedia and
+    /// check every frame.
     Demo {
-        /// H.264 Annex-B video.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/media/clip.h264"))]
-        video: PathBuf,
-        /// ADTS AAC audio.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/media/clip.aac"))]
-        audio: PathBuf,
+        /// H.264 Annex-B video instead of the bundled clip.
+        #[arg(long)]
+        video: Option<PathBuf>,
+        /// ADTS AAC audio instead of the bundled clip's.
+        #[arg(long)]
+        audio: Option<PathBuf>,
     },
-    /// PutMedia: upload an .mkv, or an Annex-B .h264/.h265 muxed on the fly; prints each ACK.
+    /// PutMedia: upload an .mkv/.webm, or an Annex-B .h264/.h265 (with
+    /// --audio); prints each ACK. Frames before the first video key frame
+    /// are skipped (counted). Without --realtime the file goes as fast as
+    /// the upload takes it, nothing dropped, its producer time backdated
+    /// by its length so no fragment is in the future.
     Put {
         /// Stream name or ARN.
         #[arg(long)]
@@ -109,7 +124,11 @@ enum Cmd {
         /// Frame rate of an elementary-stream input.
         #[arg(long, default_value_t = 25.0)]
         fps: f64,
-        /// Send each fragment at its time instead of as fast as possible.
+        /// ADTS AAC audio to interleave with an elementary-stream input.
+        #[arg(long)]
+        audio: Option<PathBuf>,
+        /// Put each frame at its time (producer time starting now) instead
+        /// of as fast as the upload goes.
         #[arg(long)]
         realtime: bool,
         #[command(flatten)]
@@ -123,9 +142,9 @@ enum Cmd {
         /// earliest, now, fragment:N, producer:T, server:T or token:T.
         #[arg(long, default_value = "earliest")]
         start: String,
-        /// Stop after this many fragments.
-        #[arg(long, default_value_t = usize::MAX)]
-        max_fragments: usize,
+        /// Stop after this many fragments (default: no limit).
+        #[arg(long)]
+        max_fragments: Option<usize>,
         /// Output file.
         #[arg(short, long)]
         output: PathBuf,
@@ -162,8 +181,12 @@ enum Cmd {
         /// Port (0: any free port; the URL is printed).
         #[arg(long, default_value_t = 4567)]
         port: u16,
-        /// Fault to inject (may repeat): `drop-after-bytes=N`, `error-ack=CODE@K`,
-        /// `ack-delay-ms=N`, `throttle=P`.
+        /// Fault to inject (may repeat): `drop-after-bytes=N` (every PutMedia
+        /// and GetMedia connection is cut after N body bytes: fires every time), `error-ack=CODE@K` (the K-th
+        /// fragment the endpoint receives, counted over all connections, gets
+        /// an ERROR ACK with CODE and the connection ends: fires once), `ack-delay-ms=N` (every ACK is sent N ms late;
+        /// ingest goes on), `throttle=P` (each control-plane call is refused
+        /// with ClientLimitExceededException with probability P).
         #[arg(long)]
         fault: Vec<String>,
         /// Keep streams and fragments here, so they survive a restart.
@@ -232,7 +255,7 @@ fn main() -> ExitCode {
             access_key_id,
             secret_access_key,
         } => control::local(port, &fault, data_dir, access_key_id.zip(secret_access_key)),
-        Cmd::Demo { video, audio } => media::demo(&video, &audio),
+        Cmd::Demo { video, audio } => media::demo(video.as_deref(), audio.as_deref()),
         Cmd::ListFragments {
             stream,
             from,
@@ -245,9 +268,11 @@ fn main() -> ExitCode {
             stream,
             file,
             fps,
+            audio,
             realtime,
             aws,
-        } => control::client(&aws).and_then(|c| media::put(c, &stream, &file, fps, realtime)),
+        } => control::client(&aws)
+            .and_then(|c| media::put(c, &stream, &file, fps, audio.as_deref(), realtime)),
         Cmd::Get {
             stream,
             start,
@@ -256,8 +281,17 @@ fn main() -> ExitCode {
             raw,
             follow,
             aws,
-        } => control::client(&aws)
-            .and_then(|c| media::get(c, &stream, &start, max_fragments, &output, raw, follow)),
+        } => control::client(&aws).and_then(|c| {
+            media::get(
+                c,
+                &stream,
+                &start,
+                max_fragments.unwrap_or(usize::MAX),
+                &output,
+                raw,
+                follow,
+            )
+        }),
         Cmd::CreateStream {
             name,
             retention_hours,

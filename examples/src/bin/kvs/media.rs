@@ -11,46 +11,80 @@ use kvs_core::auth::Credentials;
 use kvs_core::client::{ClientConfig, CreateStream, KvsClient, StartSelector, StreamId};
 use kvs_core::codec::aac;
 use kvs_core::codec::annexb::VideoCodec;
+use kvs_core::codec::annexb::{record_parameter_sets, to_annexb, to_avcc};
 use kvs_core::consumer::Consumer;
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
 use kvs_core::mkv::fragment::Fragment;
-use kvs_core::mkv::mux::{mux_annexb, AacInput, MuxOutput};
+use kvs_core::mkv::mux::{annexb_frames, mux_frames, AacInput, MuxOutput};
 use kvs_core::mkv::{parse_all, Event, ParserConfig};
-use kvs_core::producer::{Frame, Producer, ProducerEvent};
+use kvs_core::producer::{AckLevel, Frame, PressurePolicy, Producer, ProducerEvent};
 
-/// Muxes an elementary stream (with optional ADTS audio).
-pub fn mux_file(input: &Path, fps: f64, audio: Option<&Path>) -> Result<MuxOutput, String> {
+/// The bundled clip (H.264 Annex-B and ADTS AAC), built into the binary.
+pub const CLIP_H264: &[u8] = include_bytes!("../../../media/clip.h264");
+/// The bundled clip's audio.
+pub const CLIP_AAC: &[u8] = include_bytes!("../../../media/clip.aac");
+
+fn read(p: &Path) -> Result<Bytes, String> {
+    std::fs::read(p)
+        .map(Bytes::from)
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// The codec of an elementary-stream file, from its extension.
+fn elementary_codec(input: &Path) -> Result<VideoCodec, String> {
     let ext = input
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let codec = match ext.as_str() {
-        "h264" | "264" => VideoCodec::H264,
-        "h265" | "265" | "hevc" => VideoCodec::H265,
-        _ => {
-            return Err(format!(
-                "{}: expected .mkv, or a .h264/.264 or .h265/.hevc Annex-B file",
-                input.display()
-            ))
-        }
-    };
-    let read = |p: &Path| {
-        std::fs::read(p)
-            .map(Bytes::from)
-            .map_err(|e| format!("{}: {e}", p.display()))
-    };
-    let video = read(input)?;
+    match ext.as_str() {
+        "h264" | "264" => Ok(VideoCodec::H264),
+        "h265" | "265" | "hevc" => Ok(VideoCodec::H265),
+        _ => Err(format!(
+            "{}: expected .mkv/.webm, or a .h264/.264 or .h265/.hevc Annex-B file",
+            input.display()
+        )),
+    }
+}
+
+fn adts(audio: Option<(&Path, Bytes)>) -> Result<Option<AacInput>, String> {
+    audio
+        .map(|(p, data)| {
+            aac::split_adts(&data)
+                .map(|(header, frames)| AacInput { header, frames })
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .transpose()
+}
+
+/// Frames of an Annex-B elementary stream (with optional ADTS audio).
+fn elementary(
+    name: &Path,
+    codec: VideoCodec,
+    video: &Bytes,
+    fps: f64,
+    audio: Option<(&Path, Bytes)>,
+) -> Result<Input, String> {
+    let audio = adts(audio)?;
+    let i = annexb_frames(codec, video, fps, audio.as_ref())
+        .map_err(|e| format!("{}: {e}", name.display()))?;
+    Ok(Input {
+        tracks: i.tracks,
+        frames: i.frames,
+    })
+}
+
+/// Muxes an elementary stream (with optional ADTS audio), with the same
+/// state machine `kvs put` uploads with.
+pub fn mux_file(input: &Path, fps: f64, audio: Option<&Path>) -> Result<MuxOutput, String> {
+    let codec = elementary_codec(input)?;
     let audio = match audio {
-        Some(p) => {
-            let (header, frames) =
-                aac::split_adts(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?;
-            Some(AacInput { header, frames })
-        }
+        Some(p) => Some((p, read(p)?)),
         None => None,
     };
-    mux_annexb(codec, &video, fps, audio.as_ref()).map_err(|e| format!("{}: {e}", input.display()))
+    let i = elementary(input, codec, &read(input)?, fps, audio)?;
+    mux_frames(i.tracks, i.frames).map_err(|e| format!("{}: {e}", input.display()))
 }
 
 /// Media to put: the tracks and the frames in decode order.
@@ -59,33 +93,90 @@ pub struct Input {
     frames: Vec<Frame>,
 }
 
-/// Reads an .mkv, or muxes an Annex-B file (with optional ADTS audio), into
+impl Input {
+    /// Presentation time of the last frame.
+    fn duration(&self) -> Duration {
+        self.frames.iter().map(|f| f.pts).max().unwrap_or_default()
+    }
+}
+
+/// Reads an .mkv/.webm, or an Annex-B file (with optional ADTS audio), into
 /// frames with presentation and decode times from 0.
 pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, String> {
-    let data = if file
+    let matroska = file
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("mkv"))
-    {
-        Bytes::from(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?)
-    } else {
-        Bytes::from(mux_file(file, fps, audio)?.chunks.concat())
-    };
+        .is_some_and(|e| e.eq_ignore_ascii_case("mkv") || e.eq_ignore_ascii_case("webm"));
+    if !matroska {
+        let codec = elementary_codec(file)?;
+        let audio = match audio {
+            Some(p) => Some((p, read(p)?)),
+            None => None,
+        };
+        return elementary(file, codec, &read(file)?, fps, audio);
+    }
+    if audio.is_some() {
+        return Err("--audio goes with an elementary-stream (.h264/.h265) input".into());
+    }
+    let data = read(file)?;
     let (events, err) = parse_all(data, ParserConfig::default());
     if let Some(e) = err.filter(|e| !e.is_truncated()) {
         return Err(format!("{}: {e}", file.display()));
     }
-    let mut tracks = Vec::new();
+    let mut tracks: Vec<TrackConfig> = Vec::new();
+    // A later stream header with other parameter sets (a camera
+    // reconfigured): they go in band in front of the next key frame of the
+    // track, so the producer starts a fragment with a new header there.
+    let mut pending_sets: Vec<(u64, Bytes, usize)> = Vec::new();
     let mut raw = Vec::new();
     for e in events {
         match e {
-            Event::Tracks(t) if tracks.is_empty() => {
-                tracks = t.iter().map(TrackConfig::from).collect();
+            Event::Tracks(t) => {
+                let new: Vec<TrackConfig> = t.iter().map(TrackConfig::from).collect();
+                for n in &new {
+                    let hevc = match n.codec_id.as_str() {
+                        kvs_core::codec::h264::CODEC_ID => false,
+                        kvs_core::codec::h265::CODEC_ID => true,
+                        _ => continue,
+                    };
+                    let Some((sets, size)) = n
+                        .codec_private
+                        .as_ref()
+                        .and_then(|p| record_parameter_sets(p, hevc))
+                    else {
+                        continue;
+                    };
+                    let before = tracks.iter().find(|o| o.number == n.number);
+                    if before.is_some_and(|o| o.codec_private != n.codec_private) {
+                        pending_sets.retain(|(t, _, _)| *t != n.number);
+                        pending_sets.push((n.number, Bytes::from(sets), size));
+                    }
+                }
+                if tracks.is_empty() {
+                    tracks = new;
+                }
             }
-            Event::Frame(f) => raw.push(f),
+            Event::Frame(mut f) => {
+                if let Some(i) = pending_sets
+                    .iter()
+                    .position(|(t, _, _)| *t == f.track && f.key)
+                {
+                    let (_, sets, size) = pending_sets.remove(i);
+                    let au = to_annexb(&f.payload, size).map_err(|e| {
+                        format!("{}: frame at {} ns: {e}", file.display(), f.timestamp_ns)
+                    })?;
+                    f.payload = Bytes::from([&sets[..], &au[..]].concat());
+                    raw.push((f, true));
+                } else {
+                    raw.push((f, false));
+                }
+            }
             _ => {}
         }
     }
-    let origin = raw.iter().map(|f| f.timestamp_ns).min().unwrap_or(0);
+    if tracks.is_empty() {
+        return Err(format!("{}: no Matroska tracks found", file.display()));
+    }
+    let origin = raw.iter().map(|(f, _)| f.timestamp_ns).min().unwrap_or(0);
     // Decode times: per track, the sorted presentation times; presentation
     // moved later (all tracks alike) just enough that no frame is shown
     // before it is decoded.
@@ -94,8 +185,8 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
         .map(|t| {
             let mut v: Vec<i64> = raw
                 .iter()
-                .filter(|f| f.track == t.number)
-                .map(|f| f.timestamp_ns - origin)
+                .filter(|(f, _)| f.track == t.number)
+                .map(|(f, _)| f.timestamp_ns - origin)
                 .collect();
             v.sort_unstable();
             v
@@ -103,7 +194,7 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
         .collect();
     let mut next = vec![0usize; tracks.len()];
     let mut shift = 0i64;
-    for f in &raw {
+    for (f, _) in &raw {
         if let Some(ti) = tracks.iter().position(|t| t.number == f.track) {
             shift = shift.max(sorted[ti][next[ti]] - (f.timestamp_ns - origin));
             next[ti] += 1;
@@ -111,7 +202,7 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
     }
     let mut next = vec![0usize; tracks.len()];
     let mut frames: Vec<Frame> = Vec::with_capacity(raw.len());
-    for f in raw {
+    for (f, annexb) in raw {
         let Some(ti) = tracks.iter().position(|t| t.number == f.track) else {
             continue;
         };
@@ -124,7 +215,11 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
             pts: ns(pts),
             dts: (dts != pts).then(|| ns(dts)),
             key: f.key,
-            payload: Payload::Raw(f.payload),
+            payload: if annexb {
+                Payload::AnnexB(f.payload)
+            } else {
+                Payload::Raw(f.payload)
+            },
         });
     }
     Ok(Input { tracks, frames })
@@ -142,8 +237,10 @@ struct Report {
     errors: usize,
     frames: usize,
     bytes: u64,
+    leading: usize,
     latencies: Vec<Duration>,
     last_latency: Option<Duration>,
+    elapsed: Duration,
 }
 
 impl Report {
@@ -155,24 +252,33 @@ impl Report {
     }
 
     fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-3);
         format!(
-            "{} fragments: {} acknowledged, {} dropped, {} errors; {} frames, {:.2} MB; ACK latency p50 {:.1} ms, p99 {:.1} ms",
+            "{} fragments: {} acknowledged, {} dropped, {} errors; {} frames ({} skipped before the first key frame), {:.2} MB in {:.1} s ({:.1} Mbit/s); ACK latency p50 {:.1} ms, p99 {:.1} ms",
             self.acked + self.dropped,
             self.acked,
             self.dropped,
             self.errors,
             self.frames,
+            self.leading,
             self.bytes as f64 / 1e6,
+            secs,
+            self.bytes as f64 * 8.0 / 1e6 / secs,
             self.percentile(50),
             self.percentile(99),
         )
     }
 }
 
-/// Streams `input` with a Producer (paced at frame time when `realtime`),
-/// printing each ACK when `acks`, a progress line on a terminal, and waits
-/// for every fragment to be acknowledged. Returns the report and the
-/// producer start time (ms since the epoch).
+/// Streams `input` with a Producer, printing each ACK when `acks`, a progress
+/// line on a terminal, and waits for every fragment to be acknowledged.
+/// Returns the report and the producer start time (ms since the epoch).
+///
+/// `realtime`: frames are put at their time and the producer time starts
+/// now. Otherwise the file goes as fast as the upload takes it (the
+/// producer waits for ACKs rather than dropping anything) and its start is
+/// backdated by the media's length, so no fragment carries a producer
+/// timestamp in the future (the service does not take those).
 async fn produce(
     c: Arc<KvsClient>,
     stream: &str,
@@ -181,11 +287,19 @@ async fn produce(
     acks: bool,
     create: Option<CreateStream>,
 ) -> Result<(Report, u64), String> {
-    let start = SystemTime::now();
+    let now = SystemTime::now();
+    let start = if realtime {
+        now
+    } else {
+        now.checked_sub(input.duration()).unwrap_or(now)
+    };
     let start_ms = start
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut b = Producer::builder(c, stream).start_time(start);
+    // A file never drops a frame: reading waits for the upload.
+    let mut b = Producer::builder(c, stream)
+        .start_time(start)
+        .pressure(PressurePolicy::Wait);
     if let Some(create) = create {
         b = b.create_if_missing(create);
     }
@@ -193,6 +307,10 @@ async fn produce(
         b = b.track(t.clone());
     }
     let p = b.build().await.map_err(|e| e.to_string())?;
+    let level = match p.ack_level() {
+        AckLevel::Persisted => "PERSISTED",
+        _ => "RECEIVED",
+    };
     let report = Arc::new(Mutex::new(Report::default()));
     let mut events = p.subscribe();
     let r = report.clone();
@@ -210,12 +328,23 @@ async fn produce(
                     r.latencies.push(latency);
                     r.last_latency = Some(latency);
                     if acks {
-                        println!(
-                            "  ACK PERSISTED fragment {:>6} ms  {frames:>3} frames  latency {:>6.1} ms  #{fragment_number}",
+                        crate::outln!(
+                            "  ACK {level} fragment {:>6} ms  {frames:>3} frames  latency {:>6.1} ms  #{fragment_number}",
                             timecode_ms.saturating_sub(start_ms),
                             ms(latency)
                         );
                     }
+                }
+                ProducerEvent::LeadingFramesSkipped {
+                    frames,
+                    first_key_ms,
+                    ..
+                } => {
+                    r.leading = frames;
+                    eprintln!(
+                        "  skipped {frames} frames before the first video key frame{}",
+                        first_key_ms.map_or(String::new(), |k| format!(" (at {k} ms)"))
+                    );
                 }
                 ProducerEvent::FragmentDropped {
                     timecode_ms,
@@ -279,6 +408,7 @@ async fn produce(
         }
     }
     let finished = p.finish(Duration::from_secs(60)).await;
+    let elapsed = t0.elapsed();
     // Let the listener take the last events.
     tokio::time::sleep(Duration::from_millis(50)).await;
     listener.abort();
@@ -286,11 +416,12 @@ async fn produce(
         eprintln!();
     }
     finished.map_err(|e| e.to_string())?;
-    let r = std::mem::take(
+    let mut r = std::mem::take(
         &mut *report
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
+    r.elapsed = elapsed;
     Ok((r, start_ms))
 }
 
@@ -301,12 +432,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
-pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
+/// `kvs demo`: the bundled clip (or the files given) streamed in real time
+/// to an in-process endpoint, read back and compared frame by frame.
+pub fn demo(video: Option<&Path>, audio: Option<&Path>) -> Result<(), String> {
     runtime()?.block_on(async {
         let ep = LocalEndpoint::start(LocalConfig::default())
             .await
             .map_err(|e| e.to_string())?;
-        println!("local KVS endpoint at {}", ep.url());
+        crate::outln!("local KVS endpoint at {}", ep.url());
         let c = Arc::new(
             KvsClient::new(
                 ClientConfig::new(
@@ -317,11 +450,27 @@ pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
             )
             .map_err(|e| e.to_string())?,
         );
-        let input = input(video, 25.0, Some(audio))?;
+        let name = video.map_or("the bundled clip".into(), |v| v.display().to_string());
+        let input = match video {
+            Some(v) => input(v, 25.0, audio)?,
+            None => {
+                let audio = match audio {
+                    Some(p) => (p, read(p)?),
+                    None => (Path::new("clip.aac"), Bytes::from_static(CLIP_AAC)),
+                };
+                elementary(
+                    Path::new("clip.h264"),
+                    VideoCodec::H264,
+                    &Bytes::from_static(CLIP_H264),
+                    25.0,
+                    Some(audio),
+                )?
+            }
+        };
         let video_frames = input.frames.iter().filter(|f| f.track == 1).count();
-        println!(
+        crate::outln!(
             "streaming {} ({} video + {} audio frames) in real time to stream \"demo\"…",
-            video.display(),
+            name,
             video_frames,
             input.frames.len() - video_frames
         );
@@ -332,12 +481,12 @@ pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
         };
         let (report, start_ms) =
             produce(c.clone(), "demo", &input, true, true, Some(create)).await?;
-        println!("{}", report.summary());
+        crate::outln!("{}", report.summary());
         if report.dropped > 0 || report.errors > 0 || report.acked == 0 {
             return Err("not every fragment was acknowledged".into());
         }
 
-        println!("reading it back with the Consumer (GetMedia from EARLIEST)…");
+        crate::outln!("reading it back with the Consumer (GetMedia from EARLIEST)…");
         let mut frames = Consumer::builder(c.clone(), "demo")
             .start(StartSelector::Earliest)
             .frames();
@@ -351,7 +500,7 @@ pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             if last.as_deref() != frag.fragment_number.as_deref() {
                 last.clone_from(&frag.fragment_number);
-                println!(
+                crate::outln!(
                     "  fragment #{} at {} ms: {} frames",
                     frag.fragment_number.as_deref().unwrap_or("?"),
                     frag.producer_timestamp_ms
@@ -366,12 +515,15 @@ pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
             .frames
             .iter()
             .map(|f| {
+                // Annex-B goes out as AVCC (4-byte lengths).
                 let data = match &f.payload {
-                    Payload::Raw(b) | Payload::AnnexB(b) => b.clone(),
+                    Payload::Raw(b) => Ok(b.clone()),
+                    Payload::AnnexB(b) => to_avcc(b),
                 };
-                (f.track, (start_ms + f.pts.as_millis() as u64) as i64, data)
+                data.map(|d| (f.track, (start_ms + f.pts.as_millis() as u64) as i64, d))
             })
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
         let mut a = got.clone();
         let mut b = put.clone();
         a.sort_by_key(|x| (x.0, x.1));
@@ -383,23 +535,25 @@ pub fn demo(video: &Path, audio: &Path) -> Result<(), String> {
                 put.len()
             ));
         }
-        println!("all {} frames came back byte-identical", put.len());
+        crate::outln!("all {} frames came back byte-identical", put.len());
         ep.shutdown().await;
         Ok(())
     })
 }
 
+/// `kvs put`: uploads a file (see [`produce`]).
 pub fn put(
     c: KvsClient,
     stream: &str,
     file: &Path,
     fps: f64,
+    audio: Option<&Path>,
     realtime: bool,
 ) -> Result<(), String> {
-    let input = input(file, fps, None)?;
+    let input = input(file, fps, audio)?;
     let (report, _) =
         runtime()?.block_on(produce(Arc::new(c), stream, &input, realtime, true, None))?;
-    println!("{}", report.summary());
+    crate::outln!("{}", report.summary());
     if report.dropped > 0 || report.errors > 0 || report.acked == 0 {
         return Err("not every fragment was acknowledged".into());
     }
