@@ -133,6 +133,32 @@ pub fn annexb(data: &[u8]) {
     let _ = aac::split_adts(&b);
 }
 
+/// The H.264 and H.265 parameter-set readers on one arbitrary NAL unit
+/// (header included): never a panic; a size read is never zero; bytes
+/// after an SPS's stop bit never change the size it gives.
+pub fn parameter_sets(data: &[u8]) {
+    if let Ok((w, h)) = h264::sps_dimensions(data) {
+        assert!(w > 0 && h > 0, "a zero picture size was accepted");
+        // (After a byte above 3, so no emulation-prevention sequence forms.)
+        if data.last().is_some_and(|b| *b > 3) {
+            let mut more = data.to_vec();
+            more.push(0x80);
+            assert_eq!(
+                h264::sps_dimensions(&more).ok(),
+                Some((w, h)),
+                "a byte after the stop bit changed the size"
+            );
+        }
+    }
+    let _ = h264::parse_pps(&h264_reader::Context::new(), data);
+    if let (Ok(info), true) = (h265::parse_sps(data), data.last().is_some_and(|b| *b > 3)) {
+        assert!(info.width > 0 && info.height > 0);
+        let mut more = data.to_vec();
+        more.extend_from_slice(&[0x5a, 0x80]);
+        assert_eq!(h265::parse_sps(&more).ok(), Some(info));
+    }
+}
+
 /// The PutMedia ACK decoder: the same ACKs (or the same error) whatever the chunking.
 pub fn ack_decoder(data: &[u8]) {
     use crate::protocol::AckDecoder;

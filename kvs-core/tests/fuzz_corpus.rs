@@ -54,3 +54,8 @@ fn ack_decoder_corpus() {
 fn producer_corpus() {
     replay("producer", fuzzing::producer);
 }
+
+#[test]
+fn parameter_sets_corpus() {
+    replay("parameter_sets", fuzzing::parameter_sets);
+}

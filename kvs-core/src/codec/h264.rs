@@ -47,6 +47,8 @@ struct Lenient<'a, 'b> {
     inner: BitReader<&'a [u8]>,
     /// Bits handed out so far.
     pos: &'b Cell<u64>,
+    /// Where `vui_parameters_present_flag` was read, once it was.
+    vui_at: &'b Cell<Option<u64>>,
 }
 
 impl Lenient<'_, '_> {
@@ -78,6 +80,9 @@ impl BitRead for Lenient<'_, '_> {
         Ok(v)
     }
     fn read_bit(&mut self, name: &'static str) -> Result<bool, BitReaderError> {
+        if name == "vui_parameters_present_flag" {
+            self.vui_at.set(Some(self.pos.get()));
+        }
         let v = self.inner.read_bit(name)?;
         self.took(1);
         Ok(v)
@@ -158,6 +163,7 @@ fn parse_sps_lenient(rbsp: &[u8], strict: &SpsError) -> Result<SeqParameterSet, 
     let mut data: Vec<u8> = Vec::with_capacity(rbsp.len() + PADDING);
     data.extend_from_slice(rbsp);
     data.extend_from_slice(&[0; PADDING]);
+    let mut tolerated: Vec<Cow<'static, str>> = Vec::new();
     // The level's frame-size limit (Annex A) is a claim about the stream
     // that decoders do not enforce: read the SPS with no level named.
     let level_idc = rbsp[2];
@@ -170,41 +176,45 @@ fn parse_sps_lenient(rbsp: &[u8], strict: &SpsError) -> Result<SeqParameterSet, 
     );
     if level_too_low {
         data[2] = 0;
-    }
-    let taken = Cell::new(0);
-    let r = Lenient {
-        inner: BitReader::new(&data[..]),
-        pos: &taken,
-    };
-    let mut sps = SeqParameterSet::from_bits(r).map_err(|e| bad("SPS", format!("{e:?}")))?;
-    let end = data_bits(rbsp);
-    let pos = taken.get();
-    let mut tolerated: Vec<Cow<'static, str>> = Vec::new();
-    if level_too_low {
-        sps.level_idc = level_idc;
         tolerated.push(format!("level_idc {level_idc} is too low for the picture size").into());
     }
-    if pos > end {
-        // The data ran out inside the SPS. Fields read as zeros after the
-        // end: harmless inside the VUI (dropped), fatal before it. A VUI
-        // read at all means its flag, and so every field before it, was
-        // real data.
-        if sps.vui_parameters.is_some() {
-            sps.vui_parameters = None;
-            tolerated.push(format!("VUI cut off after {end} bits; VUI ignored").into());
-        } else if pos > end + 1 {
-            return Err(bad(
-                "SPS",
-                format!("cut off after {end} bits, before its VUI ({strict:?})"),
-            ));
+    let end = data_bits(rbsp);
+    let read = |data: &[u8]| {
+        let (taken, vui_at) = (Cell::new(0), Cell::new(None));
+        let r = Lenient {
+            inner: BitReader::new(data),
+            pos: &taken,
+            vui_at: &vui_at,
+        };
+        (SeqParameterSet::from_bits(r), taken.get(), vui_at.get())
+    };
+    let (mut parsed, pos, vui_at) = read(&data);
+    if parsed.is_err() || pos > end {
+        // The data ran out. Inside the VUI that is harmless: read again
+        // with the VUI flag cleared. Before it, the SPS is unusable.
+        match vui_at.filter(|at| *at < end) {
+            Some(at) => {
+                let (byte, bit) = ((at / 8) as usize, 7 - (at % 8) as u8);
+                data[byte] &= !(1 << bit);
+                parsed = read(&data).0;
+                tolerated.push(format!("VUI cut off after {end} bits; VUI ignored").into());
+            }
+            None => {
+                return Err(bad(
+                    "SPS",
+                    format!("cut off after {end} bits, before its VUI ({strict:?})"),
+                ))
+            }
         }
     } else if pos < end {
         tolerated.push(format!("{} bits of data after the last field ignored", end - pos).into());
     }
-    if !level_too_low && tolerated.is_empty() {
+    let mut sps = parsed.map_err(|e| bad("SPS", format!("{e:?}")))?;
+    if tolerated.is_empty() {
         // Strict refused it for a reason leniency does not cover.
         return Err(bad("SPS", format!("{strict:?}")));
     }
+    sps.level_idc = level_idc;
     sps.pixel_dimensions()
         .map_err(|e| bad("SPS", format!("{e:?}")))?;
     tracing::warn!(
@@ -228,10 +238,11 @@ pub fn parse_pps(
     match PicParameterSet::from_bits(ctx, BitReader::new(&rbsp[..])) {
         Ok(p) => Ok(p),
         Err(strict) => {
-            let taken = Cell::new(0);
+            let (taken, vui_at) = (Cell::new(0), Cell::new(None));
             let r = Lenient {
                 inner: BitReader::new(&rbsp[..]),
                 pos: &taken,
+                vui_at: &vui_at,
             };
             let p = PicParameterSet::from_bits(ctx, r)
                 .map_err(|_| bad("PPS", format!("{strict:?}")))?;
