@@ -72,6 +72,10 @@ struct Service {
     lenient: bool,
     /// An ERROR ACK was sent: the session is over.
     ended: bool,
+    /// Answer the fragment received after this many others with an ERROR
+    /// of this code (not stored; the session ends), as the endpoint's
+    /// `error-ack` fault does.
+    fail_after: Option<(usize, ServiceErrorCode)>,
 }
 
 impl Service {
@@ -83,6 +87,7 @@ impl Service {
             frames: Vec::new(),
             lenient: false,
             ended: false,
+            fail_after: None,
         }
     }
     fn lenient() -> Self {
@@ -117,7 +122,22 @@ impl Service {
     fn acks(&mut self, events: Vec<IngestEvent>) -> Vec<Ack> {
         let mut acks = Vec::new();
         for e in events {
+            if self.ended {
+                break;
+            }
             if let IngestEvent::Received(f) = e {
+                if let Some((n, code)) = self.fail_after {
+                    if self.stored.len() == n {
+                        self.ended = true;
+                        acks.push(Ack::Error {
+                            fragment_timecode: Some(f.timecode),
+                            fragment_number: None,
+                            code,
+                            error_code: None,
+                        });
+                        break;
+                    }
+                }
                 // The stored fragment, parsed back as a reader would.
                 let mut doc = Vec::new();
                 kvs_core::ebml::writer::ebml_header(&mut doc, "matroska", 2);
@@ -711,6 +731,220 @@ mod prop {
                 prop_assert!(accepted.binary_search(g).is_ok(), "stored but never put: {:?}", (g.0, g.1));
             }
             prop_assert_eq!(got.len() + dropped_frames, accepted.len());
+        }
+    }
+}
+
+/// A recording cut mid-GOP with audio starting before the video: every
+/// frame before the first video key frame (in presentation time) is
+/// skipped, counted and reported once; the stream starts at the key frame
+/// and everything from there is stored.
+#[test]
+fn frames_before_the_first_video_key_frame_are_skipped_and_reported_once() {
+    let t0 = Instant::now();
+    let mut p = av_producer();
+    let mut svc = Service::new();
+    let conn = p.connected(t0);
+    let mut skipped = 0;
+    let mut put = |p: &mut ProducerCore, f: Frame| {
+        let out = p.put_frame(f, t0).unwrap();
+        if out == PutOutcome::Skipped {
+            skipped += 1;
+        }
+        out
+    };
+    // Audio from 0 ms, P-frames at 0 and 40 ms, the first key frame at 80 ms.
+    assert_eq!(put(&mut p, a(0)), PutOutcome::Skipped);
+    assert_eq!(put(&mut p, v(0, false)), PutOutcome::Skipped);
+    assert_eq!(put(&mut p, a(1)), PutOutcome::Skipped);
+    assert_eq!(put(&mut p, v(1, false)), PutOutcome::Skipped);
+    assert_eq!(put(&mut p, a(2)), PutOutcome::Skipped);
+    assert_eq!(put(&mut p, v(2, true)), PutOutcome::Accepted);
+    // Audio presented before the key frame but arriving after it: leading too.
+    assert_eq!(put(&mut p, a(3)), PutOutcome::Skipped); // 64 ms
+    let mut kept = vec![(1u64, 80i64)];
+    let mut ai = 4;
+    for i in 3..60u64 {
+        while ai as f64 * 21.333 < (i * 40) as f64 {
+            assert_eq!(put(&mut p, a(ai)), PutOutcome::Accepted);
+            kept.push((2, (ai * 21_333 / 1000) as i64));
+            ai += 1;
+        }
+        assert_eq!(put(&mut p, v(i, i % 25 == 0)), PutOutcome::Accepted);
+        kept.push((1, (i * 40) as i64));
+        pump(&mut p, conn, &mut svc, t0);
+    }
+    p.flush(t0).unwrap();
+    pump(&mut p, conn, &mut svc, t0);
+    assert!(p.is_idle());
+    assert_eq!(skipped, 6);
+    let reports: Vec<ProducerEvent> = events(&mut p)
+        .into_iter()
+        .filter(|e| matches!(e, ProducerEvent::LeadingFramesSkipped { .. }))
+        .collect();
+    assert_eq!(
+        reports,
+        vec![ProducerEvent::LeadingFramesSkipped {
+            frames: 6,
+            bytes: 20 + 100 + 20 + 101 + 20 + 20,
+            first_key_ms: Some(80),
+        }]
+    );
+    assert_eq!(p.leading_skipped().0, 6);
+    let mut got: Vec<(u64, i64)> = stored_frames(&svc)
+        .into_iter()
+        .map(|(t, ms, _)| (t, ms - START as i64))
+        .collect();
+    got.sort();
+    kept.sort();
+    assert_eq!(got, kept);
+    assert_eq!(
+        svc.stored[0].0,
+        START + 80,
+        "the first fragment starts at the key frame"
+    );
+}
+
+/// With `LeadingPolicy::Refuse` a leading frame is an error that names it.
+#[test]
+fn leading_frames_can_be_refused_with_a_reason() {
+    use kvs_core::protocol::producer::LeadingPolicy;
+    let t0 = Instant::now();
+    let mut cfg = ProducerConfig::new(vec![video_track(), audio_track()], START);
+    cfg.leading = LeadingPolicy::Refuse;
+    let mut p = ProducerCore::new(cfg).unwrap();
+    let e = p.put_frame(a(0), t0).unwrap_err();
+    assert_eq!(
+        e,
+        FrameError::LeadingFrame {
+            track: 2,
+            pts_ms: 0,
+            first_key_ms: None
+        }
+    );
+    assert!(
+        e.to_string().contains("before the first video key frame"),
+        "{e}"
+    );
+    p.put_frame(v(2, true), t0).unwrap();
+    let e = p.put_frame(a(3), t0).unwrap_err();
+    assert!(e.to_string().contains("(80 ms)"), "{e}");
+    p.put_frame(a(4), t0).unwrap();
+}
+
+/// B-frames: decode order runs ahead of presentation order. An open GOP's
+/// leading pictures (decoded after the key frame, shown before it) are
+/// skipped; the rest uploads whole.
+#[test]
+fn b_frame_streams_upload_whole_from_the_first_key_frame() {
+    let t0 = Instant::now();
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![video_track()], START)).unwrap();
+    let mut svc = Service::new();
+    let conn = p.connected(t0);
+    let f = |pts: u64, dts: u64, key: bool| Frame {
+        track: 1,
+        pts: Duration::from_millis(pts),
+        dts: Some(Duration::from_millis(dts)),
+        key,
+        payload: Payload::Raw(Bytes::from(vec![pts as u8; 50])),
+    };
+    // I (shown at 80), then a leading B shown at 40; then P/B pairs.
+    assert_eq!(p.put_frame(f(80, 0, true), t0), Ok(PutOutcome::Accepted));
+    assert_eq!(p.put_frame(f(40, 40, false), t0), Ok(PutOutcome::Skipped));
+    let mut want = vec![80];
+    let mut dts = 80;
+    for k in 1..40u64 {
+        let base = 80 + k * 80;
+        // P at base (key every 10), B at base - 40.
+        p.put_frame(f(base, dts, k % 10 == 0), t0).unwrap();
+        p.put_frame(f(base - 40, dts + 40, false), t0).unwrap();
+        want.extend([base, base - 40]);
+        dts += 80;
+        pump(&mut p, conn, &mut svc, t0);
+    }
+    p.flush(t0).unwrap();
+    pump(&mut p, conn, &mut svc, t0);
+    assert!(p.is_idle());
+    let mut got: Vec<i64> = stored_frames(&svc)
+        .into_iter()
+        .map(|(_, ms, _)| ms - START as i64)
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want.iter().map(|w| *w as i64).collect::<Vec<_>>());
+}
+
+mod late_errors {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// The upload runs ahead of the ACKs: every fragment is written
+        /// before any ACK comes back, the service refuses the k-th with an
+        /// ERROR and ends the connection, and the `lose` ACKs just before
+        /// the ERROR are lost with the connection. Whatever the timing: the
+        /// error is reported with its code, a non-retriable one drops
+        /// exactly that fragment (reported), a retriable one sends it again,
+        /// and a fragment is stored twice only when its PERSISTED was lost.
+        #[test]
+        fn an_error_behind_the_upload_is_reported_and_applied(
+            k in 0usize..8,
+            retriable in any::<bool>(),
+            lose in 0usize..20,
+        ) {
+            let t0 = Instant::now();
+            let code = if retriable { ServiceErrorCode::InternalError } else { ServiceErrorCode::InvalidMkvData };
+            let mut p = ProducerCore::new(ProducerConfig::new(vec![video_track()], START)).unwrap();
+            for i in 0..200u64 {
+                p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+            }
+            p.flush(t0).unwrap();
+            let mut svc = Service::lenient();
+            svc.fail_after = Some((k, code));
+            let conn = p.connected(t0);
+            let mut acks = Vec::new();
+            while let Some(chunk) = p.next_chunk(t0) {
+                acks.extend(svc.push(chunk));
+            }
+            let error_at = acks.iter().position(|a| matches!(a, Ack::Error { .. })).unwrap();
+            let lost = lose.min(error_at);
+            let mut persisted_lost = 0;
+            for (i, ack) in acks.iter().enumerate() {
+                if i < error_at && i >= error_at - lost {
+                    persisted_lost += usize::from(matches!(ack, Ack::Persisted { .. }));
+                    continue;
+                }
+                p.on_ack(conn, ack, t0);
+            }
+            p.disconnected("the service ended the response");
+            let evs = events(&mut p);
+            let errors: Vec<(ServiceErrorCode, bool)> = evs.iter().filter_map(|e| match e {
+                ProducerEvent::ServiceError { code, retriable, .. } => Some((*code, *retriable)),
+                _ => None,
+            }).collect();
+            prop_assert_eq!(errors, vec![(code, retriable)]);
+            let dropped: Vec<u64> = evs.iter().filter_map(|e| match e {
+                ProducerEvent::FragmentDropped { timecode_ms, .. } => Some(*timecode_ms),
+                _ => None,
+            }).collect();
+            if retriable {
+                prop_assert!(dropped.is_empty());
+            } else {
+                prop_assert_eq!(dropped, vec![START + k as u64 * 1000]);
+            }
+            // A second connection takes the rest.
+            let mut svc2 = Service::new();
+            let conn2 = p.connected(t0);
+            pump(&mut p, conn2, &mut svc2, t0);
+            prop_assert!(p.is_idle());
+            let mut stored: Vec<u64> = svc.stored.iter().chain(&svc2.stored).map(|(tc, _)| *tc).collect();
+            stored.sort_unstable();
+            let twice = stored.windows(2).filter(|w| w[0] == w[1]).count();
+            prop_assert_eq!(twice, persisted_lost);
+            stored.dedup();
+            prop_assert_eq!(stored.len(), if retriable { 8 } else { 7 });
         }
     }
 }
