@@ -7,12 +7,54 @@
 //! track in every fragment (4011); a fragment starts with a key frame (4006);
 //! fragment timecodes strictly increase (4004); a fragment ≤ 50 MB (4001)
 //! and ≤ the duration limit (4002); ≤ 10 metadata tags per fragment (4009).
+//!
+//! # Which fragment a producer's metadata Tags belong to
+//!
+//! Tags are level-1 elements, so a producer cannot put them inside an
+//! (unknown-size) Cluster: they sit between Clusters, and the ingest must
+//! decide which fragment they go with. It does what the service does:
+//!
+//! * Tags **after a Cluster's blocks** (up to the next Cluster, or the end
+//!   of the upload) belong to **that** fragment, and are stored after its
+//!   Cluster, before the service's trailing `MILLIS_BEHIND_NOW` and
+//!   `CONTINUATION_TOKEN` tags. The fragment is complete (RECEIVED) when the
+//!   next Cluster starts, when an `AWS_KINESISVIDEO_END_OF_FRAGMENT` tag
+//!   arrives, or when the upload ends; Tags after the last Cluster of a
+//!   connection therefore go with its last fragment.
+//! * Tags **before the first Cluster**, or after an end-of-fragment tag,
+//!   belong to the **next** fragment and are stored in front of it.
+//!
+//! Evidence. The AWS C producer library (PIC, `src/client/src/Stream.c`,
+//! `putFrame`) writes the metadata queued by `putKinesisVideoFragmentMetadata`
+//! when a frame starts a new cluster, "after the MKV header but before the
+//! cluster": in the upload they follow the previous Cluster's blocks. On
+//! an end-of-fragment frame it writes the queued metadata, then the
+//! `AWS_KINESISVIDEO_END_OF_FRAGMENT` tag. The service's side is shown by
+//! the parser library's GetMedia capture `test_mixed_tags.mkv` (in
+//! `../shared/vectors/kvs-parser-java`). Its upload was made by PIC's mkvgen
+//! test `MkvgenApiFunctionalityTest` (the test writes the file
+//! `test_mixed_tags.mkv`): 5 tags `testTag_0..4` in front of each of the 10
+//! key frames that start a cluster (the first 5 after the EBML/Segment
+//! header, before Info), and 5 more after the last cluster — 55 tags. The
+//! service returned fragment 1 with 10 of them (5 before Info, 5 after its
+//! Cluster's blocks) and fragments 2–10 with 5 each, after their Cluster's
+//! blocks and before `MILLIS_BEHIND_NOW`: the tags written in front of
+//! cluster k+1 came back on fragment k, and the tags after the last
+//! cluster on the last fragment. (Had the service attached them to the
+//! following cluster, fragment 1 would have 5 and the last 10.)
+//!
+//! One difference is kept: Tags before the first Cluster are stored after
+//! the header elements (Info, Tracks …), where PIC writes them today,
+//! rather than at the exact position they arrived in.
 
 use bytes::Bytes;
 
 use crate::ebml::reader::ChunkQueue;
 use crate::mkv::{Event, ParseError, Parser, ParserConfig, SimpleTag};
 use crate::protocol::ServiceErrorCode;
+
+/// The tag that ends a fragment without waiting for the next Cluster.
+const END_OF_FRAGMENT: &str = "AWS_KINESISVIDEO_END_OF_FRAGMENT";
 
 /// Limits of the ingest checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +90,15 @@ pub struct IngestedFragment {
     /// The stream header as received: everything in the Segment before the
     /// first Cluster except metadata Tags (Info, Tracks, SeekHead, Void …).
     pub header: Bytes,
-    /// The producer's metadata Tags elements for this fragment, raw.
+    /// The producer's metadata Tags elements that came before the Cluster
+    /// (before the first Cluster, or after an end-of-fragment tag), raw.
     pub tags: Vec<Bytes>,
     /// The Cluster element, raw, as received: the body chunks it arrived
     /// in, sliced (never copied).
     pub cluster: Vec<Bytes>,
+    /// The producer's metadata Tags elements that followed the Cluster's
+    /// blocks (see the module docs), raw.
+    pub trailing_tags: Vec<Bytes>,
     /// Frames in the fragment.
     pub frames: usize,
     /// From the first frame's start to the last frame's, ms.
@@ -92,6 +138,12 @@ struct Current {
     first_ts: Option<i64>,
     last_ts: i64,
     tags: Vec<Bytes>,
+    /// Metadata SimpleTags counted against the per-fragment limit.
+    user_tags: usize,
+    /// Set when the Cluster ended (its raw bytes, its duration): the
+    /// fragment then collects the Tags that follow it until it is complete.
+    sealed: Option<(Vec<Bytes>, u64)>,
+    trailing: Vec<Bytes>,
 }
 
 /// The ingest state of one PutMedia connection.
@@ -108,6 +160,7 @@ pub struct Ingest {
     tracks: Vec<u64>,
     scale: u64,
     pending_tags: Vec<Bytes>,
+    pending_user_tags: usize,
     cur: Option<Current>,
     last_timecode: Option<u64>,
 }
@@ -134,6 +187,7 @@ impl Ingest {
             tracks: Vec::new(),
             scale: 1_000_000,
             pending_tags: Vec::new(),
+            pending_user_tags: 0,
             cur: None,
             last_timecode: None,
         }
@@ -142,7 +196,13 @@ impl Ingest {
     fn err(&self, code: u32, reason: impl Into<String>) -> IngestError {
         IngestError {
             code: ServiceErrorCode::from_id(code),
-            timecode: self.cur.as_ref().and_then(|c| c.timecode),
+            // A fragment whose Cluster has ended is not the one at fault
+            // (unless it has too many tags, which is reported with 4009).
+            timecode: self
+                .cur
+                .as_ref()
+                .filter(|c| c.sealed.is_none() || code == 4009)
+                .and_then(|c| c.timecode),
             reason: reason.into(),
         }
     }
@@ -168,16 +228,63 @@ impl Ingest {
         self.drain()
     }
 
-    /// The body ended: the open fragment is complete if it is whole.
+    /// The body ended: the open fragment is complete if it is whole, and
+    /// takes the Tags that followed its Cluster.
     pub fn finish(&mut self) -> (Vec<IngestEvent>, Result<(), IngestError>) {
         self.parser.finish();
-        self.drain()
+        let (mut out, r) = self.drain();
+        if r.is_ok() {
+            self.complete(&mut out);
+            if !self.pending_tags.is_empty() {
+                tracing::warn!(
+                    tags = self.pending_user_tags,
+                    "metadata tags after the last fragment's end-of-fragment tag have no fragment to go with"
+                );
+            }
+        }
+        (out, r)
+    }
+
+    /// The body broke off: a fragment whose Cluster had ended is whole and
+    /// is kept, with the Tags that had followed it.
+    pub fn abort(&mut self) -> Vec<IngestEvent> {
+        let mut out = Vec::new();
+        self.complete(&mut out);
+        out
     }
 
     fn drain(&mut self) -> (Vec<IngestEvent>, Result<(), IngestError>) {
         let mut out = Vec::new();
         let r = self.drain_into(&mut out);
+        if let Err(e) = &r {
+            // A fragment whose Cluster ended is whole; what broke the rules
+            // came after it (except too many tags: those are its own).
+            if e.code.id() != 4009 {
+                self.complete(&mut out);
+            }
+        }
         (out, r)
+    }
+
+    /// Hands out the fragment whose Cluster has ended, if there is one.
+    fn complete(&mut self, out: &mut Vec<IngestEvent>) {
+        if self.cur.as_ref().is_none_or(|c| c.sealed.is_none()) {
+            return;
+        }
+        let Some(cur) = self.cur.take() else { return };
+        let Some((cluster, duration_ms)) = cur.sealed else {
+            return;
+        };
+        out.push(IngestEvent::Received(IngestedFragment {
+            timecode: cur.timecode.unwrap_or_default(),
+            timecode_scale: self.scale,
+            header: self.header.clone().unwrap_or_default(),
+            tags: cur.tags,
+            cluster,
+            trailing_tags: cur.trailing,
+            frames: cur.frames,
+            duration_ms,
+        }));
     }
 
     fn drain_into(&mut self, out: &mut Vec<IngestEvent>) -> Result<(), IngestError> {
@@ -204,6 +311,7 @@ impl Ingest {
         let keep_from = self
             .cur
             .as_ref()
+            .filter(|c| c.sealed.is_none())
             .map_or(self.last_end, |c| c.start)
             .min(self.last_end);
         if keep_from > self.raw.offset() {
@@ -212,8 +320,13 @@ impl Ingest {
         Ok(())
     }
 
-    fn close_fragment(&mut self, end: u64, out: &mut Vec<IngestEvent>) -> Result<(), IngestError> {
+    /// The Cluster ended at `end`: checks the fragment and keeps its bytes;
+    /// it is handed out by [`Self::complete`] once the Tags after it are in.
+    fn seal(&mut self, end: u64) -> Result<(), IngestError> {
         let Some(cur) = &self.cur else { return Ok(()) };
+        if cur.sealed.is_some() {
+            return Ok(());
+        }
         let timecode = cur
             .timecode
             .ok_or_else(|| self.err(4006, "cluster without Timecode"))?;
@@ -230,20 +343,12 @@ impl Ingest {
         if end - cur.start > self.limits.max_fragment_bytes {
             return Err(self.err(4001, format!("fragment is {} bytes", end - cur.start)));
         }
-        let Some(cur) = self.cur.take() else {
-            return Ok(());
-        };
-        let cluster = self.take(cur.start, end);
+        let start = cur.start;
+        let cluster = self.take(start, end);
         self.last_timecode = Some(timecode);
-        out.push(IngestEvent::Received(IngestedFragment {
-            timecode,
-            timecode_scale: self.scale,
-            header: self.header.clone().unwrap_or_default(),
-            tags: cur.tags,
-            cluster,
-            frames: cur.frames,
-            duration_ms: span_ms,
-        }));
+        if let Some(cur) = self.cur.as_mut() {
+            cur.sealed = Some((cluster, span_ms));
+        }
         Ok(())
     }
 
@@ -284,23 +389,45 @@ impl Ingest {
                 self.header_parts.push(self.slice(start, end));
             }
             Event::Tags { tags, .. } => {
-                if self.cur.is_some() {
+                if self.cur.as_ref().is_some_and(|c| c.sealed.is_none()) {
                     // Tags end an unknown-size Cluster; ClusterEnd came first.
-                    self.close_fragment(start, out)?;
+                    self.seal(start)?;
                 }
-                let user = tags.iter().filter(|t: &&SimpleTag| t.level == 0).count();
-                if tags
+                let end_of_fragment = tags.iter().any(|t| t.name == END_OF_FRAGMENT);
+                let user = tags
                     .iter()
-                    .any(|t| t.name == "AWS_KINESISVIDEO_END_OF_FRAGMENT")
-                {
-                    return Ok(());
+                    .filter(|t: &&SimpleTag| t.level == 0 && t.name != END_OF_FRAGMENT)
+                    .count();
+                if user > 0 {
+                    let raw = self.slice(start, end);
+                    let max = self.limits.max_tags;
+                    let count = match self.cur.as_mut() {
+                        // After a Cluster's blocks: that fragment's.
+                        Some(c) => {
+                            c.trailing.push(raw);
+                            c.user_tags += user;
+                            c.user_tags
+                        }
+                        // Before the first Cluster or after an end of fragment: the next one's.
+                        None => {
+                            self.pending_tags.push(raw);
+                            self.pending_user_tags += user;
+                            self.pending_user_tags
+                        }
+                    };
+                    if count > max {
+                        return Err(self.err(
+                            4009,
+                            format!("{count} metadata tags for one fragment; at most {max}"),
+                        ));
+                    }
                 }
-                self.pending_tags.push(self.slice(start, end));
-                if self.pending_tags.len() > self.limits.max_tags || user > self.limits.max_tags {
-                    return Err(self.err(4009, "more than 10 metadata tags for one fragment"));
+                if end_of_fragment {
+                    self.complete(out);
                 }
             }
             Event::ClusterStart { offset, .. } => {
+                self.complete(out);
                 if self.tracks.is_empty() {
                     return Err(self.err(4006, "Cluster before Tracks"));
                 }
@@ -315,6 +442,9 @@ impl Ingest {
                     first_ts: None,
                     last_ts: 0,
                     tags: std::mem::take(&mut self.pending_tags),
+                    user_tags: std::mem::take(&mut self.pending_user_tags),
+                    sealed: None,
+                    trailing: Vec::new(),
                 });
             }
             Event::ClusterTimecode(tc) => {
@@ -354,8 +484,8 @@ impl Ingest {
                     }
                 }
             }
-            Event::ClusterEnd => self.close_fragment(end, out)?,
-            Event::DocumentEnd => {}
+            Event::ClusterEnd => self.seal(end)?,
+            Event::DocumentEnd => self.complete(out),
         }
         Ok(())
     }
@@ -462,9 +592,16 @@ mod tests {
                     .count(),
                 3
             );
+            // The tag in front of the first Cluster goes with it; the ones
+            // in front of the later Clusters follow the blocks of the one
+            // before (as the service attaches them).
+            let counts: Vec<(usize, usize)> = frags
+                .iter()
+                .map(|f| (f.tags.len(), f.trailing_tags.len()))
+                .collect();
+            assert_eq!(counts, [(1, 1), (0, 1), (0, 0)]);
             for f in &frags {
                 assert_eq!(f.frames, 2);
-                assert_eq!(f.tags.len(), 1);
                 let cluster = f.cluster.concat();
                 assert_eq!(&cluster[..4], &[0x1F, 0x43, 0xB6, 0x75]);
                 assert_eq!(&f.header[..4], &[0x15, 0x49, 0xA9, 0x66], "Info first");
@@ -477,8 +614,18 @@ mod tests {
                     doc.extend_from_slice(t);
                 }
                 doc.extend_from_slice(&cluster);
+                for t in &f.trailing_tags {
+                    doc.extend_from_slice(t);
+                }
                 let (events, e) = crate::mkv::parse_all(Bytes::from(doc), ParserConfig::default());
                 assert!(e.is_none());
+                assert_eq!(
+                    events
+                        .iter()
+                        .filter(|e| matches!(e, Event::Tags { .. }))
+                        .count(),
+                    f.tags.len() + f.trailing_tags.len()
+                );
                 assert_eq!(
                     events
                         .iter()
@@ -518,5 +665,146 @@ mod tests {
         assert_eq!(code(b"GET / HTTP/1.1\r\n\r\n"), Some(4006));
         let full = stream(&[(1000, true)], &[]);
         assert_eq!(code(&full[..full.len() - 3]), Some(4000));
+    }
+
+    fn received(ev: &[IngestEvent]) -> Vec<&IngestedFragment> {
+        ev.iter()
+            .filter_map(|e| match e {
+                IngestEvent::Received(f) => Some(f),
+                IngestEvent::Buffering { .. } => None,
+            })
+            .collect()
+    }
+
+    fn tag(name: &str) -> Tag {
+        Tag {
+            name: name.into(),
+            value: "v".into(),
+        }
+    }
+
+    /// A stream header and fragments whose metadata is written as PIC
+    /// writes it: in front of the next Cluster, and after the last one.
+    fn pic_layout(batches: &[usize], eofr_at_end: bool) -> Vec<u8> {
+        let mut b = FragmentBuilder::new(StreamConfig::new(vec![TrackConfig::video(
+            1,
+            "V_MPEG4/ISO/AVC",
+            Bytes::from_static(&[1]),
+            64,
+            64,
+        )]))
+        .unwrap();
+        let mut chunks = vec![b.header()];
+        let mut n = 0;
+        for (i, &k) in batches.iter().enumerate() {
+            let tags: Vec<Tag> = (0..k).map(|j| tag(&format!("t{}", n + j))).collect();
+            n += k;
+            chunks.push(b.tags(&tags).unwrap());
+            if i + 1 < batches.len() {
+                let frame = FrameIn {
+                    track: 1,
+                    timecode: 1000 * (i as i64 + 1),
+                    key: true,
+                    payload: Payload::Raw(Bytes::from_static(b"key")),
+                };
+                b.fragment(&[frame], &[], &mut chunks).unwrap();
+            }
+        }
+        if eofr_at_end {
+            chunks.push(FragmentBuilder::end_of_fragment_tag());
+        }
+        chunks.concat()
+    }
+
+    #[test]
+    fn tags_after_a_cluster_go_with_it_and_none_is_dropped() {
+        // 3 fragments; batch 0 before the first Cluster, batch 3 after the last.
+        let data = pic_layout(&[2, 3, 4, 5], false);
+        for chunk in [data.len(), 64, 5] {
+            let (ev, err) = run(&data, chunk);
+            assert!(err.is_none(), "{err:?}");
+            let frags = received(&ev);
+            let shape: Vec<(u64, usize, usize)> = frags
+                .iter()
+                .map(|f| (f.timecode, f.tags.len(), f.trailing_tags.len()))
+                .collect();
+            assert_eq!(shape, [(1000, 2, 3), (2000, 0, 4), (3000, 0, 5)]);
+        }
+    }
+
+    #[test]
+    fn end_of_fragment_completes_at_once_and_later_tags_go_to_the_next() {
+        let mut b = FragmentBuilder::new(StreamConfig::new(vec![TrackConfig::video(
+            1,
+            "V_MPEG4/ISO/AVC",
+            Bytes::from_static(&[1]),
+            64,
+            64,
+        )]))
+        .unwrap();
+        let frame = |tc| FrameIn {
+            track: 1,
+            timecode: tc,
+            key: true,
+            payload: Payload::Raw(Bytes::from_static(b"key")),
+        };
+        // As this crate's producer writes: tags, Cluster, end of fragment.
+        let mut first = vec![b.header()];
+        b.fragment(&[frame(1000)], &[tag("a")], &mut first).unwrap();
+        first.push(b.tags(&[tag("b")]).unwrap());
+        first.push(FragmentBuilder::end_of_fragment_tag());
+        let mut second = Vec::new();
+        b.fragment(&[frame(2000)], &[tag("c")], &mut second)
+            .unwrap();
+        second.push(FragmentBuilder::end_of_fragment_tag());
+        let mut ing = Ingest::new(IngestLimits::default());
+        let (ev, r) = ing.push(Bytes::from(first.concat()));
+        assert!(r.is_ok());
+        let frags = received(&ev);
+        assert_eq!(
+            frags.len(),
+            1,
+            "complete without waiting for the next Cluster"
+        );
+        assert_eq!((frags[0].tags.len(), frags[0].trailing_tags.len()), (1, 1));
+        let (ev, r) = ing.push(Bytes::from(second.concat()));
+        assert!(r.is_ok());
+        let frags = received(&ev);
+        assert_eq!(frags.len(), 1);
+        assert_eq!((frags[0].tags.len(), frags[0].trailing_tags.len()), (1, 0));
+        let (ev, r) = ing.finish();
+        assert!(r.is_ok() && ev.is_empty());
+    }
+
+    #[test]
+    fn a_broken_upload_keeps_the_fragment_whose_cluster_ended() {
+        let data = pic_layout(&[1, 1, 1], false);
+        let mut ing = Ingest::new(IngestLimits::default());
+        let (ev, r) = ing.push(Bytes::from(data));
+        assert!(r.is_ok());
+        // The first fragment is complete (the second Cluster started).
+        assert_eq!(received(&ev).len(), 1);
+        let ev = ing.abort();
+        let frags = received(&ev);
+        assert_eq!(frags.len(), 1);
+        assert_eq!((frags[0].timecode, frags[0].trailing_tags.len()), (2000, 1));
+    }
+
+    #[test]
+    fn the_tag_limit_counts_every_tag_of_a_fragment() {
+        // 6 before the first Cluster and 5 after it: 11 for fragment 1.
+        let (ev, err) = run(&pic_layout(&[6, 5], false), 50);
+        assert_eq!(
+            err.map(|e| (e.code.id(), e.timecode)),
+            Some((4009, Some(1000)))
+        );
+        assert!(
+            received(&ev).is_empty(),
+            "the fragment with too many tags is not stored"
+        );
+        // 5 + 5 is within the limit; the end-of-fragment tag does not count.
+        let (ev, err) = run(&pic_layout(&[5, 5], true), 50);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(received(&ev)[0].trailing_tags.len(), 5);
     }
 }

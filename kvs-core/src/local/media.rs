@@ -99,15 +99,19 @@ impl Faults {
     }
 }
 
-/// A stored fragment: the GetMedia document up to the Cluster's end.
+/// A stored fragment: the GetMedia document without the trailing service
+/// tags (`MILLIS_BEHIND_NOW`, `CONTINUATION_TOKEN`, added when it is sent).
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub number: String,
     pub producer_ms: u64,
     pub server_ms: u64,
-    /// EBML header, Segment, header elements, tags and the Cluster.
+    /// `doc[0]`: EBML header, Segment, header elements and the producer's
+    /// Tags that came before the Cluster; `doc[1]`: the service's Tags in
+    /// front of the Cluster, GetMedia spelling ([`Lead::GetMedia`]); then the
+    /// Cluster and the producer's Tags that followed it. (A fragment saved
+    /// by an older version whose service Tags cannot be found is one chunk.)
     pub doc: Vec<Bytes>,
-    pub received_at: SystemTime,
     /// Size of the Cluster, bytes.
     pub size: u64,
     /// Duration of the fragment, ms.
@@ -192,6 +196,57 @@ fn epoch_secs(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
+/// The spellings of the service's Tags in front of a fragment's Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lead {
+    /// GetMedia (its model and the real captures):
+    /// `AWS_KINESISVIDEO_SERVER_TIMESTAMP`, `…_PRODUCER_TIMESTAMP`.
+    GetMedia,
+    /// GetMediaForFragmentList (the kinesis-video-archived-media model):
+    /// `AWS_KINESISVIDEO_SERVER_SIDE_TIMESTAMP`, `…_PRODUCER_SIDE_TIMESTAMP`.
+    FragmentList,
+}
+
+/// The service's Tags element in front of a fragment's Cluster.
+fn lead_tags(lead: Lead, number: &str, server_ms: u64, producer_ms: u64) -> Vec<u8> {
+    let (server, producer) = match lead {
+        Lead::GetMedia => (
+            crate::mkv::fragment::TAG_SERVER_TIMESTAMP,
+            crate::mkv::fragment::TAG_PRODUCER_TIMESTAMP,
+        ),
+        Lead::FragmentList => (
+            crate::mkv::fragment::TAG_SERVER_SIDE_TIMESTAMP,
+            crate::mkv::fragment::TAG_PRODUCER_SIDE_TIMESTAMP,
+        ),
+    };
+    let mut out = Vec::new();
+    tags_element(
+        &mut out,
+        &[
+            (crate::mkv::fragment::TAG_FRAGMENT_NUMBER, number.to_owned()),
+            (server, epoch_secs(server_ms)),
+            (producer, epoch_secs(producer_ms)),
+        ],
+    );
+    out
+}
+
+/// Splits a saved document into [prefix, service Tags, rest] (see
+/// [`Stored::doc`]), at the position the index recorded or, for documents
+/// saved before it was recorded, where the service Tags are found.
+fn split_doc(doc: Bytes, at: Option<(usize, usize)>, lead: &[u8]) -> Vec<Bytes> {
+    let at = at
+        .filter(|&(a, l)| a.checked_add(l).and_then(|e| doc.get(a..e)) == Some(lead))
+        .or_else(|| memchr::memmem::find(&doc, lead).map(|a| (a, lead.len())));
+    match at {
+        Some((a, l)) => vec![doc.slice(..a), doc.slice(a..a + l), doc.slice(a + l..)],
+        None => {
+            tracing::warn!("saved fragment without its service tags; served as saved");
+            vec![doc]
+        }
+    }
+}
+
 /// One `Tags` element holding these SimpleTags.
 fn tags_element(out: &mut Vec<u8>, tags: &[(&str, String)]) {
     writer::master(out, ids::TAGS, |t| {
@@ -249,12 +304,18 @@ impl MediaStore {
                 let number = v["number"].as_str().unwrap_or_default().to_owned();
                 let doc = std::fs::read(entry.path().join(format!("{number}.mkv")))?;
                 max = max.max(number.get(13..).and_then(|n| n.parse().ok()).unwrap_or(0));
+                let producer_ms = v["producer_ms"].as_u64().unwrap_or(0);
+                let server_ms = v["server_ms"].as_u64().unwrap_or(0);
+                let at = v["lead_at"]
+                    .as_u64()
+                    .zip(v["lead_len"].as_u64())
+                    .map(|(a, l)| (a as usize, l as usize));
+                let lead = lead_tags(Lead::GetMedia, &number, server_ms, producer_ms);
                 m.fragments.push(Arc::new(Stored {
+                    doc: split_doc(Bytes::from(doc), at, &lead),
                     number,
-                    producer_ms: v["producer_ms"].as_u64().unwrap_or(0),
-                    server_ms: v["server_ms"].as_u64().unwrap_or(0),
-                    doc: vec![Bytes::from(doc)],
-                    received_at: SystemTime::now(),
+                    producer_ms,
+                    server_ms,
                     size: v["size"].as_u64().unwrap_or(0),
                     duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
                 }));
@@ -286,27 +347,21 @@ impl MediaStore {
         durable: bool,
     ) -> std::io::Result<()> {
         let size: usize = f.cluster.iter().map(Bytes::len).sum();
-        let mut doc = Vec::with_capacity(f.header.len() + 512);
-        writer::ebml_header(&mut doc, "matroska", 2);
-        writer::master_unknown(&mut doc, ids::SEGMENT);
-        doc.extend_from_slice(&f.header);
+        let mut prefix = Vec::with_capacity(f.header.len() + 512);
+        writer::ebml_header(&mut prefix, "matroska", 2);
+        writer::master_unknown(&mut prefix, ids::SEGMENT);
+        prefix.extend_from_slice(&f.header);
         for t in &f.tags {
-            doc.extend_from_slice(t);
+            prefix.extend_from_slice(t);
         }
-        tags_element(
-            &mut doc,
-            &[
-                ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", number.clone()),
-                ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", epoch_secs(server_ms)),
-                (
-                    "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP",
-                    epoch_secs(producer_ms),
-                ),
-            ],
-        );
-        // The Cluster is kept as received, not copied into the prefix.
-        let doc: Vec<Bytes> = std::iter::once(Bytes::from(doc))
+        let lead = lead_tags(Lead::GetMedia, &number, server_ms, producer_ms);
+        let (lead_at, lead_len) = (prefix.len(), lead.len());
+        // The Cluster is kept as received, not copied into the prefix; the
+        // producer's Tags that followed it come after it.
+        let doc: Vec<Bytes> = [Bytes::from(prefix), Bytes::from(lead)]
+            .into_iter()
             .chain(f.cluster.iter().cloned())
+            .chain(f.trailing_tags.iter().cloned())
             .collect();
         if let Some(dir) = self.stream_dir(stream).filter(|_| durable) {
             use std::io::Write;
@@ -316,7 +371,7 @@ impl MediaStore {
                 file.write_all(part)?;
             }
             file.sync_all()?;
-            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": size, "duration_ms": f.duration_ms});
+            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": size, "duration_ms": f.duration_ms, "lead_at": lead_at, "lead_len": lead_len});
             let mut index = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -329,7 +384,6 @@ impl MediaStore {
             producer_ms,
             server_ms,
             doc,
-            received_at: SystemTime::now(),
             size: size as u64,
             duration_ms: f.duration_ms,
         });
@@ -510,13 +564,19 @@ pub(crate) async fn run_put_media(
                         }
                     }
                     total += data.len() as u64;
-                    (ingest.push(data), false)
+                    let mut pushed = ingest.push(data);
+                    if cut_now {
+                        // The fragment whose Cluster had ended is whole.
+                        pushed.0.extend(ingest.abort());
+                    }
+                    (pushed, false)
                 }
                 Err(_) => continue,
             },
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "PutMedia body broke off");
-                return;
+                // What arrived whole is kept; its ACKs may not get through.
+                ((ingest.abort(), Ok(())), true)
             }
             None => (ingest.finish(), true),
         };
@@ -734,6 +794,16 @@ pub(crate) fn start_index(media: &Media, selector: &Value) -> Result<usize, ApiE
 
 /// Sends fragments from `index` on, then follows the stream live until the
 /// reader goes away or the stream is deleted.
+///
+/// `AWS_KINESISVIDEO_MILLIS_BEHIND_NOW` is the time from the fragment's
+/// server timestamp to the moment its trailing tags are sent. The GetMedia
+/// model describes it as how far the chunk is "behind … the latest chunk on
+/// the stream"; every real capture in `../shared/vectors` shows it measured
+/// to the time of sending: SERVER_TIMESTAMP + MILLIS_BEHIND_NOW grows from
+/// fragment to fragment of one response by the time it took to send them
+/// (e.g. 1511852124984, …125070, …125427, …125828, …126240 in
+/// `output_get_media.mkv`), and in `test_mixed_tags.mkv` the stream's last
+/// fragment — the latest chunk itself — has 274, not 0.
 pub(crate) async fn run_get_media(
     store: Arc<MediaStore>,
     stream: String,
@@ -756,9 +826,10 @@ pub(crate) async fn run_get_media(
         match next {
             Some(f) => {
                 let mut trailer = Vec::new();
-                let behind = SystemTime::now()
-                    .duration_since(f.received_at)
-                    .map_or(0, |d| d.as_millis() as u64);
+                // As the service reports it: from the fragment's server
+                // timestamp to the moment this tag is sent (see the docs of
+                // `run_get_media`).
+                let behind = now_ms().saturating_sub(f.server_ms);
                 tags_element(
                     &mut trailer,
                     &[
@@ -867,7 +938,8 @@ pub(crate) fn list_fragments(media: Option<&Media>, req: &Value) -> Result<Value
 }
 
 /// GetMediaForFragmentList: the named fragments' documents, in the order
-/// asked, as the stored chunks (nothing copied).
+/// asked, as the stored chunks (nothing copied) with the service Tags in
+/// this API's spelling (`…_SERVER_SIDE_TIMESTAMP`, `…_PRODUCER_SIDE_TIMESTAMP`).
 pub(crate) fn fragments_by_number(
     media: Option<&Media>,
     req: &Value,
@@ -886,7 +958,17 @@ pub(crate) fn fragments_by_number(
                 .ok_or_else(|| bad("fragment numbers are strings".into()))?;
             media
                 .and_then(|m| m.fragments.iter().find(|f| f.number == n))
-                .map(|f| f.doc.clone())
+                .map(|f| match f.doc.split_first() {
+                    Some((prefix, [_, rest @ ..])) => {
+                        let lead =
+                            lead_tags(Lead::FragmentList, &f.number, f.server_ms, f.producer_ms);
+                        [prefix.clone(), Bytes::from(lead)]
+                            .into_iter()
+                            .chain(rest.iter().cloned())
+                            .collect()
+                    }
+                    _ => f.doc.clone(),
+                })
                 .ok_or_else(|| {
                     ApiError::new(
                         ServiceException::ResourceNotFound,

@@ -3,7 +3,9 @@
 //!
 //! GetMedia and GetMediaForFragmentList send one EBML document per fragment:
 //! `FRAGMENT_NUMBER`, `SERVER_TIMESTAMP` and `PRODUCER_TIMESTAMP` tags before
-//! the Cluster, `MILLIS_BEHIND_NOW` and `CONTINUATION_TOKEN` after it. A
+//! the Cluster (GetMediaForFragmentList spells them `SERVER_SIDE_TIMESTAMP`
+//! and `PRODUCER_SIDE_TIMESTAMP`; both are read), `MILLIS_BEHIND_NOW` and
+//! `CONTINUATION_TOKEN` after it (GetMedia only). A
 //! fragment is handed out as soon as its trailing service tags arrive, so a
 //! live consumer is never one fragment late. Producer-side streams (one
 //! Segment, many Clusters) give one fragment per Cluster; tags in front of a
@@ -34,7 +36,9 @@ pub const TAG_MILLIS_BEHIND_NOW: &str = "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW";
 pub const TAG_CONTINUATION_TOKEN: &str = "AWS_KINESISVIDEO_CONTINUATION_TOKEN";
 /// Service tag: numeric error.
 pub const TAG_ERROR_ID: &str = "AWS_KINESISVIDEO_EXCEPTION_ERROR_ID";
-/// Service tag: error code.
+/// Service tag: the exception's integer code (GetMediaForFragmentList
+/// spelling; read into both [`Fragment::error_id`] and
+/// [`Fragment::error_code`]).
 pub const TAG_ERROR_CODE: &str = "AWS_KINESISVIDEO_EXCEPTION_ERROR_CODE";
 /// Service tag: error code (GetMedia spelling).
 pub const TAG_GETMEDIA_ERROR_CODE: &str = "AWS_KINESISVIDEO_ERROR_CODE";
@@ -111,7 +115,14 @@ impl Fragment {
             TAG_MILLIS_BEHIND_NOW => self.millis_behind_now = v.parse().ok(),
             TAG_CONTINUATION_TOKEN => self.continuation_token = Some(v.to_owned()),
             TAG_ERROR_ID | TAG_GETMEDIA_ERROR_ID => self.error_id = v.parse().ok(),
-            TAG_ERROR_CODE | TAG_GETMEDIA_ERROR_CODE => self.error_code = Some(v.to_owned()),
+            TAG_ERROR_CODE => {
+                // GetMediaForFragmentList: "the integer code" of the exception.
+                if self.error_id.is_none() {
+                    self.error_id = v.parse().ok();
+                }
+                self.error_code = Some(v.to_owned());
+            }
+            TAG_GETMEDIA_ERROR_CODE => self.error_code = Some(v.to_owned()),
             TAG_ERROR_MESSAGE => {}
             _ => {
                 if let Some(s) = &t.string {
