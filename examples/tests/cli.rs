@@ -133,8 +133,9 @@ fn mux_rejects_unknown_extensions_and_bad_streams() {
         dir.join("y.mkv").as_os_str(),
     ]);
     assert!(!out.status.success());
+    // A lone P slice: nothing to start a stream with.
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("SPS"),
+        String::from_utf8_lossy(&out.stderr).contains("no key frame"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -585,4 +586,521 @@ fn b_frame_streams_round_trip_through_put_and_get() {
         "the same pictures in the same order"
     );
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs ffmpeg with these arguments (quiet, overwriting).
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-y", "-v", "error"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Packets of one stream as ffprobe lists them: (pts in ms, key).
+fn ffprobe_packets(file: &std::path::Path, stream: &str) -> Vec<(i64, bool)> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (t, f) = l.split_once(',')?;
+            Some((
+                (t.parse::<f64>().ok()? * 1000.0).round() as i64,
+                f.starts_with('K'),
+            ))
+        })
+        .collect()
+}
+
+/// Puts `file` (with extra arguments) to a new stream on `url`, gets it
+/// back merged, and returns put's stdout, stderr and the file got.
+fn put_and_get(
+    url: &str,
+    dir: &std::path::Path,
+    stream: &str,
+    file: &std::path::Path,
+    extra: &[&str],
+) -> (String, String, PathBuf) {
+    let run = |args: &[&std::ffi::OsStr]| kvs_on(url, dir, args);
+    assert!(run(&["create-stream".as_ref(), stream.as_ref()])
+        .status
+        .success());
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "put".as_ref(),
+        "--stream".as_ref(),
+        stream.as_ref(),
+        file.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let put = run(&args);
+    let (out, err) = (
+        String::from_utf8_lossy(&put.stdout).into_owned(),
+        String::from_utf8_lossy(&put.stderr).into_owned(),
+    );
+    assert!(put.status.success(), "put {}: {out}{err}", file.display());
+    let got = dir.join(format!("{stream}-got.mkv"));
+    let get = run(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        stream.as_ref(),
+        "-o".as_ref(),
+        got.as_os_str(),
+    ]);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    (out, err, got)
+}
+
+/// ffmpeg's ordinary H.264 + AAC MKV (audio from 0 ms, video from ~21 ms),
+/// with and without B-frames, uploads whole from the first video key frame:
+/// the same pictures come back, every audio packet from the key frame on,
+/// and the one audio frame before it is reported skipped.
+#[test]
+fn ordinary_ffmpeg_mkv_files_upload_from_the_first_key_frame() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = scratch("ffmpeg-mkv");
+    let (_local, url) = start_local(&[]);
+    for (name, bframes) in [("av", "0"), ("avb", "3")] {
+        let src = dir.join(format!("{name}.mkv"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "4",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-bf",
+            bframes,
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            src.to_str().unwrap(),
+        ]);
+        let audio = ffprobe_packets(&src, "a");
+        let first_video = ffprobe_packets(&src, "v")
+            .iter()
+            .map(|p| p.0)
+            .min()
+            .unwrap();
+        assert!(
+            audio[0].0 < first_video,
+            "{name}: audio starts first, as ffmpeg writes it"
+        );
+        let (out, err, got) = put_and_get(&url, &dir, name, &src, &[]);
+        let leading = audio.iter().filter(|p| p.0 < first_video).count();
+        assert!(
+            err.contains(&format!(
+                "skipped {leading} frames before the first video key frame"
+            )),
+            "{name}: {err}"
+        );
+        assert!(
+            out.contains("4 fragments: 4 acknowledged, 0 dropped, 0 errors"),
+            "{name}: {out}"
+        );
+        assert_eq!(
+            picture_md5s(&got),
+            picture_md5s(&src),
+            "{name}: the same pictures"
+        );
+        assert_eq!(
+            ffprobe_packets(&got, "a").len(),
+            audio.len() - leading,
+            "{name}: audio from the key frame on"
+        );
+    }
+}
+
+/// An Annex-B H.264 elementary stream with its IDR and the next frames
+/// cut off (a recording that starts mid-GOP), and one with an SPS carrying
+/// a byte after its stop bit (a camera quirk): `kvs mux` and `kvs put`
+/// take both, and ffmpeg decodes the same pictures from the result as from
+/// the source from its first key frame on.
+#[test]
+fn mid_gop_recordings_and_quirky_sps_upload() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = scratch("mid-gop");
+    let src = dir.join("src.h264");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "4",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "0",
+        "-g",
+        "25",
+        src.to_str().unwrap(),
+    ]);
+    let data = std::fs::read(&src).unwrap();
+    // Access units start at each slice NAL after the parameter sets; find the
+    // 4th slice (frame 3) and cut everything before it.
+    let mut slices = Vec::new();
+    let mut i = 0;
+    while i + 4 < data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            let t = data[i + 3] & 0x1F;
+            if t == 1 || t == 5 {
+                slices.push(if i > 0 && data[i - 1] == 0 { i - 1 } else { i });
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let cut = dir.join("mid-gop.h264");
+    std::fs::write(&cut, &data[slices[3]..]).unwrap();
+    // The SPS with one extra byte after its stop bit.
+    let sps_at = data.windows(4).position(|w| w == [0, 0, 1, 0x67]).unwrap() + 3;
+    let pps_at = sps_at
+        + data[sps_at..]
+            .windows(4)
+            .position(|w| w == [0, 0, 1, 0x68])
+            .unwrap();
+    let sps_end = pps_at - usize::from(data[pps_at - 1] == 0);
+    let mut quirky = data[..sps_end].to_vec();
+    quirky.push(0x5a);
+    quirky.extend_from_slice(&data[sps_end..]);
+    let quirky_path = dir.join("quirky.h264");
+    std::fs::write(&quirky_path, &quirky).unwrap();
+
+    let (_local, url) = start_local(&[]);
+    let want_all = picture_md5s(&src);
+    assert_eq!(want_all.len(), 100);
+    for (name, file, skipped, want) in [
+        ("midgop", &cut, 22usize, want_all[25..].to_vec()),
+        ("quirky", &quirky_path, 0, want_all.clone()),
+    ] {
+        let muxed = dir.join(format!("{name}.mkv"));
+        let m = kvs(&[
+            "mux".as_ref(),
+            file.as_os_str(),
+            "-o".as_ref(),
+            muxed.as_os_str(),
+        ]);
+        assert!(
+            m.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&m.stderr)
+        );
+        assert_eq!(picture_md5s(&muxed), want, "{name}: kvs mux");
+        let (out, _, got) = put_and_get(&url, &dir, name, file, &[]);
+        assert!(
+            out.contains(&format!("({skipped} skipped before the first key frame)")),
+            "{name}: {out}"
+        );
+        assert_eq!(picture_md5s(&got), want, "{name}: kvs put + get");
+    }
+}
+
+/// A camera reconfigured mid-stream (320x240, then 640x360): every fragment
+/// carries the CodecPrivate and size of the parameter sets in force — in
+/// `kvs mux`'s file and in what `kvs put` stored — and the pictures decode.
+#[test]
+fn parameter_set_changes_start_a_fragment_with_a_new_header() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = scratch("reconfigured");
+    let a = dir.join("a.h264");
+    let b = dir.join("b.h264");
+    for (f, size) in [(&a, "320x240"), (&b, "640x360")] {
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+            "-t",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-bf",
+            "0",
+            "-g",
+            "25",
+            f.to_str().unwrap(),
+        ]);
+    }
+    let both = dir.join("both.h264");
+    std::fs::write(
+        &both,
+        [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat(),
+    )
+    .unwrap();
+    // mkvinfo reads the first EBML document of a file: each document (a
+    // stream header and what follows it) is handed to it on its own.
+    let sizes = |file: &std::path::Path| -> Vec<(u64, u64, String)> {
+        let data = std::fs::read(file).unwrap();
+        let mut starts: Vec<usize> = data
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| *w == [0x1A, 0x45, 0xDF, 0xA3])
+            .map(|(i, _)| i)
+            .collect();
+        starts.push(data.len());
+        let mut out = Vec::new();
+        for (k, w) in starts.windows(2).enumerate() {
+            let part = dir.join(format!("doc-{k}.mkv"));
+            std::fs::write(&part, &data[w[0]..w[1]]).unwrap();
+            let info = Command::new("mkvinfo").arg(&part).output().unwrap();
+            let text = String::from_utf8_lossy(&info.stdout).into_owned();
+            let grab = |key: &str| -> u64 {
+                text.lines()
+                    .find_map(|l| l.split_once(key).and_then(|(_, v)| v.trim().parse().ok()))
+                    .unwrap_or_else(|| panic!("no {key} in {text}"))
+            };
+            let private = text
+                .lines()
+                .find_map(|l| {
+                    l.split_once("Codec's private data: ")
+                        .map(|(_, v)| v.to_owned())
+                })
+                .unwrap_or_default();
+            out.push((grab("Pixel width:"), grab("Pixel height:"), private));
+        }
+        out
+    };
+    let have_mkvinfo = Command::new("mkvinfo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        have_mkvinfo || std::env::var("CI").as_deref() != Ok("true"),
+        "mkvinfo is missing; CI must have it"
+    );
+    let muxed = dir.join("both.mkv");
+    let m = kvs(&[
+        "mux".as_ref(),
+        both.as_os_str(),
+        "-o".as_ref(),
+        muxed.as_os_str(),
+    ]);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let (_local, url) = start_local(&[]);
+    assert!(
+        kvs_on(&url, &dir, &["create-stream".as_ref(), "cam".as_ref()])
+            .status
+            .success()
+    );
+    let put = kvs_on(
+        &url,
+        &dir,
+        &[
+            "put".as_ref(),
+            "--stream".as_ref(),
+            "cam".as_ref(),
+            both.as_os_str(),
+        ],
+    );
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let raw = dir.join("raw.mkv");
+    let get = kvs_on(
+        &url,
+        &dir,
+        &[
+            "get".as_ref(),
+            "--stream".as_ref(),
+            "cam".as_ref(),
+            "--raw".as_ref(),
+            "-o".as_ref(),
+            raw.as_os_str(),
+        ],
+    );
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    if have_mkvinfo {
+        // kvs mux: one header per parameter-set generation, each with the
+        // size and CodecPrivate (avcC) of its SPS.
+        let m = sizes(&muxed);
+        let dims: Vec<(u64, u64)> = m.iter().map(|d| (d.0, d.1)).collect();
+        assert_eq!(dims, vec![(320, 240), (640, 360)]);
+        assert_ne!(m[0].2, m[1].2, "a new CodecPrivate");
+        // GetMedia: one document (and header) per fragment, 2 of each.
+        let r = sizes(&raw);
+        let dims: Vec<(u64, u64)> = r.iter().map(|d| (d.0, d.1)).collect();
+        assert_eq!(dims, vec![(320, 240), (320, 240), (640, 360), (640, 360)]);
+        assert_eq!(r[1].2, m[0].2);
+        assert_eq!(r[3].2, m[1].2);
+    }
+    // Every picture of both parts decodes, at its own size, from the muxed
+    // file and from what was stored.
+    let unscaled = |file: &std::path::Path| -> Vec<String> {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(file)
+            .args(["-map", "0:v", "-autoscale", "0", "-f", "framemd5", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+            .collect()
+    };
+    let want: Vec<String> = [unscaled(&a), unscaled(&b)].concat();
+    assert_eq!(want.len(), 100);
+    assert_eq!(unscaled(&muxed), want);
+    assert_eq!(unscaled(&raw), want);
+}
+
+/// `kvs put FILE.h264 --audio FILE.aac` interleaves ADTS audio as `kvs mux`
+/// does; a stream without retention prints RECEIVED ACKs.
+#[test]
+fn put_takes_audio_for_elementary_streams_and_prints_the_real_ack_type() {
+    let dir = scratch("put-audio");
+    let media = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media");
+    let (_local, url) = start_local(&[]);
+    let run = |args: &[&std::ffi::OsStr]| kvs_on(&url, &dir, args);
+    assert!(run(&[
+        "create-stream".as_ref(),
+        "live".as_ref(),
+        "--retention-hours".as_ref(),
+        "0".as_ref()
+    ])
+    .status
+    .success());
+    let put = run(&[
+        "put".as_ref(),
+        "--stream".as_ref(),
+        "live".as_ref(),
+        media.join("clip.h264").as_os_str(),
+        "--audio".as_ref(),
+        media.join("clip.aac").as_os_str(),
+    ]);
+    let out = String::from_utf8_lossy(&put.stdout);
+    assert!(
+        put.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    assert_eq!(out.matches("ACK RECEIVED").count(), 4, "{out}");
+    assert!(!out.contains("PERSISTED"), "{out}");
+    assert!(out.contains("546 frames (0 skipped"), "{out}");
+}
+
+/// The tool's small truths: `inspect` of an empty file fails; a closed
+/// standard output ends quietly; help shows real defaults; `demo` needs no
+/// file of the build tree.
+#[test]
+fn the_tool_tells_the_truth() {
+    let dir = scratch("truths");
+    let empty = dir.join("empty.mkv");
+    std::fs::write(&empty, b"").unwrap();
+    let r = kvs(&["inspect".as_ref(), empty.as_os_str()]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no Matroska data"));
+
+    let help =
+        |cmd: &str| String::from_utf8(kvs(&[cmd.as_ref(), "--help".as_ref()]).stdout).unwrap();
+    assert!(
+        !help("get").contains("18446744073709551615"),
+        "{}",
+        help("get")
+    );
+    let create = help("create-stream");
+    let media_line = create.lines().find(|l| l.contains("--media-type")).unwrap();
+    assert!(!media_line.contains("default"), "{media_line}");
+    assert!(help("local").contains("fires once"), "{}", help("local"));
+
+    // `kvs put … | head -1`: the tool finishes its upload without a panic.
+    let (_local, url) = start_local(&[]);
+    assert!(
+        kvs_on(&url, &dir, &["create-stream".as_ref(), "p".as_ref()])
+            .status
+            .success()
+    );
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .args(["put", "--stream", "p"])
+        .arg(&clip)
+        .args(["--endpoint", &url])
+        .env("HOME", &dir)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader went away
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // demo from another directory, with the build tree's clip out of reach.
+    let demo = Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .arg("demo")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let help = help("demo");
+    assert!(!help.contains("media/clip.h264"), "{help}");
 }
