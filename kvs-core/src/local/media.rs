@@ -443,6 +443,9 @@ pub(crate) struct PutMediaRequest {
     pub retention_hours: u32,
     pub relative: bool,
     pub start_ms: u64,
+    /// How far ahead of the endpoint's clock a fragment's producer
+    /// timestamp may be (`None`: no check).
+    pub max_producer_ahead: Option<std::time::Duration>,
 }
 
 /// Parses the PutMedia headers (the stream is resolved by the caller).
@@ -494,6 +497,14 @@ fn error_ack(
 }
 
 /// Reads a PutMedia body, stores its fragments and sends the ACKs.
+///
+/// Once the ACKs end (an ERROR, the connection's age, the body's end), the
+/// rest of the body is read and discarded for up to [`LINGER`] before the
+/// connection closes: a client still writing would otherwise get a TCP
+/// reset, which makes its system discard the ACKs it has received but not
+/// yet read (the ERROR among them). HTTP servers close this way ("lingering
+/// close"), and a client reading while it writes sees the real service's
+/// last ACKs.
 pub(crate) async fn run_put_media(
     store: Arc<MediaStore>,
     req: PutMediaRequest,
@@ -501,6 +512,32 @@ pub(crate) async fn run_put_media(
     acks: Out,
     faults: Faults,
 ) {
+    let cut = ingest_put_media(store, req, &mut body, acks, faults).await;
+    if !cut {
+        linger(&mut body).await;
+    }
+}
+
+/// How long a PutMedia body is still read after its ACKs ended.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards a body until it ends, fails, or [`LINGER`] passes.
+async fn linger(body: &mut super::server::PrimedBody) {
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
+
+/// Ingests a PutMedia body and sends its ACKs; true when the connection was
+/// cut by the `drop-after-bytes` fault (no lingering close then).
+async fn ingest_put_media(
+    store: Arc<MediaStore>,
+    req: PutMediaRequest,
+    body: &mut super::server::PrimedBody,
+    acks: Out,
+    faults: Faults,
+) -> bool {
     let mut ingest = Ingest::new(IngestLimits::default());
     let mut current: Option<(String, u64)> = None;
     let mut total: u64 = 0;
@@ -512,16 +549,33 @@ pub(crate) async fn run_put_media(
         .drop_after_bytes
         .or_else(|| faults.drop_schedule.get(nth as usize).copied());
     let mute = nth < faults.silent_connections;
+    // Delayed ACKs go out from their own task, each `delay` after it was
+    // due, so ingest goes on meanwhile (as at a slow service).
+    let delayed = (!delay.is_zero()).then(|| {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Bytes)>();
+        let out = acks.clone();
+        tokio::spawn(async move {
+            while let Some((due, line)) = rx.recv().await {
+                tokio::time::sleep_until(due + delay).await;
+                if out.send(Ok(line)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tx
+    });
     let send = |a: Ack| {
         let acks = acks.clone();
+        let delayed = delayed.clone();
         async move {
             if mute {
                 return !acks.is_closed();
             }
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+            let line = Bytes::from(a.to_json_line());
+            match delayed {
+                Some(d) => d.send((tokio::time::Instant::now(), line)).is_ok() && !acks.is_closed(),
+                None => acks.send(Ok(line)).await.is_ok(),
             }
-            acks.send(Ok(Bytes::from(a.to_json_line()))).await.is_ok()
         }
     };
     let mut silent = std::time::Duration::ZERO;
@@ -536,7 +590,7 @@ pub(crate) async fn run_put_media(
                 number,
             ))
             .await;
-            return;
+            return false;
         }
         // While no data flows the service sends IDLE ACKs, and closes the
         // request after its idle timeout.
@@ -548,7 +602,7 @@ pub(crate) async fn run_put_media(
             Err(_) => {
                 silent += req.idle_ack;
                 if silent >= req.idle_close || !send(Ack::Idle).await {
-                    return;
+                    return false;
                 }
                 continue;
             }
@@ -592,7 +646,7 @@ pub(crate) async fn run_put_media(
                     })
                     .await
                     {
-                        return;
+                        return false;
                     }
                 }
                 IngestEvent::Received(f) => {
@@ -606,7 +660,7 @@ pub(crate) async fn run_put_media(
                     if let Some((code, k)) = faults.error_ack {
                         if nth == k {
                             send(error_ack(code, Some(f.timecode), Some(number))).await;
-                            return;
+                            return false;
                         }
                     }
                     let tc_ms = u64::try_from(
@@ -618,6 +672,18 @@ pub(crate) async fn run_put_media(
                     } else {
                         tc_ms
                     };
+                    if let Some(ahead) = req.max_producer_ahead {
+                        if producer_ms > now_ms().saturating_add(ahead.as_millis() as u64) {
+                            tracing::info!(
+                                stream = %req.stream,
+                                producer_ms,
+                                "fragment refused: producer timestamp in the future"
+                            );
+                            let code = crate::protocol::ServiceErrorCode::InvalidProducerTimestamp;
+                            send(error_ack(code, Some(f.timecode), Some(number))).await;
+                            return false;
+                        }
+                    }
                     if req.retention_hours > 0 {
                         // Written (with --data-dir, to disk) before PERSISTED goes out.
                         if let Err(e) = store.store(
@@ -631,7 +697,7 @@ pub(crate) async fn run_put_media(
                             tracing::error!(error = %e, "cannot store a fragment");
                             let code = crate::protocol::ServiceErrorCode::ArchivalError;
                             send(error_ack(code, Some(f.timecode), Some(number))).await;
-                            return;
+                            return false;
                         }
                     }
                     let ok = send(Ack::Received {
@@ -658,23 +724,23 @@ pub(crate) async fn run_put_media(
                         .await;
                     }
                     if !ok {
-                        return;
+                        return false;
                     }
                 }
             }
         }
         if cut_now {
             let _ = acks.send(Err(cut())).await;
-            return;
+            return true;
         }
         if let Err(e) = result {
             tracing::info!(error = %e, stream = %req.stream, "PutMedia rejected");
             let number = current.as_ref().map(|(n, _)| n.clone());
             send(error_ack(e.code, e.timecode, number)).await;
-            return;
+            return false;
         }
         if done {
-            return;
+            return false;
         }
     }
 }

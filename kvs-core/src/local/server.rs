@@ -61,6 +61,14 @@ pub struct LocalConfig {
     /// Concurrent GetMedia connections per stream; one more gets
     /// `ConnectionLimitExceededException` (default 3, as the service).
     pub max_get_media_connections: usize,
+    /// How far a fragment's producer timestamp may be ahead of the
+    /// endpoint's clock; a later one is refused with ERROR 4007
+    /// (`INVALID_PRODUCER_TIMESTAMP`). The service does not take fragments
+    /// with future timestamps (AWS, awslabs/amazon-kinesis-video-streams-
+    /// producer-c#370); the ACK code and the tolerance are not documented
+    /// ([I], the protocol notes): default 10 s, for clock skew. `None`: no
+    /// check.
+    pub max_producer_time_ahead: Option<std::time::Duration>,
 }
 
 impl Default for LocalConfig {
@@ -79,6 +87,7 @@ impl Default for LocalConfig {
             max_request_bytes: 1 << 20,
             max_put_media_connections: 5,
             max_get_media_connections: 3,
+            max_producer_time_ahead: Some(std::time::Duration::from_secs(10)),
         }
     }
 }
@@ -577,6 +586,7 @@ async fn put_media(s: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         retention_hours: meta.retention_hours,
         relative,
         start_ms,
+        max_producer_ahead: s.cfg.max_producer_time_ahead,
     };
     let body = primed_body(req.into_body()).await;
     let run = run_put_media(s.media.clone(), request, body, tx, s.cfg.faults.clone());
