@@ -532,52 +532,12 @@ fn b_frame_streams_round_trip_through_put_and_get() {
     if !have_ffmpeg() {
         return;
     }
-    let tmp =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bframes-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = scratch("bframes");
     let src = tmp.join("vb.h264");
     // x264's defaults: B-frames, so decode and presentation order differ.
-    let made = Command::new("ffmpeg")
-        .args([
-            "-y",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-t",
-            "4",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-g", "25"])
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    x264(&src, "320x240", "4", &[]);
     let (_local, url) = start_local(&[]);
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = kvs_on(&url, &tmp, args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["create-stream".as_ref(), "b".as_ref()]);
-    run(&[
-        "put".as_ref(),
-        "--stream".as_ref(),
-        "b".as_ref(),
-        src.as_os_str(),
-    ]);
-    let out = tmp.join("got.mkv");
-    run(&[
-        "get".as_ref(),
-        "--stream".as_ref(),
-        "b".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
+    let (_, _, out) = put_and_get(&url, &tmp, "b", &src, &[]);
     let want = picture_md5s(&src);
     assert_eq!(want.len(), 100);
     assert_eq!(
@@ -609,6 +569,18 @@ fn ffmpeg(args: &[&str]) {
         "ffmpeg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// x264 video of ffmpeg's `testsrc2` at `size`, 25 fps, 1 key frame a
+/// second, for `seconds`, with these extra output options, into `out` (its
+/// extension picks the container).
+fn x264(out: &std::path::Path, size: &str, seconds: &str, extra: &[&str]) {
+    let src = format!("testsrc2=size={size}:rate=25");
+    let mut args = vec!["-f", "lavfi", "-i", src.as_str()];
+    args.extend(extra);
+    args.extend(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-g", "25"]);
+    args.extend(["-t", seconds, out.to_str().unwrap()]);
+    ffmpeg(&args);
 }
 
 /// Packets of one stream as ffprobe lists them: (pts in ms, key).
@@ -649,6 +621,18 @@ fn put_and_get(
     file: &std::path::Path,
     extra: &[&str],
 ) -> (String, String, PathBuf) {
+    put_and_get_with(url, dir, stream, file, extra, &[])
+}
+
+/// [`put_and_get`] with extra arguments for `get` too (e.g. `--raw`).
+fn put_and_get_with(
+    url: &str,
+    dir: &std::path::Path,
+    stream: &str,
+    file: &std::path::Path,
+    extra: &[&str],
+    get_extra: &[&str],
+) -> (String, String, PathBuf) {
     let run = |args: &[&std::ffi::OsStr]| kvs_on(url, dir, args);
     assert!(run(&["create-stream".as_ref(), stream.as_ref()])
         .status
@@ -667,13 +651,15 @@ fn put_and_get(
     );
     assert!(put.status.success(), "put {}: {out}{err}", file.display());
     let got = dir.join(format!("{stream}-got.mkv"));
-    let get = run(&[
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "get".as_ref(),
         "--stream".as_ref(),
         stream.as_ref(),
         "-o".as_ref(),
         got.as_os_str(),
-    ]);
+    ];
+    args.extend(get_extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let get = run(&args);
     assert!(
         get.status.success(),
         "{}",
@@ -695,29 +681,21 @@ fn ordinary_ffmpeg_mkv_files_upload_from_the_first_key_frame() {
     let (_local, url) = start_local(&[]);
     for (name, bframes) in [("av", "0"), ("avb", "3")] {
         let src = dir.join(format!("{name}.mkv"));
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
+        x264(
+            &src,
+            "320x240",
             "4",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-            "-bf",
-            bframes,
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            src.to_str().unwrap(),
-        ]);
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-bf",
+                bframes,
+                "-c:a",
+                "aac",
+            ],
+        );
         let audio = ffprobe_packets(&src, "a");
         let first_video = ffprobe_packets(&src, "v")
             .iter()
@@ -765,23 +743,7 @@ fn mid_gop_recordings_and_quirky_sps_upload() {
     }
     let dir = scratch("mid-gop");
     let src = dir.join("src.h264");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-t",
-        "4",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-bf",
-        "0",
-        "-g",
-        "25",
-        src.to_str().unwrap(),
-    ]);
+    x264(&src, "320x240", "4", &["-bf", "0"]);
     let data = std::fs::read(&src).unwrap();
     // Access units start at each slice NAL after the parameter sets; find the
     // 4th slice (frame 3) and cut everything before it.
@@ -855,23 +817,7 @@ fn parameter_set_changes_start_a_fragment_with_a_new_header() {
     let a = dir.join("a.h264");
     let b = dir.join("b.h264");
     for (f, size) in [(&a, "320x240"), (&b, "640x360")] {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25"),
-            "-t",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-            "-bf",
-            "0",
-            "-g",
-            "25",
-            f.to_str().unwrap(),
-        ]);
+        x264(f, size, "2", &["-bf", "0"]);
     }
     let both = dir.join("both.h264");
     std::fs::write(
@@ -929,44 +875,7 @@ fn parameter_set_changes_start_a_fragment_with_a_new_header() {
     ]);
     assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
     let (_local, url) = start_local(&[]);
-    assert!(
-        kvs_on(&url, &dir, &["create-stream".as_ref(), "cam".as_ref()])
-            .status
-            .success()
-    );
-    let put = kvs_on(
-        &url,
-        &dir,
-        &[
-            "put".as_ref(),
-            "--stream".as_ref(),
-            "cam".as_ref(),
-            both.as_os_str(),
-        ],
-    );
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
-    );
-    let raw = dir.join("raw.mkv");
-    let get = kvs_on(
-        &url,
-        &dir,
-        &[
-            "get".as_ref(),
-            "--stream".as_ref(),
-            "cam".as_ref(),
-            "--raw".as_ref(),
-            "-o".as_ref(),
-            raw.as_os_str(),
-        ],
-    );
-    assert!(
-        get.status.success(),
-        "{}",
-        String::from_utf8_lossy(&get.stderr)
-    );
+    let (_, _, raw) = put_and_get_with(&url, &dir, "cam", &both, &[], &["--raw"]);
     if have_mkvinfo {
         // kvs mux: one header per parameter-set generation, each with the
         // size and CodecPrivate (avcC) of its SPS.

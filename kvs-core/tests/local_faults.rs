@@ -137,9 +137,10 @@ async fn acks_are_delayed() {
     let started = Instant::now();
     let (acks, _) = put(&c, &clip()).await;
     assert_eq!(persisted(&acks).len(), 4);
-    // 12 ACKs, each held back 150 ms.
+    // Every ACK is held back 150 ms; ingest goes on meanwhile, so they
+    // overlap (producer_uploads::delayed_acks_do_not_stall_ingest shows it).
     assert!(
-        started.elapsed() >= Duration::from_millis(12 * 150),
+        started.elapsed() >= Duration::from_millis(150),
         "{:?}",
         started.elapsed()
     );

@@ -44,6 +44,8 @@ pub struct SigningError(String);
 
 /// Signs a request and returns the headers to add to it (`authorization`,
 /// `x-amz-date` and, with a session token, `x-amz-security-token`).
+/// `aws-sigv4`'s defaults leave `user-agent`, `transfer-encoding` and
+/// `x-amzn-trace-id` out of the signature even when passed.
 pub fn sign_headers(
     method: &str,
     url: &str,
@@ -53,13 +55,46 @@ pub fn sign_headers(
     region: &str,
     time: SystemTime,
 ) -> Result<Vec<(String, String)>, SigningError> {
+    let req = (method, url, headers, payload);
+    sign_with(req, credentials, region, time, SigningSettings::default())
+}
+
+/// Signs over exactly `headers` (only `authorization` left out), as a
+/// verifier recomputes a signature over the headers a client chose to sign
+/// (the AWS C and C++ SDKs sign `user-agent`, and `transfer-encoding` on
+/// PutMedia). Returns the same headers as [`sign_headers`].
+pub fn sign_exact_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    payload: Payload<'_>,
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, SigningError> {
+    let mut settings = SigningSettings::default();
+    settings.excluded_headers = Some(vec![std::borrow::Cow::Borrowed("authorization")]);
+    let req = (method, url, headers, payload);
+    sign_with(req, credentials, region, time, settings)
+}
+
+/// A request to sign: method, URL, headers, payload.
+type ToSign<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Payload<'a>);
+
+fn sign_with(
+    (method, url, headers, payload): ToSign<'_>,
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+    settings: SigningSettings,
+) -> Result<Vec<(String, String)>, SigningError> {
     let identity: Identity = credentials.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name(SERVICE)
         .time(time)
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .map_err(|e| SigningError(e.to_string()))?
         .into();

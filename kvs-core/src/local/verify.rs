@@ -9,23 +9,20 @@
 //! `transfer-encoding`, which `aws-sigv4`'s default settings leave out of
 //! the canonical request (they exclude `user-agent`, `transfer-encoding` and
 //! `x-amzn-trace-id`, headers proxies may change). The verifier therefore
-//! passes `aws-sigv4` only the signed headers' values and sets
-//! [`SigningSettings::excluded_headers`] to `authorization` alone: the
+//! passes `aws-sigv4` only the signed headers' values, with
+//! `excluded_headers` set to `authorization` alone
+//! ([`crate::auth::sigv4::sign_exact_headers`]): the
 //! signer then covers precisely those headers, plus the `x-amz-date` and
 //! `x-amz-security-token` it adds itself from the date and credentials
 //! (both taken from the request). A signature whose `SignedHeaders` omit
 //! `host` or `x-amz-date` is refused, as the service does.
 
-use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 
 use super::store::ApiError;
-use crate::auth::sigv4::{Payload, EMPTY_SHA256, SERVICE};
+use crate::auth::sigv4::{Payload, SERVICE};
 use crate::client::ServiceException;
 
 /// Longest clock difference accepted (the AWS rule: 15 minutes).
@@ -227,33 +224,11 @@ fn authorization(
     region: &str,
     time: SystemTime,
 ) -> Result<String, String> {
-    let identity: Identity = credentials.clone().into();
-    let mut settings = SigningSettings::default();
-    settings.excluded_headers = Some(vec![Cow::Borrowed("authorization")]);
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(SERVICE)
-        .time(time)
-        .settings(settings)
-        .build()
+    crate::auth::sigv4::sign_exact_headers(method, url, headers, payload, credentials, region, time)
         .map_err(|e| e.to_string())?
-        .into();
-    let body = match payload {
-        Payload::Bytes(b) => SignableBody::Bytes(b),
-        Payload::StreamingEmptyHash => SignableBody::Precomputed(EMPTY_SHA256.to_owned()),
-        Payload::Unsigned => SignableBody::UnsignedPayload,
-        Payload::Precomputed(h) => SignableBody::Precomputed(h.to_owned()),
-    };
-    let request = SignableRequest::new(method, url, headers.iter().copied(), body)
-        .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(request, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    let (out, _) = instructions.into_parts();
-    out.into_iter()
-        .find(|h| h.name() == "authorization")
-        .map(|h| h.value().to_owned())
+        .into_iter()
+        .find(|(name, _)| name == "authorization")
+        .map(|(_, value)| value)
         .ok_or_else(|| "the signer gave no authorization header".to_owned())
 }
 

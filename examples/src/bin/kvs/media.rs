@@ -311,6 +311,20 @@ async fn produce(
         AckLevel::Persisted => "PERSISTED",
         _ => "RECEIVED",
     };
+    // Printed times count from the first video key frame (where the stream
+    // starts; what precedes it is skipped), in both modes.
+    let video: Vec<u64> = input
+        .tracks
+        .iter()
+        .filter(|t| matches!(t.kind, kvs_core::mkv::builder::TrackKind::Video { .. }))
+        .map(|t| t.number)
+        .collect();
+    let base_ms = start_ms
+        + input
+            .frames
+            .iter()
+            .find(|f| f.key && (video.is_empty() || video.contains(&f.track)))
+            .map_or(0, |f| f.pts.as_millis() as u64);
     let report = Arc::new(Mutex::new(Report::default()));
     let mut events = p.subscribe();
     let r = report.clone();
@@ -330,7 +344,7 @@ async fn produce(
                     if acks {
                         crate::outln!(
                             "  ACK {level} fragment {:>6} ms  {frames:>3} frames  latency {:>6.1} ms  #{fragment_number}",
-                            timecode_ms.saturating_sub(start_ms),
+                            timecode_ms.saturating_sub(base_ms),
                             ms(latency)
                         );
                     }
@@ -354,7 +368,7 @@ async fn produce(
                     r.dropped += 1;
                     eprintln!(
                         "  dropped fragment {} ms ({frames} frames): {reason:?}",
-                        timecode_ms.saturating_sub(start_ms)
+                        timecode_ms.saturating_sub(base_ms)
                     );
                 }
                 ProducerEvent::ServiceError {
@@ -365,7 +379,7 @@ async fn produce(
                     r.errors += usize::from(!retriable);
                     eprintln!(
                         "  ACK ERROR {code} (fragment {:?}){}",
-                        timecode_ms.map(|t| t.saturating_sub(start_ms)),
+                        timecode_ms.map(|t| t.saturating_sub(base_ms)),
                         if retriable { ", sending it again" } else { "" }
                     );
                 }
