@@ -889,6 +889,14 @@ fn parameter_set_changes_start_a_fragment_with_a_new_header() {
         assert_eq!(dims, vec![(320, 240), (320, 240), (640, 360), (640, 360)]);
         assert_eq!(r[1].2, m[0].2);
         assert_eq!(r[3].2, m[1].2);
+        // An MKV whose stream header changes (the GetMedia output itself)
+        // put again: the producer follows the new header there too.
+        let (_, _, again) = put_and_get_with(&url, &dir, "again", &raw, &[], &["--raw"]);
+        let a = sizes(&again);
+        let dims: Vec<(u64, u64)> = a.iter().map(|d| (d.0, d.1)).collect();
+        assert_eq!(dims, vec![(320, 240), (320, 240), (640, 360), (640, 360)]);
+        assert_eq!(a[0].2, m[0].2);
+        assert_eq!(a[2].2, m[1].2);
     }
     // Every picture of both parts decodes, at its own size, from the muxed
     // file and from what was stored.
