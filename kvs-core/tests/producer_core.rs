@@ -874,6 +874,48 @@ fn b_frame_streams_upload_whole_from_the_first_key_frame() {
     assert_eq!(got, want.iter().map(|w| *w as i64).collect::<Vec<_>>());
 }
 
+/// Staleness is "no ACK progress while data is pending": a backlog that
+/// drains slowly (an ACK every 15 s, each well within the 20 s timeout,
+/// though the newest fragments were written 40 s before theirs) never
+/// counts as stalled; a connection that goes silent does, 20 s after its
+/// last ACK.
+#[test]
+fn a_slow_but_moving_connection_is_not_stalled() {
+    let t0 = Instant::now();
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![video_track()], START)).unwrap();
+    for i in 0..150u64 {
+        p.put_frame(v(i, i % 25 == 0), t0).unwrap();
+    }
+    p.flush(t0).unwrap();
+    let mut svc = Service::new();
+    let conn = p.connected(t0);
+    let mut acks = Vec::new();
+    while let Some(chunk) = p.next_chunk(t0) {
+        acks.extend(svc.push(chunk));
+    }
+    let persisted: Vec<&Ack> = acks
+        .iter()
+        .filter(|a| matches!(a, Ack::Persisted { .. }))
+        .collect();
+    assert_eq!(persisted.len(), 6);
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert!(!p.stalled(at(19)));
+    // One PERSISTED every 15 s for the first three fragments.
+    for (k, ack) in persisted.iter().take(3).enumerate() {
+        let now = at(15 * (k as u64 + 1));
+        assert!(
+            !p.stalled(now),
+            "stalled at {} s while ACKs come",
+            15 * (k + 1)
+        );
+        p.on_ack(conn, ack, now);
+    }
+    assert!(!p.stalled(at(64)), "the last ACK came at 45 s");
+    // An IDLE is not progress.
+    p.on_ack(conn, &Ack::Idle, at(60));
+    assert!(p.stalled(at(65)), "silent for 20 s with data pending");
+}
+
 mod late_errors {
     use super::*;
     use proptest::prelude::*;

@@ -429,6 +429,8 @@ struct Conn {
     header_sent: bool,
     draining: bool,
     rotation: Option<RotationReason>,
+    /// When the last ACK came on it (any kind: progress).
+    last_ack: Option<Instant>,
 }
 
 /// Parameter sets of one track.
@@ -1120,14 +1122,21 @@ impl ProducerCore {
         }
     }
 
-    /// Whether a fragment written on the current connection has waited
-    /// longer than the ACK timeout (the connection should be replaced).
+    /// Whether the current connection is stalled (to be replaced): data
+    /// written on it waits for an ACK, and no ACK has come for the ACK
+    /// timeout — counted from the later of the last ACK and the oldest
+    /// unacknowledged write. A slow but moving connection (ACKs still
+    /// coming while a backlog drains through a narrow uplink) is never
+    /// stalled; a silent one (a dead NAT mapping) is, after the timeout.
     pub fn stalled(&self, now: Instant) -> bool {
-        self.conn.is_some()
-            && self.buffer.iter().any(|f| {
-                f.written_at
-                    .is_some_and(|w| now.duration_since(w) >= self.cfg.ack_timeout)
-            })
+        let Some(c) = &self.conn else {
+            return false;
+        };
+        let Some(oldest) = self.buffer.iter().filter_map(|f| f.written_at).min() else {
+            return false;
+        };
+        let since = c.last_ack.map_or(oldest, |a| a.max(oldest));
+        now.duration_since(since) >= self.cfg.ack_timeout
     }
 
     /// Closes the open fragment (at the end of the media).
@@ -1160,6 +1169,7 @@ impl ProducerCore {
             header_sent: false,
             draining: false,
             rotation: None,
+            last_ack: None,
         });
         self.events.push_back(ProducerEvent::Connected {
             connection: id,
@@ -1262,8 +1272,14 @@ impl ProducerCore {
 
     /// An ACK arrived on connection `conn`.
     pub fn on_ack(&mut self, conn: u64, ack: &Ack, now: Instant) {
-        if self.conn.as_ref().is_none_or(|c| c.id != conn) {
-            return;
+        match self.conn.as_mut() {
+            // IDLE says the service has nothing from us: not progress.
+            Some(c) if c.id == conn => {
+                if !matches!(ack, Ack::Idle) {
+                    c.last_ack = Some(now);
+                }
+            }
+            _ => return,
         }
         let find = |buffer: &VecDeque<Fragment>, tc: u64| {
             buffer.iter().position(|f| {
