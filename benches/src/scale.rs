@@ -168,7 +168,7 @@ async fn run_async(cfg: ScaleConfig) -> Result<ScaleReport, String> {
         let latencies = latencies.clone();
         let acked = acked.clone();
         listeners.push(tokio::spawn(async move {
-            while let Ok(e) = events.recv().await {
+            while let Some(e) = events.recv().await {
                 if let ProducerEvent::Acked {
                     latency, frames, ..
                 } = e

@@ -53,10 +53,14 @@ pub struct ConsumerBuilder {
 pub struct Consumer;
 
 impl Consumer {
-    /// Settings for reading `stream`.
-    pub fn builder(client: Arc<KvsClient>, stream: impl Into<StreamId>) -> ConsumerBuilder {
+    /// Settings for reading `stream` with `client` (a [`KvsClient`] or an
+    /// `Arc` of one).
+    pub fn builder(
+        client: impl Into<Arc<KvsClient>>,
+        stream: impl Into<StreamId>,
+    ) -> ConsumerBuilder {
         ConsumerBuilder {
-            client,
+            client: client.into(),
             stream: stream.into(),
             backoff: (Duration::from_millis(200), Duration::from_secs(10)),
             buffer: 8,
@@ -69,12 +73,33 @@ impl Consumer {
 #[derive(Debug)]
 pub struct FragmentStream {
     rx: mpsc::Receiver<Result<Fragment, ClientError>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for FragmentStream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+impl FragmentStream {
+    /// Starts `reader` on the client's runtime; with none, the stream
+    /// yields [`ClientError::NoRuntime`] and ends.
+    fn spawn<F>(client: &KvsClient, buffer: usize, reader: impl FnOnce(Out) -> F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(buffer);
+        let task = match client.spawn(reader(tx.clone())) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let _ = tx.try_send(Err(e));
+                None
+            }
+        };
+        Self { rx, task }
     }
 }
 
@@ -155,7 +180,10 @@ fn fatal(e: &ClientError) -> bool {
                 | ServiceException::AccessDenied
                 | ServiceException::InvalidArgument
         )
-    ) || matches!(e, ClientError::Config(_) | ClientError::Credentials(_))
+    ) || matches!(
+        e,
+        ClientError::Config(_) | ClientError::Credentials(_) | ClientError::NoRuntime
+    )
 }
 
 impl ConsumerBuilder {
@@ -171,18 +199,23 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Follows the stream from `selector`, live.
+    /// Follows the stream from `selector`, live. Its reader runs on the
+    /// client's runtime ([`crate::client::ClientConfig::runtime`]); with no
+    /// runtime, the stream's first item is [`ClientError::NoRuntime`].
     pub fn start(self, selector: StartSelector) -> FragmentStream {
-        let (tx, rx) = mpsc::channel(self.buffer);
-        let task = tokio::spawn(follow(self.client, self.stream, selector, self.backoff, tx));
-        FragmentStream { rx, task }
+        let c = self.client.clone();
+        FragmentStream::spawn(&c, self.buffer, |tx| {
+            follow(self.client, self.stream, selector, self.backoff, tx)
+        })
     }
 
-    /// The fragments of a time range, in producer-time order.
+    /// The fragments of a time range, in producer-time order (reader as in
+    /// [`Self::start`]).
     pub fn range(self, selector: FragmentSelector) -> FragmentStream {
-        let (tx, rx) = mpsc::channel(self.buffer);
-        let task = tokio::spawn(range(self.client, self.stream, selector, self.backoff, tx));
-        FragmentStream { rx, task }
+        let c = self.client.clone();
+        FragmentStream::spawn(&c, self.buffer, |tx| {
+            range(self.client, self.stream, selector, self.backoff, tx)
+        })
     }
 }
 

@@ -47,6 +47,8 @@
 
 pub mod auth;
 #[cfg(feature = "client")]
+pub mod blocking;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod codec;
 #[cfg(feature = "client")]

@@ -59,15 +59,97 @@ use crate::client::{
     ClientError, CreateStream, KvsClient, PutMediaOptions, ServiceException, StreamId, TimecodeType,
 };
 use crate::mkv::builder::TrackConfig;
+pub use crate::protocol::producer::PutOutcome;
 pub use crate::protocol::producer::{
     AckLevel, DropReason, FragmentPolicy, Frame, FrameError, LeadingPolicy, PressurePolicy,
     ProducerEvent, RotationReason,
 };
-use crate::protocol::producer::{ProducerConfig, ProducerCore, PutOutcome};
+use crate::protocol::producer::{ProducerConfig, ProducerCore};
 
 /// Events kept for a subscriber that has not read them yet (the channel is
 /// allocated whole, per producer, so it stays small).
 pub const EVENT_BACKLOG: usize = 256;
+
+type NextEvent = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Result<ProducerEvent, broadcast::error::RecvError>,
+                    broadcast::Receiver<ProducerEvent>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// A producer's events from the moment of [`Producer::subscribe`]:
+/// `recv().await`, `try_recv()`, or as a [`futures_core::Stream`]. It ends
+/// once the producer is gone and every event was read.
+pub struct Events {
+    rx: Option<broadcast::Receiver<ProducerEvent>>,
+    pending: Option<NextEvent>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+fn event_of(r: Result<ProducerEvent, broadcast::error::RecvError>) -> Option<ProducerEvent> {
+    match r {
+        Ok(e) => Some(e),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            Some(ProducerEvent::EventsLost { missed })
+        }
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
+impl Events {
+    /// The next event; `None` once the producer is gone and all were read.
+    pub async fn recv(&mut self) -> Option<ProducerEvent> {
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *self), cx)).await
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<ProducerEvent> {
+        let rx = self.rx.as_mut()?;
+        match rx.try_recv() {
+            Ok(e) => Some(e),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                Some(ProducerEvent::EventsLost { missed })
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+impl futures_core::Stream for Events {
+    type Item = ProducerEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ProducerEvent>> {
+        if self.pending.is_none() {
+            let Some(mut rx) = self.rx.take() else {
+                return Poll::Ready(None);
+            };
+            self.pending = Some(Box::pin(async move {
+                let r = rx.recv().await;
+                (r, rx)
+            }));
+        }
+        let Some(fut) = self.pending.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match fut.as_mut().poll(cx) {
+            Poll::Ready((r, rx)) => {
+                self.pending = None;
+                self.rx = Some(rx);
+                Poll::Ready(event_of(r))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// Why the producer failed.
 #[derive(Debug, thiserror::Error)]
@@ -284,12 +366,15 @@ impl ProducerBuilder {
             finishing: std::sync::atomic::AtomicBool::new(false),
             abandoned: Mutex::new(None),
         });
-        let driver = tokio::spawn(drive(
-            shared.clone(),
-            self.client,
-            StreamId::Arn(info.stream_arn),
-            self.reconnect,
-        ));
+        let client = self.client.clone();
+        let driver = client
+            .spawn(drive(
+                shared.clone(),
+                self.client,
+                StreamId::Arn(info.stream_arn),
+                self.reconnect,
+            ))
+            .map_err(ProducerError::Bootstrap)?;
         Ok(Producer {
             _last_handle: Arc::new(LastHandle(shared.clone())),
             shared,
@@ -383,9 +468,12 @@ impl Drop for LastHandle {
 
 impl Producer {
     /// Settings for a producer of `stream`.
-    pub fn builder(client: Arc<KvsClient>, stream: impl Into<StreamId>) -> ProducerBuilder {
+    pub fn builder(
+        client: impl Into<Arc<KvsClient>>,
+        stream: impl Into<StreamId>,
+    ) -> ProducerBuilder {
         ProducerBuilder {
-            client,
+            client: client.into(),
             stream: stream.into(),
             tracks: Vec::new(),
             create: None,
@@ -404,9 +492,41 @@ impl Producer {
 
     /// The events from now on (ACKs with latency, errors, drops, reconnects,
     /// rotations, buffer statistics each second). A subscriber that falls
-    /// more than [`EVENT_BACKLOG`] events behind loses the oldest.
-    pub fn subscribe(&self) -> broadcast::Receiver<ProducerEvent> {
-        self.shared.events.subscribe()
+    /// more than [`EVENT_BACKLOG`] events behind loses the oldest, and is
+    /// told so with [`ProducerEvent::EventsLost`].
+    pub fn subscribe(&self) -> Events {
+        Events {
+            rx: Some(self.shared.events.subscribe()),
+            pending: None,
+        }
+    }
+
+    /// Puts a frame if it can be taken now, without waiting: `Full` when the
+    /// buffer is full under [`PressurePolicy::Wait`] (try again once ACKs
+    /// free space), `Skipped` for a frame before the first video key frame
+    /// ([`LeadingPolicy::Skip`]). For callers that must never block (a
+    /// camera callback, a UI thread).
+    ///
+    /// Errors: [`ProducerError::Frame`] for a frame that breaks the rules,
+    /// [`ProducerError::Finished`] after `finish`.
+    pub fn try_put_frame(&self, frame: Frame) -> Result<PutOutcome, ProducerError> {
+        if self
+            .shared
+            .finishing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(ProducerError::Finished);
+        }
+        let outcome = {
+            let mut core = self.shared.core();
+            let out = core.put_frame(frame, now());
+            self.shared.publish(&mut core);
+            out?
+        };
+        if outcome == PutOutcome::Accepted {
+            self.shared.work.notify_one();
+        }
+        Ok(outcome)
     }
 
     /// Which ACK completes a fragment on this stream: PERSISTED, or RECEIVED

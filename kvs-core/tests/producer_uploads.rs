@@ -96,7 +96,7 @@ async fn upload(c: &Arc<KvsClient>, buffer: Option<usize>) -> Vec<ProducerEvent>
     let mut rx = p.subscribe();
     let events = tokio::spawn(async move {
         let mut out = Vec::new();
-        while let Ok(e) = rx.recv().await {
+        while let Some(e) = rx.recv().await {
             out.push(e);
         }
         out
@@ -271,7 +271,7 @@ async fn producer_timestamps_in_the_future_are_refused() {
     }
     p.finish(Duration::from_secs(10)).await.unwrap();
     let mut refused = 0;
-    while let Ok(e) = rx.try_recv() {
+    while let Some(e) = rx.try_recv() {
         if let ProducerEvent::ServiceError {
             code, retriable, ..
         } = e

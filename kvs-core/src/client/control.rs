@@ -1,7 +1,7 @@
 //! The control-plane client: streams, tags, retention and data endpoints.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -38,6 +38,12 @@ pub struct ClientConfig {
     pub endpoint_ttl: Duration,
     /// Largest response body read (default 16 MiB).
     pub max_response_bytes: usize,
+    /// The tokio runtime the client's background tasks (a producer's
+    /// driver, a consumer's reader, a PutMedia ACK reader) run on. `None`
+    /// (default): the runtime the client is created in, else the one a
+    /// task is started from; with neither, starting one is
+    /// [`ClientError::NoRuntime`], never a panic.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl ClientConfig {
@@ -69,6 +75,7 @@ impl ClientConfig {
             allow_http: false,
             endpoint_ttl: Duration::from_secs(40 * 60),
             max_response_bytes: 16 << 20,
+            runtime: None,
         }
     }
 
@@ -81,6 +88,12 @@ impl ClientConfig {
     /// Uses this retry policy.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Runs the client's background tasks on this tokio runtime.
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
         self
     }
 }
@@ -216,16 +229,39 @@ pub enum RetentionChange {
     Decrease,
 }
 
-/// The control-plane client. Cheap to share behind an `Arc`.
-#[derive(Debug)]
+/// The control-plane client. Cheap to clone: clones share the connection
+/// pool and the data-endpoint cache. Every API taking a client takes
+/// `impl Into<Arc<KvsClient>>` (a client or an `Arc` of one).
+#[derive(Debug, Clone)]
 pub struct KvsClient {
+    /// The runtime tasks are spawned on (see [`ClientConfig::runtime`]).
+    runtime: Option<tokio::runtime::Handle>,
     pub(crate) cfg: ClientConfig,
     base: String,
     pub(crate) transport: Transport,
-    endpoints: Mutex<HashMap<(String, ApiName), (String, Instant)>>,
+    endpoints: Arc<Mutex<EndpointCache>>,
 }
 
+/// GetDataEndpoint answers by (stream, API), with when they were fetched.
+type EndpointCache = HashMap<(String, ApiName), (String, Instant)>;
+
 impl KvsClient {
+    /// Starts a background task on the client's runtime (see
+    /// [`ClientConfig::runtime`]), else on the runtime this is called from.
+    ///
+    /// Errors: [`ClientError::NoRuntime`] when there is neither.
+    pub fn spawn<F>(&self, task: F) -> Result<tokio::task::JoinHandle<F::Output>, ClientError>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = match &self.runtime {
+            Some(h) => h.clone(),
+            None => tokio::runtime::Handle::try_current().map_err(|_| ClientError::NoRuntime)?,
+        };
+        Ok(handle.spawn(task))
+    }
+
     /// A client; fails on an endpoint it will not use (plain `http://` to a
     /// remote host without [`ClientConfig::allow_http`]).
     pub fn new(cfg: ClientConfig) -> Result<Self, ClientError> {
@@ -237,10 +273,14 @@ impl KvsClient {
         check_scheme(&base, cfg.allow_http)?;
         let transport = Transport::new(cfg.timeout, cfg.max_response_bytes);
         Ok(Self {
+            runtime: cfg
+                .runtime
+                .clone()
+                .or_else(|| tokio::runtime::Handle::try_current().ok()),
             cfg,
             base,
             transport,
-            endpoints: Mutex::new(HashMap::new()),
+            endpoints: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 

@@ -209,6 +209,11 @@ pub enum ClientError {
     /// A configuration the client refuses (plain http to a remote host, a bad URL …).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A background task was to start with no tokio runtime to run it: the
+    /// client was made outside one and none was given
+    /// ([`crate::client::ClientConfig::runtime`]), or use [`crate::blocking`].
+    #[error("no tokio runtime: create the client inside one, give one with ClientConfig::runtime, or use kvs_core::blocking")]
+    NoRuntime,
 }
 
 impl ClientError {
@@ -228,7 +233,7 @@ impl ClientError {
             }
             Self::UnexpectedResponse { status, .. } => *status >= 500 || *status == 429,
             Self::Transport(_) | Self::Timeout(_) => true,
-            Self::Decode { .. } | Self::Credentials(_) | Self::Config(_) => false,
+            Self::Decode { .. } | Self::Credentials(_) | Self::Config(_) | Self::NoRuntime => false,
         }
     }
 

@@ -381,7 +381,7 @@ impl KvsClient {
         };
         let mut body = self.check(resp).await?;
         let (ack_tx, ack_rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        self.spawn(async move {
             let mut decoder = AckDecoder::default();
             loop {
                 match body.frame().await {
@@ -419,7 +419,7 @@ impl KvsClient {
                     }
                 }
             }
-        });
+        })?;
         Ok(PutMediaSession {
             body: Some(tx),
             acks: ack_rx,

@@ -66,7 +66,7 @@ pub struct LocalConfig {
     /// (`INVALID_PRODUCER_TIMESTAMP`). The service does not take fragments
     /// with future timestamps (AWS, awslabs/amazon-kinesis-video-streams-
     /// producer-c#370); the ACK code and the tolerance are not documented
-    /// ([I], the protocol notes): default 10 s, for clock skew. `None`: no
+    /// (an inference, \[I\] in the protocol notes): default 10 s, for clock skew. `None`: no
     /// check.
     pub max_producer_time_ahead: Option<std::time::Duration>,
 }

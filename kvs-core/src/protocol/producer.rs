@@ -349,6 +349,12 @@ pub enum ProducerEvent {
         /// What failed.
         error: String,
     },
+    /// A subscriber fell more than its backlog behind: this many events
+    /// were lost to it (from the async producer's event stream).
+    EventsLost {
+        /// Events it missed.
+        missed: u64,
+    },
     /// Buffer and upload figures (from the async producer, each second).
     Stats {
         /// Media bytes not yet acknowledged.

@@ -329,7 +329,7 @@ async fn produce(
     let mut events = p.subscribe();
     let r = report.clone();
     let listener = tokio::spawn(async move {
-        while let Ok(e) = events.recv().await {
+        while let Some(e) = events.recv().await {
             let mut r = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match e {
                 ProducerEvent::Acked {
