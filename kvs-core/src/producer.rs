@@ -399,6 +399,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// When the driver must look again with no input: the core's next
+    /// deadline, the end of the grace time of an abandoned producer, and
+    /// `also` (the next statistics), whichever comes first.
+    fn wake_at(&self, also: Option<Instant>) -> Option<Instant> {
+        let core = self.core().next_deadline().map(Instant::from_std);
+        let grace = *self
+            .abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        [core, grace, also].into_iter().flatten().min()
+    }
+
     /// Every handle was dropped and the grace time is over.
     fn past_grace(&self) -> bool {
         self.abandoned
@@ -734,7 +746,13 @@ async fn drive(
             if has_work {
                 break;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(100), work).await;
+            // Asleep until a frame comes or something falls due.
+            match shared.wake_at(None) {
+                Some(at) => {
+                    let _ = tokio::time::timeout_at(at, work).await;
+                }
+                None => work.await,
+            }
         }
         let start_ms = shared.core().config().start_ms;
         let opts = PutMediaOptions {
@@ -815,8 +833,6 @@ async fn run_connection(
 ) -> Ended {
     let sender = session.sender();
     let mut sender = Some(sender);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next: Option<bytes::Bytes> = None;
     loop {
         // What to write next, and whether the body should end.
@@ -834,6 +850,11 @@ async fn run_connection(
             session.finish();
         }
         let work = shared.work.notified();
+        // Asleep until I/O, a frame, or the next deadline (statistics each
+        // second at the latest).
+        let wake = shared
+            .wake_at(Some(*stats_at + Duration::from_secs(1)))
+            .unwrap_or_else(|| *stats_at + Duration::from_secs(1));
         tokio::select! {
             sent = async {
                 match (&sender, &next) {
@@ -866,7 +887,7 @@ async fn run_connection(
                 }
             }
             _ = work => {}
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(wake) => {
                 if shared.past_grace() {
                     return Ended::Failed("the producer was dropped".into());
                 }

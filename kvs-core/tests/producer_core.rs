@@ -916,6 +916,38 @@ fn a_slow_but_moving_connection_is_not_stalled() {
     assert!(p.stalled(at(65)), "silent for 20 s with data pending");
 }
 
+/// The core names its next deadline, so a driver sleeps until then instead
+/// of polling: nothing due when idle; the lateness of a fragment waiting
+/// for audio; the ACK timeout of written data; the rotation age.
+#[test]
+fn the_next_deadline_is_named() {
+    let t0 = Instant::now();
+    let mut cfg = ProducerConfig::new(vec![video_track(), audio_track()], START);
+    cfg.rotation_age = Duration::from_secs(3600);
+    let mut p = ProducerCore::new(cfg).unwrap();
+    assert_eq!(p.next_deadline(), None);
+    p.put_frame(v(0, true), t0).unwrap();
+    p.put_frame(a(0), t0).unwrap();
+    // A key frame at 1 s while audio has not reached it: the fragment waits
+    // at most the lateness (500 ms) from now.
+    let t1 = t0 + Duration::from_millis(10);
+    p.put_frame(v(25, true), t1).unwrap();
+    assert_eq!(p.next_deadline(), Some(t1 + Duration::from_millis(500)));
+    let t2 = t1 + Duration::from_millis(600);
+    p.tick(t2);
+    assert_eq!(p.buffered_fragments(), 1, "closed by the lateness");
+    assert_eq!(p.next_deadline(), None, "nothing due until a connection");
+    let conn = p.connected(t2);
+    assert_eq!(p.next_deadline(), Some(t2 + Duration::from_secs(3600)));
+    while p.next_chunk(t2).is_some() {}
+    assert_eq!(
+        p.next_deadline(),
+        Some(t2 + Duration::from_secs(20)),
+        "the ACK timeout of what was written"
+    );
+    let _ = conn;
+}
+
 mod late_errors {
     use super::*;
     use proptest::prelude::*;

@@ -1128,6 +1128,42 @@ impl ProducerCore {
         }
     }
 
+    /// The next instant something is due without any input: a fragment
+    /// closing because its lateness ran out, a rotation (connection age or
+    /// expiring credentials), the connection becoming stalled. A driver
+    /// calls [`Self::tick`] (and checks [`Self::stalled`]) then, instead of
+    /// polling on a fixed period. `None`: nothing is due until more input.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let lateness = self
+            .boundary
+            .map(|(_, _, seen)| seen + self.cfg.max_lateness);
+        let (rotation, credentials, stall) = match &self.conn {
+            Some(c) if c.rotation.is_none() => (
+                Some(c.opened + self.cfg.rotation_age),
+                c.deadline,
+                self.stall_clock(c).map(|s| s + self.cfg.ack_timeout),
+            ),
+            Some(c) => (
+                None,
+                None,
+                self.stall_clock(c).map(|s| s + self.cfg.ack_timeout),
+            ),
+            None => (None, None, None),
+        };
+        [lateness, rotation, credentials, stall]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Where the ACK timeout of connection `c` counts from: the later of
+    /// its last ACK and the oldest unacknowledged write (`None`: nothing
+    /// written waits for an ACK).
+    fn stall_clock(&self, c: &Conn) -> Option<Instant> {
+        let oldest = self.buffer.iter().filter_map(|f| f.written_at).min()?;
+        Some(c.last_ack.map_or(oldest, |a| a.max(oldest)))
+    }
+
     /// Whether the current connection is stalled (to be replaced): data
     /// written on it waits for an ACK, and no ACK has come for the ACK
     /// timeout — counted from the later of the last ACK and the oldest
@@ -1135,14 +1171,10 @@ impl ProducerCore {
     /// coming while a backlog drains through a narrow uplink) is never
     /// stalled; a silent one (a dead NAT mapping) is, after the timeout.
     pub fn stalled(&self, now: Instant) -> bool {
-        let Some(c) = &self.conn else {
-            return false;
-        };
-        let Some(oldest) = self.buffer.iter().filter_map(|f| f.written_at).min() else {
-            return false;
-        };
-        let since = c.last_ack.map_or(oldest, |a| a.max(oldest));
-        now.duration_since(since) >= self.cfg.ack_timeout
+        self.conn
+            .as_ref()
+            .and_then(|c| self.stall_clock(c))
+            .is_some_and(|since| now.duration_since(since) >= self.cfg.ack_timeout)
     }
 
     /// Closes the open fragment (at the end of the media).
