@@ -54,6 +54,7 @@ pub mod codec;
 #[cfg(feature = "client")]
 pub mod consumer;
 pub mod ebml;
+pub mod error;
 pub mod fuzzing;
 #[cfg(feature = "local")]
 pub mod local;
@@ -63,3 +64,5 @@ pub mod mpegts;
 #[cfg(feature = "client")]
 pub mod producer;
 pub mod protocol;
+
+pub use error::{Error, ErrorKind};

@@ -129,13 +129,11 @@ async fn an_html_error_page_is_an_unexpected_response() {
 #[tokio::test]
 async fn html_where_acks_belong_is_a_decode_error() {
     let e = put(&fake_endpoint(PutMedia::HtmlBody).await).await;
+    // The decoder's own error: the stray byte and its offset.
     assert!(
         matches!(
             &e,
-            ClientError::Decode {
-                operation: "PutMedia",
-                ..
-            }
+            ClientError::Ack(kvs_core::protocol::AckError::Garbage { byte: b'<', .. })
         ),
         "{e:?}"
     );
@@ -145,8 +143,8 @@ async fn html_where_acks_belong_is_a_decode_error() {
 async fn a_malformed_ack_line_is_a_decode_error() {
     let e = put(&fake_endpoint(PutMedia::BadAck).await).await;
     match &e {
-        ClientError::Decode { operation, reason } => {
-            assert_eq!(*operation, "PutMedia");
+        ClientError::Ack(source) => {
+            let reason = source.to_string();
             assert!(reason.contains("FragmentTimecode"), "{reason}");
         }
         other => panic!("{other:?}"),

@@ -411,9 +411,9 @@ impl KvsClient {
             .await?;
         let mut asm = FragmentAssembler::default();
         let mut out = Vec::new();
-        let decode = |e: crate::mkv::fragment::FragmentError| ClientError::Decode {
+        let decode = |e: crate::mkv::fragment::FragmentError| ClientError::Media {
             operation: "GetMediaForFragmentList",
-            reason: e.to_string(),
+            source: e,
         };
         loop {
             match body.frame().await {

@@ -197,6 +197,21 @@ pub enum ClientError {
         /// What was wrong.
         reason: String,
     },
+    /// The service's media could not be read (GetMedia,
+    /// GetMediaForFragmentList): the parser's typed error, with the byte
+    /// offset it refers to.
+    #[error("cannot read the {operation} media: {source}")]
+    Media {
+        /// The operation.
+        operation: &'static str,
+        /// What the fragment assembler found.
+        #[source]
+        source: crate::mkv::fragment::FragmentError,
+    },
+    /// PutMedia's ACK stream could not be decoded (an HTML page where ACKs
+    /// belong, a malformed ACK): the decoder's typed error, with its offset.
+    #[error("cannot decode the PutMedia ACKs: {0}")]
+    Ack(#[source] crate::protocol::AckError),
     /// Connecting, TLS, or the connection failing mid-request.
     #[error("transport error: {0}")]
     Transport(String),
@@ -233,7 +248,12 @@ impl ClientError {
             }
             Self::UnexpectedResponse { status, .. } => *status >= 500 || *status == 429,
             Self::Transport(_) | Self::Timeout(_) => true,
-            Self::Decode { .. } | Self::Credentials(_) | Self::Config(_) | Self::NoRuntime => false,
+            Self::Decode { .. }
+            | Self::Media { .. }
+            | Self::Ack(_)
+            | Self::Credentials(_)
+            | Self::Config(_)
+            | Self::NoRuntime => false,
         }
     }
 

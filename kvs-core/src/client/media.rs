@@ -202,9 +202,9 @@ impl GetMediaSession {
                 Ok(None) => {}
                 Err(FragmentError::Parse(e)) if e.is_truncated() => return None,
                 Err(e) => {
-                    return Some(Err(ClientError::Decode {
+                    return Some(Err(ClientError::Media {
                         operation: "GetMedia",
-                        reason: e.to_string(),
+                        source: e,
                     }))
                 }
             }
@@ -390,10 +390,7 @@ impl KvsClient {
                             decoder.push(&data);
                             while let Some(a) = decoder.next_ack() {
                                 let failed = a.is_err();
-                                let a = a.map_err(|e| ClientError::Decode {
-                                    operation: "PutMedia",
-                                    reason: e.to_string(),
-                                });
+                                let a = a.map_err(ClientError::Ack);
                                 if ack_tx.send(a).await.is_err() || failed {
                                     return;
                                 }
@@ -408,12 +405,7 @@ impl KvsClient {
                     }
                     None => {
                         if let Err(e) = decoder.finish() {
-                            let _ = ack_tx
-                                .send(Err(ClientError::Decode {
-                                    operation: "PutMedia",
-                                    reason: e.to_string(),
-                                }))
-                                .await;
+                            let _ = ack_tx.send(Err(ClientError::Ack(e))).await;
                         }
                         return;
                     }

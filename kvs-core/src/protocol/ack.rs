@@ -146,6 +146,18 @@ pub enum AckError {
     },
 }
 
+impl AckError {
+    /// The offset in the response body the error refers to.
+    pub fn offset(&self) -> u64 {
+        match self {
+            Self::Garbage { offset, .. }
+            | Self::TooLong { offset, .. }
+            | Self::Malformed { offset, .. }
+            | Self::Truncated { offset } => *offset,
+        }
+    }
+}
+
 /// Push decoder for the PutMedia response body.
 #[derive(Debug)]
 pub struct AckDecoder {
