@@ -29,10 +29,10 @@
 //!   GetMediaForFragmentList in batches; the stream ends after the last.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+pub use crate::client::Backoff;
 use crate::client::{
     ClientError, FragmentSelector, KvsClient, ServiceException, StartSelector, StreamId,
 };
@@ -44,7 +44,7 @@ use crate::mkv::types::Frame;
 pub struct ConsumerBuilder {
     client: Arc<KvsClient>,
     stream: StreamId,
-    backoff: (Duration, Duration),
+    backoff: Backoff,
     buffer: usize,
 }
 
@@ -62,7 +62,7 @@ impl Consumer {
         ConsumerBuilder {
             client: client.into(),
             stream: stream.into(),
-            backoff: (Duration::from_millis(200), Duration::from_secs(10)),
+            backoff: Backoff::default(),
             buffer: 8,
         }
     }
@@ -160,16 +160,6 @@ impl FrameStream {
     }
 }
 
-/// The client's backoff with full jitter.
-fn delay(backoff: (Duration, Duration), attempt: u32) -> Duration {
-    crate::client::RetryPolicy {
-        max_attempts: u32::MAX,
-        base: backoff.0,
-        cap: backoff.1,
-    }
-    .delay(attempt, crate::client::retry::random_u64())
-}
-
 /// Errors a new session cannot fix.
 fn fatal(e: &ClientError) -> bool {
     matches!(
@@ -187,9 +177,11 @@ fn fatal(e: &ClientError) -> bool {
 }
 
 impl ConsumerBuilder {
-    /// Reconnect waits: exponential from `base` up to `cap`, with jitter.
-    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
-        self.backoff = (base, cap);
+    /// Waits between resumes and retries (default 200 ms doubling to 10 s,
+    /// full jitter). The consumer's loops are the only retries: the calls in
+    /// them are made once.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -205,7 +197,7 @@ impl ConsumerBuilder {
     pub fn start(self, selector: StartSelector) -> FragmentStream {
         let c = self.client.clone();
         FragmentStream::spawn(&c, self.buffer, |tx| {
-            follow(self.client, self.stream, selector, self.backoff, tx)
+            follow(once(&self.client), self.stream, selector, self.backoff, tx)
         })
     }
 
@@ -214,7 +206,7 @@ impl ConsumerBuilder {
     pub fn range(self, selector: FragmentSelector) -> FragmentStream {
         let c = self.client.clone();
         FragmentStream::spawn(&c, self.buffer, |tx| {
-            range(self.client, self.stream, selector, self.backoff, tx)
+            range(once(&self.client), self.stream, selector, self.backoff, tx)
         })
     }
 }
@@ -228,7 +220,7 @@ async fn follow(
     client: Arc<KvsClient>,
     stream: StreamId,
     mut selector: StartSelector,
-    backoff: (Duration, Duration),
+    backoff: Backoff,
     tx: Out,
 ) {
     let mut attempt = 0u32;
@@ -242,7 +234,7 @@ async fn follow(
             }
             Err(e) => {
                 tracing::debug!(error = %e, attempt, "GetMedia failed; retrying");
-                tokio::time::sleep(delay(backoff, attempt)).await;
+                tokio::time::sleep(backoff.delay(attempt)).await;
                 attempt = attempt.saturating_add(1);
                 continue;
             }
@@ -286,13 +278,18 @@ async fn follow(
             }
         }
         // The session ended or broke: resume after the last fragment.
-        tokio::time::sleep(delay(backoff, attempt)).await;
+        tokio::time::sleep(backoff.delay(attempt)).await;
         attempt = attempt.saturating_add(1).min(4);
     }
 }
 
+/// The client with its own retries off (the consumer's loops retry).
+fn once(client: &Arc<KvsClient>) -> Arc<KvsClient> {
+    Arc::new(client.with_retry(crate::client::RetryPolicy::none()))
+}
+
 /// Retries a call while it fails with a retriable error, five times at most.
-async fn retried<T, F, Fut>(backoff: (Duration, Duration), mut call: F) -> Result<T, ClientError>
+async fn retried<T, F, Fut>(backoff: Backoff, mut call: F) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ClientError>>,
@@ -303,7 +300,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if fatal(&e) || attempt >= 5 => return Err(e),
             Err(_) => {
-                tokio::time::sleep(delay(backoff, attempt)).await;
+                tokio::time::sleep(backoff.delay(attempt)).await;
                 attempt += 1;
             }
         }
@@ -314,7 +311,7 @@ async fn range(
     client: Arc<KvsClient>,
     stream: StreamId,
     selector: FragmentSelector,
-    backoff: (Duration, Duration),
+    backoff: Backoff,
     tx: Out,
 ) {
     let list = retried(backoff, || {

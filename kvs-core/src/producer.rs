@@ -39,7 +39,7 @@
 //!   boundary, so the next one is signed with refreshed credentials (the
 //!   provider — `aws-config`'s, say — refreshes them).
 //! - **Reconnects** wait an exponential backoff with full jitter
-//!   ([`ReconnectPolicy`]), reset by the first ACK of a new connection.
+//!   ([`Backoff`]), reset by the first ACK of a new connection.
 //! - **Rotation** (default every 40 minutes ± 10 %): the old connection's
 //!   body ends at a fragment boundary, its last ACKs are read, and the next
 //!   connection goes on from the first fragment not yet acknowledged.
@@ -55,8 +55,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
+pub use crate::client::Backoff;
 use crate::client::{
-    ClientError, CreateStream, KvsClient, PutMediaOptions, ServiceException, StreamId, TimecodeType,
+    ClientError, CreateStream, KvsClient, PutMediaOptions, RetryPolicy, ServiceException, StreamId,
+    TimecodeType,
 };
 use crate::mkv::builder::TrackConfig;
 pub use crate::protocol::producer::PutOutcome;
@@ -177,36 +179,6 @@ pub enum ProducerError {
     Finished,
 }
 
-/// Reconnect waits: exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReconnectPolicy {
-    /// The first wait's upper bound.
-    pub base: Duration,
-    /// The longest wait.
-    pub cap: Duration,
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ReconnectPolicy {
-    /// The client's backoff with full jitter, never giving up.
-    fn delay(&self, attempt: u32) -> Duration {
-        crate::client::RetryPolicy {
-            max_attempts: u32::MAX,
-            base: self.base,
-            cap: self.cap,
-        }
-        .delay(attempt, crate::client::retry::random_u64())
-    }
-}
-
 /// Settings for [`Producer::builder`].
 #[derive(Debug)]
 pub struct ProducerBuilder {
@@ -223,7 +195,7 @@ pub struct ProducerBuilder {
     max_lateness: Option<Duration>,
     rotation_age: Option<Duration>,
     ack_timeout: Option<Duration>,
-    reconnect: ReconnectPolicy,
+    reconnect: Backoff,
 }
 
 impl ProducerBuilder {
@@ -290,8 +262,9 @@ impl ProducerBuilder {
         self
     }
 
-    /// Reconnect waits.
-    pub fn reconnect(mut self, p: ReconnectPolicy) -> Self {
+    /// Reconnect waits (default 200 ms doubling to 10 s, full jitter; the
+    /// producer never gives up).
+    pub fn reconnect(mut self, p: Backoff) -> Self {
         self.reconnect = p;
         self
     }
@@ -498,7 +471,7 @@ impl Producer {
             max_lateness: None,
             rotation_age: None,
             ack_timeout: None,
-            reconnect: ReconnectPolicy::default(),
+            reconnect: Backoff::default(),
         }
     }
 
@@ -717,12 +690,9 @@ enum Ended {
     Failed(String),
 }
 
-async fn drive(
-    shared: Arc<Shared>,
-    client: Arc<KvsClient>,
-    stream: StreamId,
-    reconnect: ReconnectPolicy,
-) {
+async fn drive(shared: Arc<Shared>, client: Arc<KvsClient>, stream: StreamId, reconnect: Backoff) {
+    // The reconnect loop is the retry: the calls in it are made once.
+    let client = client.with_retry(RetryPolicy::none());
     let mut attempt: u32 = 0;
     let mut stats_at = Instant::now();
     loop {

@@ -18,7 +18,7 @@ use kvs_core::consumer::Consumer;
 use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{Payload, TrackConfig};
 use kvs_core::producer::{
-    DropReason, Frame, PressurePolicy, Producer, ProducerBuilder, ProducerEvent, ReconnectPolicy,
+    Backoff, DropReason, Frame, PressurePolicy, Producer, ProducerBuilder, ProducerEvent,
     RotationReason,
 };
 use kvs_core::protocol::ServiceErrorCode;
@@ -120,7 +120,7 @@ fn builder(c: &Arc<KvsClient>, clip: &Clip) -> ProducerBuilder {
 
 async fn producer(c: &Arc<KvsClient>, clip: &Clip) -> Producer {
     builder(c, clip)
-        .reconnect(ReconnectPolicy {
+        .reconnect(Backoff {
             base: Duration::from_millis(5),
             cap: Duration::from_millis(100),
         })
@@ -180,7 +180,10 @@ async fn put_paced(p: &Producer, clip: &Clip) -> Vec<ProducerEvent> {
 /// Reads frames from the start until `n` have come (or 20 s pass).
 async fn read_back(c: &Arc<KvsClient>, n: usize) -> Vec<Expected> {
     let mut frames = Consumer::builder(c.clone(), "cam")
-        .backoff(Duration::from_millis(5), Duration::from_millis(100))
+        .backoff(Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(100),
+        })
         .start(StartSelector::Earliest)
         .frames();
     let mut out = Vec::new();
@@ -438,7 +441,7 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
     let p = builder(&c, &clip)
         .buffer(CAP, Duration::from_secs(60))
         .pressure(PressurePolicy::DropOldest)
-        .reconnect(ReconnectPolicy {
+        .reconnect(Backoff {
             base: Duration::from_millis(5),
             cap: Duration::from_millis(50),
         })

@@ -14,9 +14,7 @@ use kvs_core::codec::annexb::{access_units, nal_units, VideoCodec};
 use kvs_core::codec::h264;
 use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{Payload, TrackConfig};
-use kvs_core::producer::{
-    DropReason, Frame, PressurePolicy, Producer, ProducerEvent, ReconnectPolicy,
-};
+use kvs_core::producer::{Backoff, DropReason, Frame, PressurePolicy, Producer, ProducerEvent};
 use kvs_core::protocol::ServiceErrorCode;
 
 const START_MS: u64 = 1_750_000_000_000;
@@ -85,7 +83,7 @@ async fn upload(c: &Arc<KvsClient>, buffer: Option<usize>) -> Vec<ProducerEvent>
         })
         .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
         .pressure(PressurePolicy::Wait)
-        .reconnect(ReconnectPolicy {
+        .reconnect(Backoff {
             base: Duration::from_millis(5),
             cap: Duration::from_millis(50),
         });

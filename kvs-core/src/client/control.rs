@@ -246,6 +246,16 @@ pub struct KvsClient {
 type EndpointCache = HashMap<(String, ApiName), (String, Instant)>;
 
 impl KvsClient {
+    /// The same client (connection pool and endpoint cache shared) with
+    /// another retry policy: loops that retry on their own (the producer's
+    /// reconnects, the consumer's resumes) call with
+    /// [`RetryPolicy::none`], so retries never stack.
+    pub fn with_retry(&self, retry: RetryPolicy) -> KvsClient {
+        let mut c = self.clone();
+        c.cfg.retry = retry;
+        c
+    }
+
     /// Starts a background task on the client's runtime (see
     /// [`ClientConfig::runtime`]), else on the runtime this is called from.
     ///

@@ -23,4 +23,4 @@ pub use error::{ClientError, ServiceException};
 pub use media::{
     GetMediaSession, PutMediaOptions, PutMediaSender, PutMediaSession, StartSelector, TimecodeType,
 };
-pub use retry::RetryPolicy;
+pub use retry::{Backoff, RetryPolicy};

@@ -2,6 +2,48 @@
 
 use std::time::Duration;
 
+/// Exponential backoff with full jitter, the one backoff of the crate (the
+/// client's retries, the producer's reconnects, the consumer's resumes):
+/// the wait after failed attempt `n` (0-based) is uniform in
+/// `[0, min(cap, base × 2^n)]` ("full jitter", AWS Architecture Blog,
+/// "Exponential Backoff And Jitter").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait's upper bound.
+    pub base: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    /// 200 ms doubling to 10 s: the producer's reconnects and the
+    /// consumer's resumes.
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after failed attempt `attempt` (0-based), drawn from
+    /// `random`.
+    pub fn delay_with(&self, attempt: u32, random: u64) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
+            .min(self.cap);
+        let nanos = ceiling.as_nanos() as u64;
+        Duration::from_nanos(if nanos == 0 { 0 } else { random % (nanos + 1) })
+    }
+
+    /// The wait after failed attempt `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with(attempt, random_u64())
+    }
+}
+
 /// When and how long to wait before trying a failed call again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -32,15 +74,18 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait after failed attempt number `attempt` (0-based): uniform in
-    /// `[0, min(cap, base × 2^attempt)]`, drawn from `random`.
+    /// Its waits between attempts.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            base: self.base,
+            cap: self.cap,
+        }
+    }
+
+    /// The wait after failed attempt number `attempt` (0-based), drawn from
+    /// `random` (see [`Backoff`]).
     pub fn delay(&self, attempt: u32, random: u64) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-            .min(self.cap);
-        let nanos = ceiling.as_nanos() as u64;
-        Duration::from_nanos(if nanos == 0 { 0 } else { random % (nanos + 1) })
+        self.backoff().delay_with(attempt, random)
     }
 }
 
