@@ -1,48 +1,80 @@
-//! kvs-core: the engine of a client for Amazon Kinesis Video Streams.
+//! kvs-core: the engine of a client for Amazon Kinesis Video Streams (KVS):
+//! producers that upload H.264/H.265 video with AAC or G.711 audio, and
+//! consumers that read it back frame by frame.
 //!
-//! Quick start — build a KVS fragment, then read it back as it streams in:
+//! # Quick start
+//!
+//! Put frames with a [`Producer`], read them back with a [`Consumer`] — here
+//! against the KVS-compatible local endpoint (feature `local`), so no AWS
+//! account is needed; against AWS, leave out `.endpoint(..)`:
 //!
 //! ```
+//! # #[cfg(feature = "local")]
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), kvs_core::Error> {
+//! use std::time::Duration;
 //! use bytes::Bytes;
-//! use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, Tag, TrackConfig};
-//! use kvs_core::mkv::fragment::FragmentAssembler;
+//! use kvs_core::{ClientConfig, Consumer, CreateStream, Credentials, Frame, KvsClient, Payload,
+//!                Producer, StartSelector, TrackConfig};
+//! use kvs_core::local::{LocalConfig, LocalEndpoint};
 //!
-//! // A stream with one H.264 track (CodecPrivate would come from the SPS/PPS).
-//! let track = TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::from_static(&[1, 0x64, 0, 0x28]), 1920, 1080);
-//! let mut builder = FragmentBuilder::new(StreamConfig::new(vec![track]))?;
-//! let mut chunks = vec![builder.header()];
-//! let frames = [
-//!     FrameIn { track: 1, timecode: 1_000, key: true, payload: Payload::AnnexB(Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88])) },
-//!     FrameIn { track: 1, timecode: 1_040, key: false, payload: Payload::AnnexB(Bytes::from_static(&[0, 0, 1, 0x41, 0x9a])) },
-//! ];
-//! let tags = [Tag { name: "camera".into(), value: "front-door".into() }];
-//! builder.fragment(&frames, &tags, &mut chunks)?;
+//! let local = LocalEndpoint::start(LocalConfig::default()).await.expect("endpoint");
+//! let creds = Credentials::new("AKID", "SECRET", None, None, "example");
+//! let client = KvsClient::new(ClientConfig::new("us-east-1", creds).endpoint(local.url()))?;
 //!
-//! // Feed the bytes in any chunking; fragments come out whole.
-//! let mut assembler = FragmentAssembler::default();
-//! for chunk in chunks {
-//!     assembler.push(chunk);
+//! // H.264 in Annex-B; CodecPrivate and picture size come from the SPS/PPS.
+//! let mut video = TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::new(), 0, 0);
+//! video.codec_private = None;
+//! let producer = Producer::builder(client.clone(), "front-door")
+//!     .track(video)
+//!     .create_if_missing(CreateStream { data_retention_in_hours: 1, ..Default::default() })
+//!     .build()
+//!     .await?;
+//! # let sps = Bytes::from_static(&[0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2e, 0x48]);
+//! # let pps = Bytes::from_static(&[0, 0, 0, 1, 0x68, 0xeb, 0xcc, 0xb2]);
+//! # let idr = Bytes::from([&sps[..], &pps[..], &[0, 0, 0, 1, 0x65, 0x88, 0x84][..]].concat());
+//! for i in 0..50u64 {
+//!     // A key frame (with its SPS/PPS) every second at 25 fps.
+//!     let (key, au) = if i % 25 == 0 { (true, idr.clone()) } else { (false, Bytes::from_static(&[0, 0, 0, 1, 0x41, 0x9a])) };
+//!     let pts = Duration::from_millis(i * 40);
+//!     producer.put_frame(Frame { track: 1, pts, dts: None, key, payload: Payload::AnnexB(au) }).await?;
 //! }
-//! assembler.finish();
-//! let fragment = assembler.next_fragment()?.expect("one fragment");
-//! assert_eq!(fragment.frames.len(), 2);
-//! assert_eq!(fragment.frames[1].timestamp_ns, 1_040_000_000);
-//! assert_eq!(&fragment.frames[0].payload[..], &[0, 0, 0, 2, 0x65, 0x88]); // AVCC now
-//! assert_eq!(fragment.tags, [("camera".to_string(), "front-door".to_string())]);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! producer.finish(Duration::from_secs(10)).await?;
+//!
+//! let mut frames = Consumer::builder(client, "front-door").start(StartSelector::Earliest).frames();
+//! let (fragment, first) = frames.next().await.expect("a frame")?;
+//! assert!(first.key);
+//! assert_eq!(fragment.frames.len(), 25);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "local"))]
+//! # fn main() {}
 //! ```
 //!
-//! Modules: [`ebml`] (varints, writer, chunk queue), [`mkv`] (parser, fragment
-//! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation),
-//! [`mp4`] (MP4 clips and HLS/DASH segments), [`protocol`] (PutMedia ACKs,
-//! service error codes), [`auth`] (credentials,
-//! SigV4).
-//! [`client`] (feature `client`, default) and [`local`] (feature `local`)
-//! do the I/O. Everything else is sans-IO: bytes in, events out, no clock,
-//! no threads; `cargo check -p kvs-core --no-default-features` proves it.
+//! Threads without an async runtime use [`blocking`]; every error converts
+//! into one [`Error`] (kind, retryability, the service's exception, byte
+//! offsets).
 //!
-//! Cargo features: `client` (default) — hyper/rustls clients; `local` — the
-//! KVS-compatible endpoint on 127.0.0.1 (implies `client`).
+//! # Modules
+//!
+//! [`ebml`] (varints, writer, chunk queue), [`mkv`] (parser, fragment
+//! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation),
+//! [`mp4`] and [`mpegts`] (clips, HLS/DASH segments), [`protocol`] (PutMedia
+//! ACKs, service error codes, the producer's state machine), [`auth`]
+//! (credentials, SigV4). [`client`], [`producer`], [`consumer`] and
+//! [`blocking`] do the I/O, and [`local`] serves it. Everything else is
+//! sans-IO: bytes in, events out, no clock, no threads;
+//! `cargo check -p kvs-core --no-default-features` proves it.
+//!
+//! # Crate features
+//!
+//! - `client` (default): the HTTP clients (hyper over rustls, tokio), the
+//!   [`producer`], [`consumer`] and [`blocking`] modules.
+//! - `aws-config`: credentials and region from the AWS SDKs' standard chain
+//!   (SSO, IMDS, ECS, web identity, `credential_process`) —
+//!   `ClientConfig::from_sdk_config`.
+//! - `local`: the KVS-compatible endpoint on 127.0.0.1 ([`local`]; implies
+//!   `client`), GetImages decoding H.264 with openh264.
+//! - `fuzzing`: entry points of the fuzz targets; not API.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -55,6 +87,8 @@ pub mod codec;
 pub mod consumer;
 pub mod ebml;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "local")]
 pub mod local;
@@ -65,4 +99,14 @@ pub mod mpegts;
 pub mod producer;
 pub mod protocol;
 
+pub use auth::Credentials;
 pub use error::{Error, ErrorKind};
+pub use mkv::builder::{Payload, TrackConfig};
+pub use mkv::fragment::Fragment;
+pub use protocol::producer::Frame;
+#[cfg(feature = "client")]
+pub use {
+    client::{ClientConfig, ClientError, CreateStream, KvsClient, StartSelector, StreamId},
+    consumer::Consumer,
+    producer::{Producer, ProducerError, ProducerEvent},
+};

@@ -1,5 +1,6 @@
 //! Replays the committed fuzz seed corpus (`fuzz/corpus/<target>/`) through
 //! the same entry points the fuzz targets call, on the stable toolchain.
+#![cfg(feature = "fuzzing")]
 
 use std::path::PathBuf;
 
