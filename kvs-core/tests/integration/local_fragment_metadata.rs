@@ -14,7 +14,7 @@
 //!   to the moment it is sent, also after a restart.
 #![cfg(feature = "local")]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

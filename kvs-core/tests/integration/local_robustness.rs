@@ -4,7 +4,7 @@
 //! acknowledged stays readable.
 #![cfg(feature = "local")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,8 +4,6 @@
 //! producer reported dropped (an outage longer than its buffer).
 #![cfg(feature = "local")]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -3,7 +3,7 @@
 //! the HLS/DASH session URLs and GetImages; kinesis-video-media: GetMedia).
 #![cfg(feature = "local")]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

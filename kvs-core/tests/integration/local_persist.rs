@@ -2,7 +2,7 @@
 //! a restart, and fragment numbers keep increasing.
 #![cfg(feature = "local")]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

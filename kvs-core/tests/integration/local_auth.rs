@@ -3,7 +3,7 @@
 //! service's 403 error shape.
 #![cfg(feature = "local")]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The local endpoint's fault knobs, seen through our client.
 #![cfg(feature = "local")]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

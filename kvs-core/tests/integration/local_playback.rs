@@ -5,7 +5,7 @@
 #![cfg(feature = "local")]
 #![allow(clippy::print_stderr)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

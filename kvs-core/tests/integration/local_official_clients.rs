@@ -10,7 +10,7 @@
 #![cfg(feature = "local")]
 #![allow(clippy::print_stderr)]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::PathBuf;

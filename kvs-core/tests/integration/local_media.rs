@@ -3,7 +3,7 @@
 //! frame for frame and byte for byte.
 #![cfg(feature = "local")]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::endpoint_with_stream;
