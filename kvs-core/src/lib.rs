@@ -73,7 +73,10 @@
 //!   (SSO, IMDS, ECS, web identity, `credential_process`) —
 //!   `ClientConfig::from_sdk_config`.
 //! - `local`: the KVS-compatible endpoint on 127.0.0.1 ([`local`]; implies
-//!   `client`), GetImages decoding H.264 with openh264.
+//!   `client`).
+//! - `images`: the endpoint's GetImages decodes H.264 (openh264, a C codec
+//!   built from source) into JPEG/PNG; without it GetImages answers
+//!   `MEDIA_ERROR` for every picture.
 //! - `fuzzing`: entry points of the fuzz targets; not API.
 #![forbid(unsafe_code)]
 

@@ -7,10 +7,17 @@
 //! cannot give a picture (audio only, H.265 — which this endpoint does not
 //! decode — or a picture that fails to decode) gets `MEDIA_ERROR`, as the
 //! service answers for media it cannot extract an image from.
+//!
+//! Decoding needs a C codec (openh264), so it sits behind the `images`
+//! feature: an endpoint built without it (what tests of other APIs need)
+//! validates GetImages requests the same way and answers `MEDIA_ERROR`
+//! (with a warning) where it would have decoded a picture.
 
 use std::sync::Arc;
 
+#[cfg(feature = "images")]
 use base64::Engine as _;
+#[cfg(feature = "images")]
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -28,6 +35,7 @@ fn bad(m: impl Into<String>) -> ApiError {
 }
 
 /// A request's output settings.
+#[cfg_attr(not(feature = "images"), allow(dead_code))]
 struct Output {
     png: bool,
     quality: u8,
@@ -175,9 +183,19 @@ pub(crate) fn get_images(
     Ok(answer)
 }
 
+/// Without the `images` feature there is no decoder: no picture.
+#[cfg(not(feature = "images"))]
+fn pictures(_: &Fragment, _: u64, _: &[u64], _: &Output) -> Option<Vec<Option<String>>> {
+    tracing::warn!(
+        "GetImages: this endpoint was built without the images feature (no H.264 decoder)"
+    );
+    None
+}
+
 /// The encoded picture shown at each wanted instant (ms on the same clock
 /// as `base`, the fragment's start); `None` when the fragment has no H.264
 /// video to give.
+#[cfg(feature = "images")]
 fn pictures(f: &Fragment, base: u64, wanted: &[u64], out: &Output) -> Option<Vec<Option<String>>> {
     let track = f.tracks.iter().find(|t| t.codec_id == "V_MPEG4/ISO/AVC")?;
     let (headers, length_size) =
@@ -212,6 +230,7 @@ fn pictures(f: &Fragment, base: u64, wanted: &[u64], out: &Output) -> Option<Vec
     Some(result)
 }
 
+#[cfg(feature = "images")]
 fn encode(yuv: &openh264::decoder::DecodedYUV<'_>, out: &Output) -> Option<String> {
     use openh264::formats::YUVSource;
     let (w, h) = yuv.dimensions();
@@ -241,6 +260,7 @@ fn encode(yuv: &openh264::decoder::DecodedYUV<'_>, out: &Output) -> Option<Strin
 }
 
 /// Bilinear scaling of packed RGB.
+#[cfg(feature = "images")]
 fn scale(src: &[u8], w: usize, h: usize, tw: usize, th: usize) -> Vec<u8> {
     let mut out = vec![0u8; tw * th * 3];
     let fx = w as f32 / tw as f32;

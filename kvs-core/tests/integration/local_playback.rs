@@ -12,8 +12,8 @@ use std::process::Command;
 
 use common::{endpoint_with_stream, persisted};
 use kvs_core::client::{
-    FragmentSelector, GetImagesRequest, ImageFormat, ImageSelectorType, KvsClient, PlaybackMode,
-    ServiceException, StreamingSessionOptions, TimecodeType,
+    FragmentSelector, KvsClient, PlaybackMode, ServiceException, StreamingSessionOptions,
+    TimecodeType,
 };
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 
@@ -327,6 +327,7 @@ async fn hls_and_dash_sessions_play_in_ffmpeg() {
 }
 
 /// Frame `n` of the source clip as RGB, decoded by ffmpeg.
+#[cfg(feature = "images")]
 async fn ffmpeg_frame(n: usize) -> Vec<u8> {
     let out = tokio::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i", &source_h264(), "-vf"])
@@ -339,6 +340,7 @@ async fn ffmpeg_frame(n: usize) -> Vec<u8> {
     out.stdout
 }
 
+#[cfg(feature = "images")]
 fn png_rgb(data: &[u8]) -> (u32, u32, Vec<u8>) {
     let mut r = png::Decoder::new(std::io::Cursor::new(data))
         .read_info()
@@ -349,8 +351,10 @@ fn png_rgb(data: &[u8]) -> (u32, u32, Vec<u8>) {
     (info.width, info.height, buf)
 }
 
+#[cfg(feature = "images")]
 #[tokio::test]
 async fn get_images_are_the_pictures_at_those_instants() {
+    use kvs_core::client::{GetImagesRequest, ImageFormat, ImageSelectorType};
     let (_ep, c) = stream_with_av().await;
     let req = GetImagesRequest {
         selector_type: ImageSelectorType::Producer,
