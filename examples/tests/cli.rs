@@ -742,66 +742,75 @@ fn mid_gop_recordings_and_quirky_sps_upload() {
         return;
     }
     let dir = scratch("mid-gop");
-    let src = dir.join("src.h264");
-    x264(&src, "320x240", "4", &["-bf", "0"]);
-    let data = std::fs::read(&src).unwrap();
-    // Access units start at each slice NAL after the parameter sets; find the
-    // 4th slice (frame 3) and cut everything before it.
-    let mut slices = Vec::new();
-    let mut i = 0;
-    while i + 4 < data.len() {
-        if data[i..i + 3] == [0, 0, 1] {
-            let t = data[i + 3] & 0x1F;
-            if t == 1 || t == 5 {
-                slices.push(if i > 0 && data[i - 1] == 0 { i - 1 } else { i });
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let cut = dir.join("mid-gop.h264");
-    std::fs::write(&cut, &data[slices[3]..]).unwrap();
-    // The SPS with one extra byte after its stop bit.
-    let sps_at = data.windows(4).position(|w| w == [0, 0, 1, 0x67]).unwrap() + 3;
-    let pps_at = sps_at
-        + data[sps_at..]
-            .windows(4)
-            .position(|w| w == [0, 0, 1, 0x68])
-            .unwrap();
-    let sps_end = pps_at - usize::from(data[pps_at - 1] == 0);
-    let mut quirky = data[..sps_end].to_vec();
-    quirky.push(0x5a);
-    quirky.extend_from_slice(&data[sps_end..]);
-    let quirky_path = dir.join("quirky.h264");
-    std::fs::write(&quirky_path, &quirky).unwrap();
-
     let (_local, url) = start_local(&[]);
-    let want_all = picture_md5s(&src);
-    assert_eq!(want_all.len(), 100);
-    for (name, file, skipped, want) in [
-        ("midgop", &cut, 22usize, want_all[25..].to_vec()),
-        ("quirky", &quirky_path, 0, want_all.clone()),
-    ] {
-        let muxed = dir.join(format!("{name}.mkv"));
-        let m = kvs(&[
-            "mux".as_ref(),
-            file.as_os_str(),
-            "-o".as_ref(),
-            muxed.as_os_str(),
-        ]);
-        assert!(
-            m.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&m.stderr)
-        );
-        assert_eq!(picture_md5s(&muxed), want, "{name}: kvs mux");
-        let (out, _, got) = put_and_get(&url, &dir, name, file, &[]);
-        assert!(
-            out.contains(&format!("({skipped} skipped before the first key frame)")),
-            "{name}: {out}"
-        );
-        assert_eq!(picture_md5s(&got), want, "{name}: kvs put + get");
+    // Without and with B-frames (decode order ahead of presentation order).
+    for bf in ["0", "3"] {
+        let src = dir.join(format!("src-{bf}.h264"));
+        x264(&src, "320x240", "4", &["-bf", bf]);
+        let data = std::fs::read(&src).unwrap();
+        // Access units start at each slice NAL; find the 4th slice (the
+        // 4th picture in decode order) and cut everything before it.
+        let mut slices = Vec::new();
+        let mut i = 0;
+        while i + 4 < data.len() {
+            if data[i..i + 3] == [0, 0, 1] {
+                let t = data[i + 3] & 0x1F;
+                if t == 1 || t == 5 {
+                    slices.push(if i > 0 && data[i - 1] == 0 { i - 1 } else { i });
+                }
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        let cut = dir.join(format!("mid-gop-{bf}.h264"));
+        std::fs::write(&cut, &data[slices[3]..]).unwrap();
+        // The SPS with one extra byte after its stop bit.
+        let sps_at = data.windows(4).position(|w| w == [0, 0, 1, 0x67]).unwrap() + 3;
+        let pps_at = sps_at
+            + data[sps_at..]
+                .windows(4)
+                .position(|w| w == [0, 0, 1, 0x68])
+                .unwrap();
+        let sps_end = pps_at - usize::from(data[pps_at - 1] == 0);
+        let mut quirky = data[..sps_end].to_vec();
+        quirky.push(0x5a);
+        quirky.extend_from_slice(&data[sps_end..]);
+        let quirky_path = dir.join(format!("quirky-{bf}.h264"));
+        std::fs::write(&quirky_path, &quirky).unwrap();
+
+        let want_all = picture_md5s(&src);
+        assert_eq!(want_all.len(), 100);
+        for (name, file, skipped, want) in [
+            (
+                format!("midgop{bf}"),
+                &cut,
+                22usize,
+                want_all[25..].to_vec(),
+            ),
+            (format!("quirky{bf}"), &quirky_path, 0, want_all.clone()),
+        ] {
+            let muxed = dir.join(format!("{name}.mkv"));
+            let m = kvs(&[
+                "mux".as_ref(),
+                file.as_os_str(),
+                "-o".as_ref(),
+                muxed.as_os_str(),
+            ]);
+            assert!(
+                m.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&m.stderr)
+            );
+            // The same pictures in the same (presentation) order.
+            assert_eq!(picture_md5s(&muxed), want, "{name}: kvs mux");
+            let (out, _, got) = put_and_get(&url, &dir, &name, file, &[]);
+            assert!(
+                out.contains(&format!("({skipped} skipped before the first key frame)")),
+                "{name}: {out}"
+            );
+            assert_eq!(picture_md5s(&got), want, "{name}: kvs put + get");
+        }
     }
 }
 

@@ -150,9 +150,16 @@ pub fn annexb_frames(
     }
     let keys: Vec<bool> = units.iter().map(|u| is_key(codec, u)).collect();
     // Presentation order from the picture order counts (B-frames), else
-    // the order of the stream.
-    let order =
-        presentation_order(codec, &units, &keys).unwrap_or_else(|| (0..units.len()).collect());
+    // the order of the stream. Counted from the first key frame: pictures
+    // before it (a recording cut mid-GOP) cannot be read without the
+    // parameter sets that come with it, and are skipped anyway.
+    let first_key = keys.iter().position(|k| *k).unwrap_or(units.len());
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    if let Some(o) = presentation_order(codec, &units[first_key..], &keys[first_key..]) {
+        for (i, rank) in o.into_iter().enumerate() {
+            order[first_key + i] = first_key + rank;
+        }
+    }
     let slot = |i: usize| ms_round(i as f64 * 1e9 / fps);
     let mut frames: Vec<(Duration, Frame)> = units
         .iter()
