@@ -298,7 +298,7 @@ fn put_then_get_through_kvs_local() {
         String::from_utf8_lossy(&put.stderr)
     );
     assert!(
-        text.contains("4 fragments: 4 acknowledged, 0 dropped, 0 errors"),
+        text.contains("4 fragments: 4 acknowledged, 0 dropped, 0 service errors"),
         "{text}"
     );
     let listed = kvs_at(&[
@@ -710,12 +710,13 @@ fn ordinary_ffmpeg_mkv_files_upload_from_the_first_key_frame() {
         let leading = audio.iter().filter(|p| p.0 < first_video).count();
         assert!(
             err.contains(&format!(
-                "skipped {leading} frames before the first video key frame"
+                "skipped {leading} frame{} before the first video key frame",
+                if leading == 1 { "" } else { "s" }
             )),
             "{name}: {err}"
         );
         assert!(
-            out.contains("4 fragments: 4 acknowledged, 0 dropped, 0 errors"),
+            out.contains("4 fragments: 4 acknowledged, 0 dropped, 0 service errors"),
             "{name}: {out}"
         );
         assert_eq!(
@@ -991,6 +992,24 @@ fn the_tool_tells_the_truth() {
     let media_line = create.lines().find(|l| l.contains("--media-type")).unwrap();
     assert!(!media_line.contains("default"), "{media_line}");
     assert!(help("local").contains("fires once"), "{}", help("local"));
+    // A fault spelled wrong says how to spell it.
+    let bad = kvs(&[
+        "local".as_ref(),
+        "--fault".as_ref(),
+        "error-ack=4006".as_ref(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("expected error-ack=CODE@K"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    // Inspecting an elementary stream points at mux and put.
+    let es = dir.join("clip.h264");
+    std::fs::write(&es, [0u8, 0, 0, 1, 0x67, 0x42]).unwrap();
+    let r = kvs(&["inspect".as_ref(), es.as_os_str()]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("kvs mux"));
 
     // `kvs put … | head -1`: the tool finishes its upload without a panic.
     let (_local, url) = start_local(&[]);

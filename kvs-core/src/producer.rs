@@ -39,7 +39,7 @@
 //!   boundary, so the next one is signed with refreshed credentials (the
 //!   provider — `aws-config`'s, say — refreshes them).
 //! - **Reconnects** wait an exponential backoff with full jitter
-//!   ([`Backoff`]), reset by the first ACK of a new connection.
+//!   ([`Backoff`]), reset once a connection gets a fragment RECEIVED.
 //! - **Rotation** (default every 40 minutes ± 10 %): the old connection's
 //!   body ends at a fragment boundary, its last ACKs are read, and the next
 //!   connection goes on from the first fragment not yet acknowledged.
@@ -846,7 +846,12 @@ async fn run_connection(
             ack = session.next_ack() => {
                 match ack {
                     Some(Ok(ack)) => {
-                        *attempt = 0;
+                        // Backoff restarts on progress (a fragment taken),
+                        // not on any ACK: a connection that always breaks
+                        // mid-fragment after its BUFFERING backs off.
+                        if matches!(ack, crate::protocol::Ack::Received { .. } | crate::protocol::Ack::Persisted { .. }) {
+                            *attempt = 0;
+                        }
                         let mut core = shared.core();
                         core.on_ack(conn, &ack, now());
                         shared.publish(&mut core);

@@ -74,7 +74,15 @@ impl Faults {
         let (name, value) = spec
             .split_once('=')
             .ok_or_else(|| format!("fault {spec:?} is not NAME=VALUE"))?;
-        let bad = || format!("bad value in fault {spec:?}");
+        let bad = || {
+            let form = match name {
+                "drop-after-bytes" => "drop-after-bytes=N (bytes)",
+                "error-ack" => "error-ack=CODE@K (e.g. 4006@2: the 2nd fragment gets ERROR 4006)",
+                "ack-delay-ms" => "ack-delay-ms=N (milliseconds)",
+                _ => "throttle=P (a fraction, 0 to 1)",
+            };
+            format!("bad value in fault {spec:?}; expected {form}")
+        };
         match name {
             "drop-after-bytes" => self.drop_after_bytes = Some(value.parse().map_err(|_| bad())?),
             "error-ack" => {

@@ -263,6 +263,16 @@ pub enum DropReason {
     Unwritable(String),
 }
 
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BufferFull => f.write_str("the buffer was full"),
+            Self::Rejected(code) => write!(f, "the service refused it ({code})"),
+            Self::Unwritable(why) => write!(f, "it cannot be written: {why}"),
+        }
+    }
+}
+
 /// Why a connection is being replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotationReason {

@@ -151,12 +151,7 @@ proptest! {
 }
 
 fn vector(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("KVS_VECTORS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
-        });
-    std::fs::read(dir.join(name)).unwrap()
+    std::fs::read(crate::support::vectors().join(name)).unwrap()
 }
 
 #[test]

@@ -8,9 +8,7 @@ use kvs_core::mkv::ParseError;
 use serde_json::Value;
 
 fn dir() -> PathBuf {
-    std::env::var_os("KVS_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+    crate::support::vectors()
 }
 
 fn assemble(name: &str, chunk: usize) -> (Vec<Fragment>, Option<FragmentError>) {

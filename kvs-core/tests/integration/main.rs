@@ -28,4 +28,5 @@ mod producer_uploads;
 mod runtime_edges;
 mod sigv4_botocore;
 mod split_invariance;
+mod support;
 mod vectors;

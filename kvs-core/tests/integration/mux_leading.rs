@@ -18,12 +18,7 @@ fn h264_units() -> Vec<Bytes> {
 }
 
 fn h265_units() -> Vec<Bytes> {
-    let dir = std::env::var_os("KVS_VECTORS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
-        })
-        .join("kvs-producer-c/h265SampleFrames");
+    let dir = crate::support::vectors().join("kvs-producer-c/h265SampleFrames");
     (1..=403)
         .map(|i| Bytes::from(std::fs::read(dir.join(format!("frame-{i:03}.h265"))).unwrap()))
         .collect()

@@ -700,12 +700,7 @@ async fn a_producer_dropped_without_finish_still_delivers_what_it_buffered() {
 async fn h265_with_parameter_sets_in_band_and_aac() {
     // The C producer's own sample frames: H.265 Annex-B (VPS, SPS, PPS in
     // every key frame, every 45) at 25 fps, and its 48 kHz AAC frames.
-    let vectors = std::env::var_os("KVS_VECTORS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
-        })
-        .join("kvs-producer-c");
+    let vectors = crate::support::vectors().join("kvs-producer-c");
     let read = |dir: &str, ext: &str| -> Vec<Bytes> {
         let mut files: Vec<_> = std::fs::read_dir(vectors.join(dir))
             .unwrap()

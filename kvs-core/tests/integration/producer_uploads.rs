@@ -282,3 +282,43 @@ async fn producer_timestamps_in_the_future_are_refused() {
     assert_eq!(refused, 2, "both fragments refused");
     assert!(c.list_fragments("future", None).await.unwrap().is_empty());
 }
+
+/// A connection that always breaks mid-fragment (after its BUFFERING ACK)
+/// makes no progress, so the reconnect backoff keeps growing instead of
+/// restarting on that ACK: the attempts count up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_gets_a_fragment_through_backs_off() {
+    let (_ep, c) = endpoint(Faults {
+        drop_after_bytes: Some(500_000),
+        ..Faults::default()
+    })
+    .await;
+    let p = Producer::builder(c.clone(), "cam")
+        .track(TrackConfig::video(1, h264::CODEC_ID, avcc(), 640, 360))
+        .create_if_missing(CreateStream {
+            data_retention_in_hours: 1,
+            ..CreateStream::default()
+        })
+        .start_time(UNIX_EPOCH + Duration::from_millis(START_MS))
+        .reconnect(Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_secs(10),
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut events = p.subscribe();
+    for f in frames().into_iter().take(26) {
+        p.put_frame(f).await.unwrap();
+    }
+    let mut attempts = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while attempts.len() < 5 {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ProducerEvent::Reconnecting { attempt, .. })) => attempts.push(attempt),
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    assert_eq!(attempts, vec![1, 2, 3, 4, 5], "the backoff grows");
+}

@@ -9,9 +9,7 @@ use kvs_core::mkv::{parse_all, parse_split, Event, ParseError, ParserConfig};
 use proptest::prelude::*;
 
 fn vectors() -> PathBuf {
-    std::env::var_os("KVS_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+    crate::support::vectors()
 }
 
 fn parse_cut(data: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<ParseError>) {

@@ -9,9 +9,7 @@ use kvs_core::mkv::{ParseError, ParserConfig};
 use serde_json::Value;
 
 fn vectors_dir() -> PathBuf {
-    std::env::var_os("KVS_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+    crate::support::vectors()
 }
 
 fn facts() -> Value {

@@ -44,7 +44,15 @@ pub fn run(file: &Path, as_json: bool) -> Result<(), String> {
     }
     if let Some(e) = &summary.error {
         if !e.is_truncated() {
-            return Err(format!("{}: {e}", file.display()));
+            let elementary = file.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                ["h264", "264", "h265", "265", "hevc"].contains(&x.to_ascii_lowercase().as_str())
+            });
+            let hint = if elementary {
+                " (an Annex-B elementary stream: kvs mux makes it Matroska, kvs put uploads it)"
+            } else {
+                ""
+            };
+            return Err(format!("{}: {e}{hint}", file.display()));
         }
     }
     if summary.documents == 0 && summary.segments == 0 && summary.clusters == 0 {

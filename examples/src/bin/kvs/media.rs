@@ -119,8 +119,13 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
     }
     let data = read(file)?;
     let (events, err) = parse_all(data, ParserConfig::default());
-    if let Some(e) = err.filter(|e| !e.is_truncated()) {
-        return Err(format!("{}: {e}", file.display()));
+    match err {
+        Some(e) if e.is_truncated() => eprintln!(
+            "  warning: {}: {e}; the frames before the cut are uploaded",
+            file.display()
+        ),
+        Some(e) => return Err(format!("{}: {e}", file.display())),
+        None => {}
     }
     let mut tracks: Vec<TrackConfig> = Vec::new();
     // A later stream header with other parameter sets (a camera
@@ -225,6 +230,15 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
     Ok(Input { tracks, frames })
 }
 
+/// `n thing` or `n things`.
+fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -238,6 +252,8 @@ struct Report {
     frames: usize,
     bytes: u64,
     leading: usize,
+    /// Service errors whose fragment was sent again.
+    resent: usize,
     latencies: Vec<Duration>,
     last_latency: Option<Duration>,
     elapsed: Duration,
@@ -254,12 +270,13 @@ impl Report {
     fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-3);
         format!(
-            "{} fragments: {} acknowledged, {} dropped, {} errors; {} frames ({} skipped before the first key frame), {:.2} MB in {:.1} s ({:.1} Mbit/s); ACK latency p50 {:.1} ms, p99 {:.1} ms",
-            self.acked + self.dropped,
+            "{}: {} acknowledged, {} dropped, {} ({} sent again); {} ({} skipped before the first key frame), {:.2} MB in {:.1} s ({:.1} Mbit/s); ACK latency p50 {:.1} ms, p99 {:.1} ms",
+            count(self.acked + self.dropped, "fragment"),
             self.acked,
             self.dropped,
-            self.errors,
-            self.frames,
+            count(self.errors, "service error"),
+            self.resent,
+            count(self.frames, "frame"),
             self.leading,
             self.bytes as f64 / 1e6,
             secs,
@@ -306,7 +323,15 @@ async fn produce(
     for t in &input.tracks {
         b = b.track(t.clone());
     }
-    let p = b.build().await.map_err(|e| e.to_string())?;
+    let p = b.build().await.map_err(|e| {
+        let missing = matches!(&e, kvs_core::producer::ProducerError::Bootstrap(c)
+            if c.service_code() == Some(&kvs_core::client::ServiceException::ResourceNotFound));
+        if missing {
+            format!("{e} (create it with: kvs create-stream {stream})")
+        } else {
+            e.to_string()
+        }
+    })?;
     let level = match p.ack_level() {
         AckLevel::Persisted => "PERSISTED",
         _ => "RECEIVED",
@@ -349,15 +374,11 @@ async fn produce(
                         );
                     }
                 }
-                ProducerEvent::LeadingFramesSkipped {
-                    frames,
-                    first_key_ms,
-                    ..
-                } => {
+                ProducerEvent::LeadingFramesSkipped { frames, .. } => {
                     r.leading = frames;
                     eprintln!(
-                        "  skipped {frames} frames before the first video key frame{}",
-                        first_key_ms.map_or(String::new(), |k| format!(" (at {k} ms)"))
+                        "  skipped {} before the first video key frame",
+                        count(frames, "frame")
                     );
                 }
                 ProducerEvent::FragmentDropped {
@@ -367,8 +388,9 @@ async fn produce(
                 } => {
                     r.dropped += 1;
                     eprintln!(
-                        "  dropped fragment {} ms ({frames} frames): {reason:?}",
-                        timecode_ms.saturating_sub(base_ms)
+                        "  dropped the fragment at {} ms ({}): {reason}",
+                        timecode_ms.saturating_sub(base_ms),
+                        count(frames, "frame")
                     );
                 }
                 ProducerEvent::ServiceError {
@@ -376,11 +398,15 @@ async fn produce(
                     code,
                     retriable,
                 } => {
-                    r.errors += usize::from(!retriable);
+                    r.errors += 1;
+                    r.resent += usize::from(retriable);
                     eprintln!(
-                        "  ACK ERROR {code} (fragment {:?}){}",
-                        timecode_ms.map(|t| t.saturating_sub(base_ms)),
-                        if retriable { ", sending it again" } else { "" }
+                        "  ACK ERROR {code}{}{}",
+                        timecode_ms.map_or(String::new(), |t| format!(
+                            " on the fragment at {} ms",
+                            t.saturating_sub(base_ms)
+                        )),
+                        if retriable { "; sending it again" } else { "" }
                     );
                 }
                 ProducerEvent::Reconnecting { delay, error, .. } => {
@@ -568,7 +594,7 @@ pub fn put(
     let (report, _) =
         runtime()?.block_on(produce(Arc::new(c), stream, &input, realtime, true, None))?;
     crate::outln!("{}", report.summary());
-    if report.dropped > 0 || report.errors > 0 || report.acked == 0 {
+    if report.dropped > 0 || report.acked == 0 {
         return Err("not every fragment was acknowledged".into());
     }
     Ok(())
