@@ -69,6 +69,10 @@ pub struct LocalConfig {
     /// (an inference, \[I\] in the protocol notes): default 10 s, for clock skew. `None`: no
     /// check.
     pub max_producer_time_ahead: Option<std::time::Duration>,
+    /// The URL GetDataEndpoint answers (default: the endpoint's own), e.g.
+    /// a relay in front of it that delays, throttles or drops traffic, so
+    /// the data plane goes through it while the control plane does not.
+    pub data_endpoint: Option<String>,
 }
 
 impl Default for LocalConfig {
@@ -88,6 +92,7 @@ impl Default for LocalConfig {
             max_put_media_connections: 5,
             max_get_media_connections: 3,
             max_producer_time_ahead: Some(std::time::Duration::from_secs(10)),
+            data_endpoint: None,
         }
     }
 }
@@ -429,7 +434,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
         .registry
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .handle(&op, &json, &s.url);
+        .handle(&op, &json, s.cfg.data_endpoint.as_deref().unwrap_or(&s.url));
     if result.is_ok() {
         if let Some(dir) = &s.cfg.data_dir {
             if matches!(

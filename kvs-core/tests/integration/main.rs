@@ -30,3 +30,4 @@ mod sigv4_botocore;
 mod split_invariance;
 mod support;
 mod vectors;
+mod wan;

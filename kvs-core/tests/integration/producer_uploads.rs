@@ -23,7 +23,7 @@ const FRAGMENTS: u64 = 10;
 const FRAME_BYTES: usize = 40_000;
 
 /// The clip's avcC (a real CodecPrivate), so the stream header is valid.
-fn avcc() -> Bytes {
+pub(crate) fn avcc() -> Bytes {
     let clip = Bytes::from(
         std::fs::read(
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
