@@ -43,7 +43,7 @@ fn relay(listener: TcpListener, upstream: std::net::SocketAddr, link: Arc<Link>)
         while let Ok((client, _)) = listener.accept().await {
             let id = link.opened.fetch_add(1, Ordering::SeqCst);
             if link.down.load(Ordering::SeqCst) {
-                let _ = client.set_linger(Some(Duration::ZERO));
+                let _ = client.set_zero_linger();
                 drop(client);
                 continue;
             }
