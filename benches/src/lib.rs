@@ -8,21 +8,18 @@ use bytes::Bytes;
 use kvs_core::ebml::writer;
 use kvs_core::mkv::ids;
 
-/// A deterministic byte generator (xorshift), so every run measures the same input.
-pub struct Rng(u64);
+/// A seeded generator (`fastrand`), so every run measures the same input.
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Self(seed | 1)
+        Self(fastrand::Rng::with_seed(seed))
     }
 
     /// The next value.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.u64(..)
     }
 
     /// `n` bytes in 1..=255 (never zero, so no accidental start codes).

@@ -13,18 +13,13 @@ use crate::mkv::{parse_all, parse_split, Event, ParseError, ParserConfig};
 
 /// Split points derived from the input itself, so a crash reproduces.
 fn splits(data: &[u8]) -> Vec<usize> {
-    let mut x: u64 = data.iter().take(64).fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+    // Seeded by the input (FNV-1a of its first bytes): reproducible.
+    let seed: u64 = data.iter().take(64).fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
+    let mut rng = fastrand::Rng::with_seed(seed);
     let n = (data.len() / 97).clamp(1, 64);
-    let mut v: Vec<usize> = (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % (data.len() as u64 + 1)) as usize
-        })
-        .collect();
+    let mut v: Vec<usize> = (0..n).map(|_| rng.usize(..=data.len())).collect();
     v.sort_unstable();
     v
 }

@@ -319,7 +319,7 @@ impl ProducerBuilder {
         cfg.rotation_age = match self.rotation_age {
             Some(a) => a,
             None => {
-                let r = crate::client::retry::random_u64() as f64 / u64::MAX as f64;
+                let r = fastrand::f64();
                 Duration::from_secs(40 * 60).mul_f64(0.9 + r * 0.2)
             }
         };

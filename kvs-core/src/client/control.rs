@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::endpoint::{control_plane, is_loopback_url, Variant};
 use super::error::ClientError;
 use super::http::Transport;
-use super::retry::{random_u64, RetryPolicy};
+use super::retry::RetryPolicy;
 use crate::auth::sigv4::Payload;
 
 /// Client settings.
@@ -561,7 +561,7 @@ impl KvsClient {
             match self.once(operation, base, path, body.clone()).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt + 1 < self.cfg.retry.max_attempts => {
-                    let wait = self.cfg.retry.delay(attempt, random_u64());
+                    let wait = self.cfg.retry.backoff().delay(attempt);
                     tracing::debug!(operation, attempt, ?wait, error = %e, "retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;

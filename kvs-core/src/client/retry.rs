@@ -40,7 +40,7 @@ impl Backoff {
 
     /// The wait after failed attempt `attempt` (0-based).
     pub fn delay(&self, attempt: u32) -> Duration {
-        self.delay_with(attempt, random_u64())
+        self.delay_with(attempt, fastrand::u64(..))
     }
 }
 
@@ -89,18 +89,6 @@ impl RetryPolicy {
     }
 }
 
-/// A random number from the standard library's per-process random hash keys.
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +103,5 @@ mod tests {
         assert!(p.delay(3, u64::MAX - 1) <= Duration::from_millis(800));
         assert!(p.delay(30, 123_456_789_012) <= Duration::from_secs(5));
         assert_eq!(p.delay(2, 0), Duration::ZERO);
-        assert_ne!(random_u64(), random_u64());
     }
 }

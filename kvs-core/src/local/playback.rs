@@ -248,11 +248,7 @@ impl Sessions {
         } else {
             Mp4Track::from_mkv(tracks).map_err(mp4_error)?;
         }
-        let token = format!(
-            "CiR{:016x}{:016x}",
-            crate::client::retry::random_u64(),
-            crate::client::retry::random_u64()
-        );
+        let token = format!("CiR{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -21,7 +21,6 @@ use super::media::{
     PutMediaRequest,
 };
 use super::store::{ApiError, Registry};
-use crate::client::retry::random_u64;
 use crate::client::ServiceException;
 
 /// Settings of a local endpoint.
@@ -230,7 +229,7 @@ impl Drop for LocalEndpoint {
 }
 
 fn request_id() -> String {
-    let (a, b) = (random_u64(), random_u64());
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
     format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
         a >> 32,
@@ -332,9 +331,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
     if let Err(e) = check(&headers, &path, Some(&body)) {
         return Ok(error_response(&e));
     }
-    if s.cfg.faults.throttle > 0.0
-        && (random_u64() as f64 / u64::MAX as f64) < s.cfg.faults.throttle
-    {
+    if s.cfg.faults.throttle > 0.0 && fastrand::f64() < s.cfg.faults.throttle {
         return Ok(error_response(&ApiError::new(
             ServiceException::ClientLimitExceeded,
             "Rate exceeded (injected by the local endpoint).",

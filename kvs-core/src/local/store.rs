@@ -192,17 +192,7 @@ impl Registry {
 
     fn new_version(&mut self) -> String {
         self.counter += 1;
-        let mut x =
-            self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ crate::client::retry::random_u64();
-        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ALNUM[(x % 62) as usize] as char
-            })
-            .collect()
+        (0..20).map(|_| fastrand::alphanumeric()).collect()
     }
 
     fn check_version(s: &StreamMeta, req: &Value, required: bool) -> Result<(), ApiError> {

@@ -16,17 +16,10 @@ fn parse_cut(data: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<ParseError>) {
     parse_split(data, cuts, ParserConfig::default())
 }
 
-/// A small deterministic generator for cut points (seeded, reproducible).
+/// Cut points from a seeded generator (reproducible).
 fn cuts(seed: u64, len: usize, n: usize) -> Vec<usize> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % (len as u64 + 1)) as usize
-        })
-        .collect()
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| rng.usize(..=len)).collect()
 }
 
 #[test]
