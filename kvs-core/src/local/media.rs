@@ -12,11 +12,11 @@ use hyper::body::{Body, Frame};
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
-use super::ingest::{Ingest, IngestEvent, IngestLimits, IngestedFragment};
 use super::store::ApiError;
 use crate::client::ServiceException;
 use crate::ebml::writer;
 use crate::mkv::ids;
+use crate::protocol::ingest::{Ingest, IngestEvent, IngestLimits, IngestedFragment};
 use crate::protocol::Ack;
 
 /// A response body fed from a channel: ends when the sender is dropped,

@@ -2,7 +2,7 @@
 //! demos and offline development. It answers the control-plane APIs with
 //! the service's paths, JSON shapes, error headers and status codes, and
 //! names itself as every stream's data endpoint. `/putMedia` checks uploads
-//! as the service does ([`ingest`]) and answers with ACKs; `/getMedia` sends
+//! as the service does ([`crate::protocol::ingest`]) and answers with ACKs; `/getMedia` sends
 //! one EBML document per fragment with the service's tags before and after
 //! the Cluster, and follows the stream live. Fragments are kept in memory.
 //!
@@ -16,7 +16,7 @@
 //! ```
 
 mod images;
-pub mod ingest;
+
 mod media;
 mod playback;
 mod server;

@@ -1,14 +1,14 @@
 //! The producer state machine with a manual clock, its output checked by the
-//! local endpoint's ingest (the service's rules) and fed back as ACKs.
-#![cfg(feature = "local")]
+//! service's ingest rules (`protocol::ingest`, no I/O, no `local` feature)
+//! and fed back as ACKs.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kvs_core::codec::h264;
-use kvs_core::local::ingest::{Ingest, IngestEvent, IngestLimits};
 use kvs_core::mkv::builder::{Payload, TrackConfig};
 use kvs_core::mkv::fragment::FragmentAssembler;
+use kvs_core::protocol::ingest::{Ingest, IngestEvent, IngestLimits};
 use kvs_core::protocol::producer::{
     AckLevel, DropReason, Frame, FrameError, PressurePolicy, ProducerConfig, ProducerCore,
     ProducerEvent, PutOutcome, RotationReason,
