@@ -48,6 +48,27 @@ pub struct ConsumerBuilder {
     buffer: usize,
 }
 
+/// Every consumer setting, with its default ([`Default`]). The builder's
+/// methods set these one by one; [`ConsumerBuilder::options`] sets them
+/// all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerOptions {
+    /// Waits between resumes and retries (default 200 ms doubling to 10 s,
+    /// full jitter).
+    pub backoff: Backoff,
+    /// Fragments read ahead of the caller (default 8, at least 1).
+    pub read_ahead: usize,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::default(),
+            read_ahead: 8,
+        }
+    }
+}
+
 /// Entry point: `Consumer::builder(client, stream)`.
 #[derive(Debug)]
 pub struct Consumer;
@@ -62,8 +83,8 @@ impl Consumer {
         ConsumerBuilder {
             client: client.into(),
             stream: stream.into(),
-            backoff: Backoff::default(),
-            buffer: 8,
+            backoff: ConsumerOptions::default().backoff,
+            buffer: ConsumerOptions::default().read_ahead,
         }
     }
 }
@@ -177,6 +198,13 @@ fn fatal(e: &ClientError) -> bool {
 }
 
 impl ConsumerBuilder {
+    /// Every setting at once (see [`ConsumerOptions`]).
+    pub fn options(mut self, o: ConsumerOptions) -> Self {
+        self.backoff = o.backoff;
+        self.buffer = o.read_ahead.max(1);
+        self
+    }
+
     /// Waits between resumes and retries (default 200 ms doubling to 10 s,
     /// full jitter). The consumer's loops are the only retries: the calls in
     /// them are made once.

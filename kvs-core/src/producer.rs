@@ -187,22 +187,69 @@ pub struct ProducerBuilder {
     tracks: Vec<TrackConfig>,
     create: Option<CreateStream>,
     start: Option<SystemTime>,
-    fragments: FragmentPolicy,
-    max_buffer_bytes: Option<usize>,
-    max_buffer_duration: Option<Duration>,
-    pressure: PressurePolicy,
-    leading: LeadingPolicy,
-    max_lateness: Option<Duration>,
-    rotation_age: Option<Duration>,
-    ack_timeout: Option<Duration>,
-    reconnect: Backoff,
+    options: ProducerOptions,
+}
+
+/// Every producer setting, with its default ([`Default`]; the README's
+/// table is tested against it). The builder's methods set these one by
+/// one; [`ProducerBuilder::options`] sets them all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerOptions {
+    /// When fragments start (default: at every video key frame, at most
+    /// 20 s; audio-only every 2 s).
+    pub fragments: FragmentPolicy,
+    /// Buffer limit, bytes of media (default 32 MiB).
+    pub max_buffer_bytes: usize,
+    /// Buffer limit, media time (default 120 s).
+    pub max_buffer_duration: Duration,
+    /// What a full buffer does (default: drop the oldest fragment).
+    pub pressure: PressurePolicy,
+    /// What frames before the first video key frame do (default: skipped).
+    pub leading: LeadingPolicy,
+    /// How long a fragment waits for the other tracks (default 500 ms).
+    pub max_lateness: Duration,
+    /// Connection age at which it is rotated (default 40 minutes).
+    pub rotation_age: Duration,
+    /// Spread the rotation age by ± 10 % so producers started together do
+    /// not rotate together (default true).
+    pub rotation_jitter: bool,
+    /// No ACK progress for this long while data waits for one means the
+    /// connection is stalled (default 20 s).
+    pub ack_timeout: Duration,
+    /// Reconnect waits (default 200 ms doubling to 10 s, full jitter).
+    pub reconnect: Backoff,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        // The state machine's defaults are the one source of the numbers.
+        let core = ProducerConfig::new(Vec::new(), 0);
+        Self {
+            fragments: core.fragments,
+            max_buffer_bytes: core.max_buffer_bytes,
+            max_buffer_duration: core.max_buffer_duration,
+            pressure: core.pressure,
+            leading: core.leading,
+            max_lateness: core.max_lateness,
+            rotation_age: core.rotation_age,
+            rotation_jitter: true,
+            ack_timeout: core.ack_timeout,
+            reconnect: Backoff::default(),
+        }
+    }
 }
 
 impl ProducerBuilder {
-    /// How long a written fragment may wait for its ACK before the
-    /// connection counts as stalled and is replaced (default 20 s).
+    /// Every setting at once (see [`ProducerOptions`]).
+    pub fn options(mut self, o: ProducerOptions) -> Self {
+        self.options = o;
+        self
+    }
+
+    /// How long no ACK progress may last while data waits for one before
+    /// the connection counts as stalled and is replaced (default 20 s).
     pub fn ack_timeout(mut self, d: Duration) -> Self {
-        self.ack_timeout = Some(d);
+        self.options.ack_timeout = d;
         self
     }
 
@@ -226,46 +273,48 @@ impl ProducerBuilder {
 
     /// When fragments start.
     pub fn fragments(mut self, p: FragmentPolicy) -> Self {
-        self.fragments = p;
+        self.options.fragments = p;
         self
     }
 
     /// Buffer limits (defaults 32 MiB, 120 s).
     pub fn buffer(mut self, max_bytes: usize, max_duration: Duration) -> Self {
-        self.max_buffer_bytes = Some(max_bytes);
-        self.max_buffer_duration = Some(max_duration);
+        self.options.max_buffer_bytes = max_bytes;
+        self.options.max_buffer_duration = max_duration;
         self
     }
 
     /// What a full buffer does (default: drop the oldest fragment).
     pub fn pressure(mut self, p: PressurePolicy) -> Self {
-        self.pressure = p;
+        self.options.pressure = p;
         self
     }
 
     /// What frames before the first video key frame do (default: skipped
     /// and reported once with [`ProducerEvent::LeadingFramesSkipped`]).
     pub fn leading(mut self, p: LeadingPolicy) -> Self {
-        self.leading = p;
+        self.options.leading = p;
         self
     }
 
     /// How long a fragment waits for the other tracks (default 500 ms).
     pub fn max_lateness(mut self, d: Duration) -> Self {
-        self.max_lateness = Some(d);
+        self.options.max_lateness = d;
         self
     }
 
-    /// Connection age for rotation (default 40 minutes, ± 10 % jitter).
+    /// Connection age for rotation (default 40 minutes, ± 10 % jitter);
+    /// an age set here is used as is.
     pub fn rotation_age(mut self, d: Duration) -> Self {
-        self.rotation_age = Some(d);
+        self.options.rotation_age = d;
+        self.options.rotation_jitter = false;
         self
     }
 
     /// Reconnect waits (default 200 ms doubling to 10 s, full jitter; the
     /// producer never gives up).
     pub fn reconnect(mut self, p: Backoff) -> Self {
-        self.reconnect = p;
+        self.options.reconnect = p;
         self
     }
 
@@ -300,28 +349,19 @@ impl ProducerBuilder {
         let start_ms = start
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let o = &self.options;
         let mut cfg = ProducerConfig::new(self.tracks, start_ms);
-        cfg.fragments = self.fragments;
-        cfg.pressure = self.pressure;
-        cfg.leading = self.leading;
-        if let Some(b) = self.max_buffer_bytes {
-            cfg.max_buffer_bytes = b;
-        }
-        if let Some(d) = self.max_buffer_duration {
-            cfg.max_buffer_duration = d;
-        }
-        if let Some(l) = self.max_lateness {
-            cfg.max_lateness = l;
-        }
-        if let Some(t) = self.ack_timeout {
-            cfg.ack_timeout = t;
-        }
-        cfg.rotation_age = match self.rotation_age {
-            Some(a) => a,
-            None => {
-                let r = fastrand::f64();
-                Duration::from_secs(40 * 60).mul_f64(0.9 + r * 0.2)
-            }
+        cfg.fragments = o.fragments;
+        cfg.pressure = o.pressure;
+        cfg.leading = o.leading;
+        cfg.max_buffer_bytes = o.max_buffer_bytes;
+        cfg.max_buffer_duration = o.max_buffer_duration;
+        cfg.max_lateness = o.max_lateness;
+        cfg.ack_timeout = o.ack_timeout;
+        cfg.rotation_age = if o.rotation_jitter {
+            o.rotation_age.mul_f64(0.9 + fastrand::f64() * 0.2)
+        } else {
+            o.rotation_age
         };
         cfg.ack_level = if info.data_retention_in_hours.unwrap_or(0) == 0 {
             AckLevel::Received
@@ -345,7 +385,7 @@ impl ProducerBuilder {
                 shared.clone(),
                 self.client,
                 StreamId::Arn(info.stream_arn),
-                self.reconnect,
+                self.options.reconnect,
             ))
             .map_err(ProducerError::Bootstrap)?;
         Ok(Producer {
@@ -463,15 +503,7 @@ impl Producer {
             tracks: Vec::new(),
             create: None,
             start: None,
-            fragments: FragmentPolicy::default(),
-            max_buffer_bytes: None,
-            max_buffer_duration: None,
-            pressure: PressurePolicy::default(),
-            leading: LeadingPolicy::default(),
-            max_lateness: None,
-            rotation_age: None,
-            ack_timeout: None,
-            reconnect: Backoff::default(),
+            options: ProducerOptions::default(),
         }
     }
 

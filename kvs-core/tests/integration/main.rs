@@ -25,6 +25,7 @@ mod mux_leading;
 mod producer_core;
 mod producer_faults;
 mod producer_uploads;
+mod readme_defaults;
 mod runtime_edges;
 mod sigv4_botocore;
 mod split_invariance;
