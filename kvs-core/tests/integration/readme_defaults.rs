@@ -25,7 +25,7 @@ fn default_cell(readme: &str, policy: &str) -> String {
 }
 
 fn secs(d: std::time::Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{} s", d.as_secs())
     } else {
         format!("{} ms", d.as_millis())
