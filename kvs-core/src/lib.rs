@@ -79,6 +79,7 @@
 //!   `MEDIA_ERROR` for every picture.
 //! - `fuzzing`: entry points of the fuzz targets; not API.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod auth;
 #[cfg(feature = "client")]

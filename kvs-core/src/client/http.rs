@@ -32,7 +32,7 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub fn new(timeout: Duration, max_body: usize) -> Self {
+    pub(crate) fn new(timeout: Duration, max_body: usize) -> Self {
         let mut http = HttpConnector::new();
         // Small writes (ACK-paced uploads, JSON calls) must not wait on Nagle.
         http.set_nodelay(true);
@@ -55,7 +55,7 @@ impl Transport {
 
     /// Sends a request and reads the whole response, within the timeout and
     /// the body-size limit.
-    pub async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Response, ClientError> {
+    pub(crate) async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Response, ClientError> {
         let fut = async {
             let resp = self
                 .client
@@ -81,7 +81,7 @@ impl Transport {
 
     /// Sends a request with a streaming body; returns once the response
     /// headers arrive (within the timeout), leaving the body to the caller.
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         req: http::Request<BoxBody<Bytes, Infallible>>,
     ) -> Result<http::Response<Incoming>, ClientError> {
@@ -92,7 +92,7 @@ impl Transport {
     }
 
     /// Reads a whole (error) body within the limits.
-    pub async fn read_body(&self, body: Incoming) -> Result<Bytes, ClientError> {
+    pub(crate) async fn read_body(&self, body: Incoming) -> Result<Bytes, ClientError> {
         let fut = Limited::new(body, self.max_body).collect();
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(b)) => Ok(b.to_bytes()),

@@ -171,7 +171,7 @@ impl Drop for ConnectionSlot {
 impl MediaStore {
     /// Counts a new PutMedia (`put`) or GetMedia connection of `stream`, or
     /// refuses it when `limit` are open already.
-    pub fn open_connection(
+    pub(crate) fn open_connection(
         self: &Arc<Self>,
         stream: &str,
         put: bool,
@@ -271,7 +271,7 @@ fn tags_element(out: &mut Vec<u8>, tags: &[(&str, String)]) {
 
 impl MediaStore {
     /// A fresh 47-digit fragment number, increasing.
-    pub fn next_number(&self) -> String {
+    pub(crate) fn next_number(&self) -> String {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -281,7 +281,7 @@ impl MediaStore {
 
     /// A store that writes every fragment under `dir` before it counts as
     /// stored, and starts with what an earlier run left there.
-    pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
+    pub(crate) fn open(dir: &std::path::Path) -> std::io::Result<Self> {
         let store = Self {
             dir: Some(dir.to_owned()),
             ..Self::default()
@@ -345,7 +345,7 @@ impl MediaStore {
     /// Stores a fragment and wakes live readers. A `durable` fragment (a
     /// stream with retention) is written to disk first with `--data-dir`;
     /// others live only in memory, for live readers.
-    pub fn store(
+    pub(crate) fn store(
         &self,
         stream: &str,
         number: String,
@@ -407,7 +407,7 @@ impl MediaStore {
 
     /// Drops the oldest fragments of a stream beyond `keep` (the live buffer
     /// of streams without retention).
-    pub fn trim(&self, stream: &str, keep: usize) {
+    pub(crate) fn trim(&self, stream: &str, keep: usize) {
         if let Some(m) = self
             .streams
             .lock()
@@ -422,7 +422,7 @@ impl MediaStore {
     }
 
     /// Forgets a deleted stream's fragments (and their files).
-    pub fn remove(&self, stream: &str) {
+    pub(crate) fn remove(&self, stream: &str) {
         if let Some(m) = self
             .streams
             .lock()
