@@ -104,6 +104,7 @@ pub mod producer;
 pub mod protocol;
 
 pub use auth::Credentials;
+pub use codec::Codec;
 pub use error::{Error, ErrorKind};
 pub use mkv::builder::{Payload, TrackConfig};
 pub use mkv::fragment::Fragment;

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::annexb;
+use crate::codec::{annexb, Codec};
 use crate::mkv::types::{Frame, TrackInfo};
 use crate::mp4::Mp4Error;
 
@@ -58,9 +58,10 @@ impl TsTrack {
                 track,
                 reason: reason.into(),
             };
-            let (stream_type, kind) = match t.codec_id.as_str() {
-                "V_MPEG4/ISO/AVC" | "V_MPEGH/ISO/HEVC" => {
-                    let hevc = t.codec_id == "V_MPEGH/ISO/HEVC";
+            let codec = t.codec();
+            let (stream_type, kind) = match codec {
+                Codec::H264 | Codec::H265 => {
+                    let hevc = codec == Codec::H265;
                     let (headers, length_size) = annexb::record_parameter_sets(private, hevc)
                         .ok_or_else(|| bad("cannot read the parameter sets"))?;
                     let aud: &'static [u8] = if hevc {
@@ -77,7 +78,7 @@ impl TsTrack {
                         },
                     )
                 }
-                c if c.starts_with("A_AAC") => {
+                Codec::Aac => {
                     if private.len() < 2 {
                         return Err(bad("AudioSpecificConfig shorter than 2 bytes"));
                     }
@@ -96,10 +97,10 @@ impl TsTrack {
                         },
                     )
                 }
-                other => {
+                _ => {
                     return Err(Mp4Error::UnsupportedCodec {
                         track,
-                        codec_id: other.to_owned(),
+                        codec_id: t.codec_id.clone(),
                     })
                 }
             };

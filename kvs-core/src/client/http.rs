@@ -55,7 +55,10 @@ impl Transport {
 
     /// Sends a request and reads the whole response, within the timeout and
     /// the body-size limit.
-    pub(crate) async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Response, ClientError> {
+    pub(crate) async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<Response, ClientError> {
         let fut = async {
             let resp = self
                 .client

@@ -14,6 +14,48 @@ pub mod h264;
 pub mod h265;
 pub mod poc;
 
+/// The codecs KVS carries, named from a track's Matroska `CodecID` — so
+/// code compares codecs, not strings. A_MS/ACM (WAVEFORMATEX) carries
+/// G.711 in KVS (the producer SDKs' and the console's only use of it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// H.264 (`V_MPEG4/ISO/AVC`).
+    H264,
+    /// H.265 (`V_MPEGH/ISO/HEVC`).
+    H265,
+    /// AAC (`A_AAC`, or `A_AAC/…` in older files).
+    Aac,
+    /// G.711 A-law or µ-law in WAVEFORMATEX (`A_MS/ACM`).
+    G711,
+    /// Any other CodecID (VP8, Opus …), as found.
+    Other(String),
+}
+
+impl Codec {
+    /// The codec of a Matroska `CodecID`.
+    pub fn from_codec_id(id: &str) -> Self {
+        match id {
+            h264::CODEC_ID => Self::H264,
+            h265::CODEC_ID => Self::H265,
+            g711::CODEC_ID => Self::G711,
+            a if a == aac::CODEC_ID || a.starts_with("A_AAC/") => Self::Aac,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// Its Matroska `CodecID`.
+    pub fn codec_id(&self) -> &str {
+        match self {
+            Self::H264 => h264::CODEC_ID,
+            Self::H265 => h265::CODEC_ID,
+            Self::Aac => aac::CODEC_ID,
+            Self::G711 => g711::CODEC_ID,
+            Self::Other(id) => id,
+        }
+    }
+}
+
 /// Errors of codec adaptation; each names what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -53,4 +95,19 @@ pub enum CodecError {
     /// An audio setting the codec cannot carry.
     #[error("unsupported audio setting: {0}")]
     Unsupported(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Codec;
+
+    #[test]
+    fn codecs_from_and_to_codec_ids() {
+        for c in [Codec::H264, Codec::H265, Codec::Aac, Codec::G711] {
+            assert_eq!(Codec::from_codec_id(c.codec_id()), c);
+        }
+        assert_eq!(Codec::from_codec_id("A_AAC/MPEG4/LC"), Codec::Aac);
+        assert_eq!(Codec::from_codec_id("V_VP8"), Codec::Other("V_VP8".into()));
+        assert_eq!(Codec::Other("V_VP8".into()).codec_id(), "V_VP8");
+    }
 }

@@ -197,7 +197,10 @@ fn pictures(_: &Fragment, _: u64, _: &[u64], _: &Output) -> Option<Vec<Option<St
 /// video to give.
 #[cfg(feature = "images")]
 fn pictures(f: &Fragment, base: u64, wanted: &[u64], out: &Output) -> Option<Vec<Option<String>>> {
-    let track = f.tracks.iter().find(|t| t.codec_id == "V_MPEG4/ISO/AVC")?;
+    let track = f
+        .tracks
+        .iter()
+        .find(|t| t.codec() == crate::codec::Codec::H264)?;
     let (headers, length_size) =
         crate::codec::annexb::record_parameter_sets(track.codec_private.as_deref()?, false)?;
     let cluster_ms = i128::from(f.cluster_timecode?) * i128::from(f.timecode_scale) / 1_000_000;

@@ -209,6 +209,13 @@ impl TrackConfig {
     }
 }
 
+impl TrackConfig {
+    /// The track's codec (from its CodecID).
+    pub fn codec(&self) -> crate::codec::Codec {
+        crate::codec::Codec::from_codec_id(&self.codec_id)
+    }
+}
+
 impl From<&crate::mkv::TrackInfo> for TrackConfig {
     /// The settings that reproduce a parsed track (for re-muxing what was read).
     fn from(t: &crate::mkv::TrackInfo) -> Self {

@@ -95,6 +95,13 @@ pub struct TrackInfo {
     pub audio: Option<AudioInfo>,
 }
 
+impl TrackInfo {
+    /// The track's codec (from its CodecID).
+    pub fn codec(&self) -> crate::codec::Codec {
+        crate::codec::Codec::from_codec_id(&self.codec_id)
+    }
+}
+
 /// One `SimpleTag`, flattened in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimpleTag {

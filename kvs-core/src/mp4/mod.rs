@@ -18,6 +18,7 @@
 
 use bytes::Bytes;
 
+use crate::codec::Codec;
 use crate::mkv::types::{Frame, TrackInfo};
 
 /// Why media cannot be written as MP4 (each maps to the service's exception).
@@ -243,22 +244,22 @@ impl Mp4Track {
             default_duration,
             entry,
         };
-        match t.codec_id.as_str() {
-            "V_MPEG4/ISO/AVC" => {
+        match t.codec() {
+            Codec::H264 => {
                 let p = private()?;
                 if p.len() < 7 || p[0] != 1 {
                     return Err(bad("not an AVCDecoderConfigurationRecord"));
                 }
                 Ok(video(b"avc1", b"avcC", p))
             }
-            "V_MPEGH/ISO/HEVC" => {
+            Codec::H265 => {
                 let p = private()?;
                 if p.len() < 23 || p[0] != 1 {
                     return Err(bad("not an HEVCDecoderConfigurationRecord"));
                 }
                 Ok(video(b"hvc1", b"hvcC", p))
             }
-            c if c.starts_with("A_AAC") => {
+            Codec::Aac => {
                 let asc = private()?;
                 if asc.len() < 2 {
                     return Err(bad("AudioSpecificConfig shorter than 2 bytes"));
@@ -281,7 +282,7 @@ impl Mp4Track {
                 });
                 Ok(audio(rate, 1024, entry))
             }
-            "A_MS/ACM" => {
+            Codec::G711 => {
                 let p = private()?;
                 if p.len() < 16 {
                     return Err(bad("WAVEFORMATEX shorter than 16 bytes"));
@@ -308,9 +309,9 @@ impl Mp4Track {
                     audio_entry(kind, channels, rate, |_| {}),
                 ))
             }
-            other => Err(Mp4Error::UnsupportedCodec {
+            _ => Err(Mp4Error::UnsupportedCodec {
                 track,
-                codec_id: other.to_owned(),
+                codec_id: t.codec_id.clone(),
             }),
         }
     }

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{h264, h265, CodecError};
+use crate::codec::{h264, h265, Codec, CodecError};
 use crate::mkv::builder::{
     validate_tags, BuildError, FragmentBuilder, FrameIn, Payload, StreamConfig, Tag, TrackConfig,
     TrackKind,
@@ -511,13 +511,13 @@ fn collect<S: InBand>(all: &[(u64, S)], track: u64, au: &Bytes) -> (S, Derived) 
 /// Replaces a video track's configured size with the one of the SPS in its
 /// CodecPrivate (H.264/H.265), when there is one and they differ.
 fn size_from_codec_private(t: &mut TrackConfig) {
+    let hevc = match t.codec() {
+        Codec::H264 => false,
+        Codec::H265 => true,
+        _ => return,
+    };
     let TrackKind::Video { width, height } = &mut t.kind else {
         return;
-    };
-    let hevc = match t.codec_id.as_str() {
-        h264::CODEC_ID => false,
-        h265::CODEC_ID => true,
-        _ => return,
     };
     let Some(record) = t.codec_private.as_ref().filter(|p| !p.is_empty()) else {
         return;
@@ -858,12 +858,12 @@ impl ProducerCore {
         let Some(t) = self.tracks.iter().position(|t| t.number == track) else {
             return Ok(None);
         };
-        let (sets, derived) = match self.tracks[t].codec_id.as_str() {
-            h264::CODEC_ID => {
+        let (sets, derived) = match self.tracks[t].codec() {
+            Codec::H264 => {
                 let (sets, derived) = collect(&self.h264_sets, track, au);
                 (ParamSets::H264(sets), derived)
             }
-            h265::CODEC_ID => {
+            Codec::H265 => {
                 let (sets, derived) = collect(&self.h265_sets, track, au);
                 (ParamSets::H265(sets), derived)
             }
