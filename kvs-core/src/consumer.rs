@@ -37,7 +37,7 @@ use crate::client::{
     ClientError, FragmentSelector, KvsClient, ServiceException, StartSelector, StreamId,
 };
 use crate::mkv::fragment::Fragment;
-use crate::mkv::types::Frame;
+use crate::mkv::types::ParsedFrame;
 
 /// Settings for [`Consumer::builder`].
 #[derive(Debug)]
@@ -162,7 +162,7 @@ pub struct FrameStream {
 
 impl FrameStream {
     /// The next frame and the fragment it belongs to.
-    pub async fn next(&mut self) -> Option<Result<(Arc<Fragment>, Frame), ClientError>> {
+    pub async fn next(&mut self) -> Option<Result<(Arc<Fragment>, ParsedFrame), ClientError>> {
         loop {
             if let Some(f) = &self.current {
                 if let Some(fr) = f.frames.get(self.index) {

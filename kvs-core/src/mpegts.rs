@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use crate::codec::{annexb, Codec};
-use crate::mkv::types::{Frame, TrackInfo};
+use crate::mkv::types::{ParsedFrame, TrackInfo};
 use crate::mp4::Mp4Error;
 
 const PACKET: usize = 188;
@@ -257,7 +257,7 @@ fn timestamp(prefix: u8, t: u64) -> [u8; 5] {
 /// One segment: PAT, PMT, then every frame of `frames` of the given tracks
 /// as a PES packet. Times are 90 kHz units counted from `origin_ns`, plus a
 /// one-second lead so decode times of reordered pictures stay positive.
-pub fn segment(tracks: &[TsTrack], frames: &[Frame], origin_ns: i64) -> Vec<u8> {
+pub fn segment(tracks: &[TsTrack], frames: &[ParsedFrame], origin_ns: i64) -> Vec<u8> {
     let mut w = Writer {
         out: Vec::new(),
         cc: Vec::new(),
@@ -375,6 +375,6 @@ pub fn segment(tracks: &[TsTrack], frames: &[Frame], origin_ns: i64) -> Vec<u8> 
 }
 
 /// A segment as one chunk.
-pub fn segment_bytes(tracks: &[TsTrack], frames: &[Frame], origin_ns: i64) -> Bytes {
+pub fn segment_bytes(tracks: &[TsTrack], frames: &[ParsedFrame], origin_ns: i64) -> Bytes {
     Bytes::from(segment(tracks, frames, origin_ns))
 }

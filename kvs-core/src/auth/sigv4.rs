@@ -22,7 +22,7 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 
 /// How the body enters the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Payload<'a> {
+pub enum SignedBody<'a> {
     /// A body known in full (control-plane JSON): its SHA-256 is signed.
     Bytes(&'a [u8]),
     /// A streaming body that is not signed, hashed as the empty string
@@ -50,7 +50,7 @@ pub fn sign_headers(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
-    payload: Payload<'_>,
+    payload: SignedBody<'_>,
     credentials: &Credentials,
     region: &str,
     time: SystemTime,
@@ -67,7 +67,7 @@ pub fn sign_exact_headers(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
-    payload: Payload<'_>,
+    payload: SignedBody<'_>,
     credentials: &Credentials,
     region: &str,
     time: SystemTime,
@@ -79,7 +79,7 @@ pub fn sign_exact_headers(
 }
 
 /// A request to sign: method, URL, headers, payload.
-type ToSign<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Payload<'a>);
+type ToSign<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], SignedBody<'a>);
 
 fn sign_with(
     (method, url, headers, payload): ToSign<'_>,
@@ -99,10 +99,10 @@ fn sign_with(
         .map_err(|e| SigningError(e.to_string()))?
         .into();
     let body = match payload {
-        Payload::Bytes(b) => SignableBody::Bytes(b),
-        Payload::StreamingEmptyHash => SignableBody::Precomputed(EMPTY_SHA256.to_owned()),
-        Payload::Unsigned => SignableBody::UnsignedPayload,
-        Payload::Precomputed(h) => SignableBody::Precomputed(h.to_owned()),
+        SignedBody::Bytes(b) => SignableBody::Bytes(b),
+        SignedBody::StreamingEmptyHash => SignableBody::Precomputed(EMPTY_SHA256.to_owned()),
+        SignedBody::Unsigned => SignableBody::UnsignedPayload,
+        SignedBody::Precomputed(h) => SignableBody::Precomputed(h.to_owned()),
     };
     let request = SignableRequest::new(method, url, headers.iter().copied(), body)
         .map_err(|e| SigningError(e.to_string()))?;

@@ -15,7 +15,7 @@ use super::endpoint::{control_plane, is_loopback_url, Variant};
 use super::error::ClientError;
 use super::http::Transport;
 use super::retry::RetryPolicy;
-use crate::auth::sigv4::Payload;
+use crate::auth::sigv4::SignedBody;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -583,7 +583,7 @@ impl KvsClient {
             .signed(
                 &url,
                 &[("content-type", "application/json")],
-                Payload::Bytes(&body),
+                SignedBody::Bytes(&body),
             )
             .await?
             .body(Full::new(body))

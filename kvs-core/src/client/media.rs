@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::control::{ApiName, KvsClient, StreamId};
 use super::error::ClientError;
 use super::http::ChannelBody;
-use crate::auth::sigv4::{sign_headers, Payload};
+use crate::auth::sigv4::{sign_headers, SignedBody};
 use crate::mkv::fragment::{Fragment, FragmentAssembler, FragmentError};
 use crate::protocol::{Ack, AckDecoder};
 
@@ -243,7 +243,7 @@ impl KvsClient {
         &self,
         url: &str,
         headers: &[(&str, &str)],
-        payload: Payload<'_>,
+        payload: SignedBody<'_>,
     ) -> Result<http::request::Builder, ClientError> {
         let creds = self.credentials().await?;
         self.signed_with(&creds, url, headers, payload)
@@ -264,7 +264,7 @@ impl KvsClient {
         creds: &aws_credential_types::Credentials,
         url: &str,
         headers: &[(&str, &str)],
-        payload: Payload<'_>,
+        payload: SignedBody<'_>,
     ) -> Result<http::request::Builder, ClientError> {
         let signed = sign_headers(
             "POST",
@@ -325,7 +325,7 @@ impl KvsClient {
             .signed(
                 &url,
                 &[("content-type", "application/json")],
-                Payload::Bytes(&body),
+                SignedBody::Bytes(&body),
             )
             .await?
             .body(Full::new(body.clone()).boxed())
@@ -369,7 +369,7 @@ impl KvsClient {
         let creds = self.credentials().await?;
         let credentials_expiry = creds.expiry();
         let req = self
-            .signed_with(&creds, &url, &headers, Payload::StreamingEmptyHash)?
+            .signed_with(&creds, &url, &headers, SignedBody::StreamingEmptyHash)?
             .body(ChannelBody(rx).boxed())
             .map_err(|e| ClientError::Config(format!("bad PutMedia request: {e}")))?;
         let resp = match self.transport.open(req).await {

@@ -213,7 +213,7 @@ fn pictures(f: &Fragment, base: u64, wanted: &[u64], out: &Output) -> Option<Vec
         .filter(|x| x.track == track.number)
         .collect();
     for (n, frame) in frames.iter().enumerate() {
-        let at = |fr: &crate::mkv::types::Frame| {
+        let at = |fr: &crate::mkv::types::ParsedFrame| {
             (i128::from(base) + i128::from(fr.timestamp_ns) / 1_000_000 - cluster_ms).max(0) as u64
         };
         let shown_from = at(frame);

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 
 use super::store::ApiError;
-use crate::auth::sigv4::{Payload, SERVICE};
+use crate::auth::sigv4::{SignedBody, SERVICE};
 use crate::client::ServiceException;
 
 /// Longest clock difference accepted (the AWS rule: 15 minutes).
@@ -195,10 +195,10 @@ pub fn verify(
         None
     };
     let payload = match (body, get("x-amz-content-sha256")) {
-        (Some(b), None) => Payload::Bytes(b),
-        (_, Some("UNSIGNED-PAYLOAD")) => Payload::Unsigned,
-        (None, None) => Payload::StreamingEmptyHash,
-        (_, Some(other)) => Payload::Precomputed(other),
+        (Some(b), None) => SignedBody::Bytes(b),
+        (_, Some("UNSIGNED-PAYLOAD")) => SignedBody::Unsigned,
+        (None, None) => SignedBody::StreamingEmptyHash,
+        (_, Some(other)) => SignedBody::Precomputed(other),
     };
     let creds = Credentials::new(access_key, secret, token, None, "local-endpoint");
     let expected = authorization(method, url, &pairs, payload, &creds, region, date)
@@ -219,7 +219,7 @@ fn authorization(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
-    payload: Payload<'_>,
+    payload: SignedBody<'_>,
     credentials: &Credentials,
     region: &str,
     time: SystemTime,

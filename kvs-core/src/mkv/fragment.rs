@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::error::ParseError;
 use super::parser::{Event, Parser, ParserConfig};
-use super::types::{Frame, SimpleTag, TrackInfo};
+use super::types::{ParsedFrame, SimpleTag, TrackInfo};
 
 /// Service tag: fragment number.
 pub const TAG_FRAGMENT_NUMBER: &str = "AWS_KINESISVIDEO_FRAGMENT_NUMBER";
@@ -71,7 +71,7 @@ pub struct Fragment {
     /// The tracks in force.
     pub tracks: Arc<Vec<TrackInfo>>,
     /// The frames, in stream order.
-    pub frames: Vec<Frame>,
+    pub frames: Vec<ParsedFrame>,
     /// Tags that are not the service's, in stream order: (name, value).
     pub tags: Vec<(String, String)>,
     /// False when the input ended inside this fragment.

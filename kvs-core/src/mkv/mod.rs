@@ -13,4 +13,4 @@ pub mod types;
 
 pub use error::ParseError;
 pub use parser::{parse_all, parse_split, Event, Limits, Parser, ParserConfig};
-pub use types::{AudioInfo, EbmlHeader, Frame, SegmentInfo, SimpleTag, TrackInfo, VideoInfo};
+pub use types::{AudioInfo, EbmlHeader, ParsedFrame, SegmentInfo, SimpleTag, TrackInfo, VideoInfo};

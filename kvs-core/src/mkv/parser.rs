@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::error::ParseError;
 use super::ids;
 use super::meta;
-use super::types::{EbmlHeader, Frame, SegmentInfo, SimpleTag, TrackInfo};
+use super::types::{EbmlHeader, ParsedFrame, SegmentInfo, SimpleTag, TrackInfo};
 use crate::ebml::reader::{read_header, ChunkQueue, HeaderRead};
 
 /// Resource limits, enforced before anything is buffered or allocated.
@@ -87,7 +87,7 @@ pub enum Event {
     /// The cluster's Timecode (TimecodeScale units).
     ClusterTimecode(u64),
     /// One frame (one per lace of a laced block).
-    Frame(Frame),
+    Frame(ParsedFrame),
     /// The SimpleTags of one Tags element, flattened in document order.
     Tags {
         /// Stream offset of the Tags element.
@@ -237,7 +237,7 @@ impl Parser {
     /// that lies whole in the first buffered chunk, inside an open Cluster
     /// whose Timecode is known. Anything else goes the general way.
     #[inline]
-    fn fast_block(&mut self) -> Option<Frame> {
+    fn fast_block(&mut self) -> Option<ParsedFrame> {
         use crate::ebml::vint::{read_size, VintRead, UNKNOWN_SIZE};
         if self.skip != 0 {
             return None;
@@ -277,7 +277,7 @@ impl Parser {
         let mut payload = self.q.take(total as usize);
         bytes::Buf::advance(&mut payload, hl + tw + 3);
         let timecode = (cluster_tc as i64).wrapping_add(i64::from(rel));
-        Some(Frame {
+        Some(ParsedFrame {
             track,
             timecode,
             timestamp_ns: timecode.saturating_mul(self.timecode_scale as i64),
@@ -627,7 +627,7 @@ impl Parser {
         let mut count = 1u8;
         let head = meta::parse_block(body, offset, |i, n, payload| {
             count = n;
-            self.pending.push_back(Event::Frame(Frame {
+            self.pending.push_back(Event::Frame(ParsedFrame {
                 track: 0,
                 timecode: 0,
                 timestamp_ns: 0,

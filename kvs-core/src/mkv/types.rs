@@ -117,7 +117,7 @@ pub struct SimpleTag {
 
 /// A frame taken out of a SimpleBlock or BlockGroup (one per lace).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+pub struct ParsedFrame {
     /// Track number the block names.
     pub track: u64,
     /// Absolute timecode in TimecodeScale units (cluster timecode + block offset).

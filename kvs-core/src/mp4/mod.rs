@@ -19,7 +19,7 @@
 use bytes::Bytes;
 
 use crate::codec::Codec;
-use crate::mkv::types::{Frame, TrackInfo};
+use crate::mkv::types::{ParsedFrame, TrackInfo};
 
 /// Why media cannot be written as MP4 (each maps to the service's exception).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,9 +51,9 @@ pub enum Mp4Error {
     },
 }
 
-/// What a track carries.
+/// What a track carries: its ISO-BMFF handler (`hdlr`: `vide` or `soun`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrackKind {
+pub enum Handler {
     /// Pictures.
     Video,
     /// Sound.
@@ -68,7 +68,7 @@ pub struct Mp4Track {
     /// MP4 track id (1-based, in input order).
     pub id: u32,
     /// Video or audio.
-    pub kind: TrackKind,
+    pub kind: Handler,
     /// Media time units per second (90 kHz for video, the sample rate for audio).
     pub timescale: u32,
     /// Picture size (0 for audio).
@@ -227,7 +227,7 @@ impl Mp4Track {
         let video = |kind: &[u8; 4], config: &[u8; 4], p: &Bytes| Mp4Track {
             mkv_number: track,
             id,
-            kind: TrackKind::Video,
+            kind: Handler::Video,
             timescale: 90_000,
             width: w,
             height: h,
@@ -237,7 +237,7 @@ impl Mp4Track {
         let audio = |timescale: u32, default_duration: u32, entry: Vec<u8>| Mp4Track {
             mkv_number: track,
             id,
-            kind: TrackKind::Audio,
+            kind: Handler::Audio,
             timescale,
             width: 0,
             height: 0,
@@ -332,7 +332,7 @@ fn aac_rate(asc: &[u8]) -> u32 {
 /// each track ends (the next fragment's start).
 pub fn samples<'a>(
     tracks: &[Mp4Track],
-    frames: impl IntoIterator<Item = &'a Frame>,
+    frames: impl IntoIterator<Item = &'a ParsedFrame>,
     base_ns: i64,
     end_ns: Option<i64>,
 ) -> Vec<Sample> {
@@ -367,7 +367,7 @@ pub fn samples<'a>(
                 dts: dts[i].max(0) as u64,
                 duration: duration as u32,
                 cto: (pts[i] - dts[i]).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-                key: key || t.kind == TrackKind::Audio,
+                key: key || t.kind == Handler::Audio,
                 data,
             });
         }
@@ -413,14 +413,7 @@ fn trak(o: &mut Vec<u8>, t: &Mp4Track, duration: u64, tables: impl FnOnce(&mut V
             b.extend_from_slice(&[0; 8]);
             u16be(b, 0);
             u16be(b, 0);
-            u16be(
-                b,
-                if t.kind == TrackKind::Audio {
-                    0x0100
-                } else {
-                    0
-                },
-            );
+            u16be(b, if t.kind == Handler::Audio { 0x0100 } else { 0 });
             u16be(b, 0);
             MATRIX.iter().for_each(|m| u32be(b, *m));
             u32be(b, u32::from(t.width) << 16);
@@ -436,8 +429,8 @@ fn trak(o: &mut Vec<u8>, t: &Mp4Track, duration: u64, tables: impl FnOnce(&mut V
                 u16be(b, 0);
             });
             let (handler, name): (&[u8; 4], &[u8]) = match t.kind {
-                TrackKind::Video => (b"vide", b"VideoHandler\0"),
-                TrackKind::Audio => (b"soun", b"SoundHandler\0"),
+                Handler::Video => (b"vide", b"VideoHandler\0"),
+                Handler::Audio => (b"soun", b"SoundHandler\0"),
             };
             full(o, b"hdlr", 0, 0, |b| {
                 u32be(b, 0);
@@ -447,8 +440,8 @@ fn trak(o: &mut Vec<u8>, t: &Mp4Track, duration: u64, tables: impl FnOnce(&mut V
             });
             bx(o, b"minf", |o| {
                 match t.kind {
-                    TrackKind::Video => full(o, b"vmhd", 0, 1, |b| b.extend_from_slice(&[0; 8])),
-                    TrackKind::Audio => full(o, b"smhd", 0, 0, |b| b.extend_from_slice(&[0; 4])),
+                    Handler::Video => full(o, b"vmhd", 0, 1, |b| b.extend_from_slice(&[0; 8])),
+                    Handler::Audio => full(o, b"smhd", 0, 0, |b| b.extend_from_slice(&[0; 4])),
                 }
                 bx(o, b"dinf", |o| {
                     full(o, b"dref", 0, 0, |b| {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use kvs_core::auth::sigv4::{sign_headers, Payload};
+use kvs_core::auth::sigv4::{sign_headers, SignedBody};
 use kvs_core::auth::Credentials;
 use kvs_core::client::{
     ClientConfig, CreateStream, KvsClient, PutMediaOptions, RetryPolicy, ServiceException,
@@ -134,7 +134,7 @@ async fn expired_and_missing_signatures() {
             "POST",
             &url,
             &[("content-type", "application/json")],
-            Payload::Bytes(b"{}"),
+            SignedBody::Bytes(b"{}"),
             &creds,
             "us-east-1",
             SystemTime::now() - age,

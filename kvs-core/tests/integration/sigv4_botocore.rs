@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
-use kvs_core::auth::sigv4::{sign_headers, Payload};
+use kvs_core::auth::sigv4::{sign_headers, SignedBody};
 use kvs_core::auth::Credentials;
 use serde_json::{json, Value};
 
@@ -154,9 +154,9 @@ fn identical_authorization_to_botocore() {
         let creds = Credentials::new(ak, sk, t.map(str::to_owned), None, "test");
         // The streaming PutMedia body is signed as the empty string.
         let payload = if b.is_empty() {
-            Payload::StreamingEmptyHash
+            SignedBody::StreamingEmptyHash
         } else {
-            Payload::Bytes(b.as_bytes())
+            SignedBody::Bytes(b.as_bytes())
         };
         let ours = sign_headers(m, u, h, payload, &creds, r, time).unwrap();
         let get = |name: &str| {
