@@ -1,0 +1,334 @@
+//! The fragment store: what each stream holds (on disk with a data dir).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::ebml::writer;
+use crate::mkv::ids;
+use crate::protocol::ingest::IngestedFragment;
+
+use super::epoch_secs;
+
+/// A stored fragment: the GetMedia document without the trailing service
+/// tags (`MILLIS_BEHIND_NOW`, `CONTINUATION_TOKEN`, added when it is sent).
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub number: String,
+    pub producer_ms: u64,
+    pub server_ms: u64,
+    /// `doc[0]`: EBML header, Segment, header elements and the producer's
+    /// Tags that came before the Cluster; `doc[1]`: the service's Tags in
+    /// front of the Cluster, GetMedia spelling ([`Lead::GetMedia`]); then the
+    /// Cluster and the producer's Tags that followed it. (A fragment saved
+    /// by an older version whose service Tags cannot be found is one chunk.)
+    pub doc: Vec<Bytes>,
+    /// Size of the Cluster, bytes.
+    pub size: u64,
+    /// Duration of the fragment, ms.
+    pub duration_ms: u64,
+}
+
+/// Fragments of one stream, with a wake-up for live readers.
+#[derive(Debug, Default)]
+pub(crate) struct Media {
+    pub fragments: Vec<Arc<Stored>>,
+    pub notify: Arc<Notify>,
+}
+
+/// Fragments of every stream.
+#[derive(Debug, Default)]
+pub(crate) struct MediaStore {
+    pub streams: std::sync::Mutex<HashMap<String, Media>>,
+    counter: std::sync::atomic::AtomicU64,
+    /// Where fragments are written (with `--data-dir`).
+    dir: Option<std::path::PathBuf>,
+    /// Fragments received over all connections (for the error-ack fault).
+    pub(super) received: std::sync::atomic::AtomicU64,
+    /// PutMedia connections so far (for the scheduled faults).
+    pub(super) put_connections: std::sync::atomic::AtomicU64,
+    /// Open PutMedia (`true`) and GetMedia (`false`) connections per stream.
+    connections: std::sync::Mutex<HashMap<(String, bool), usize>>,
+}
+
+/// One open PutMedia or GetMedia connection of a stream, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot {
+    store: Arc<MediaStore>,
+    key: (String, bool),
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self
+            .store
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = c.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl MediaStore {
+    /// Counts a new PutMedia (`put`) or GetMedia connection of `stream`, or
+    /// refuses it when `limit` are open already.
+    pub(crate) fn open_connection(
+        self: &Arc<Self>,
+        stream: &str,
+        put: bool,
+        limit: usize,
+    ) -> Option<ConnectionSlot> {
+        let key = (stream.to_owned(), put);
+        let mut c = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = c.entry(key.clone()).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            store: self.clone(),
+            key,
+        })
+    }
+}
+
+/// The spellings of the service's Tags in front of a fragment's Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lead {
+    /// GetMedia (its model and the real captures):
+    /// `AWS_KINESISVIDEO_SERVER_TIMESTAMP`, `…_PRODUCER_TIMESTAMP`.
+    GetMedia,
+    /// GetMediaForFragmentList (the kinesis-video-archived-media model):
+    /// `AWS_KINESISVIDEO_SERVER_SIDE_TIMESTAMP`, `…_PRODUCER_SIDE_TIMESTAMP`.
+    FragmentList,
+}
+
+/// The service's Tags element in front of a fragment's Cluster.
+pub(super) fn lead_tags(lead: Lead, number: &str, server_ms: u64, producer_ms: u64) -> Vec<u8> {
+    let (server, producer) = match lead {
+        Lead::GetMedia => (
+            crate::mkv::fragment::TAG_SERVER_TIMESTAMP,
+            crate::mkv::fragment::TAG_PRODUCER_TIMESTAMP,
+        ),
+        Lead::FragmentList => (
+            crate::mkv::fragment::TAG_SERVER_SIDE_TIMESTAMP,
+            crate::mkv::fragment::TAG_PRODUCER_SIDE_TIMESTAMP,
+        ),
+    };
+    let mut out = Vec::new();
+    tags_element(
+        &mut out,
+        &[
+            (crate::mkv::fragment::TAG_FRAGMENT_NUMBER, number.to_owned()),
+            (server, epoch_secs(server_ms)),
+            (producer, epoch_secs(producer_ms)),
+        ],
+    );
+    out
+}
+
+/// Splits a saved document into [prefix, service Tags, rest] (see
+/// [`Stored::doc`]), at the position the index recorded or, for documents
+/// saved before it was recorded, where the service Tags are found.
+fn split_doc(doc: Bytes, at: Option<(usize, usize)>, lead: &[u8]) -> Vec<Bytes> {
+    let at = at
+        .filter(|&(a, l)| a.checked_add(l).and_then(|e| doc.get(a..e)) == Some(lead))
+        .or_else(|| memchr::memmem::find(&doc, lead).map(|a| (a, lead.len())));
+    match at {
+        Some((a, l)) => vec![doc.slice(..a), doc.slice(a..a + l), doc.slice(a + l..)],
+        None => {
+            tracing::warn!("saved fragment without its service tags; served as saved");
+            vec![doc]
+        }
+    }
+}
+
+/// One `Tags` element holding these SimpleTags.
+pub(super) fn tags_element(out: &mut Vec<u8>, tags: &[(&str, String)]) {
+    writer::master(out, ids::TAGS, |t| {
+        writer::master(t, ids::TAG, |tag| {
+            for (name, value) in tags {
+                writer::master(tag, ids::SIMPLE_TAG, |st| {
+                    writer::string(st, ids::TAG_NAME, name);
+                    writer::string(st, ids::TAG_STRING, value);
+                });
+            }
+        });
+    });
+}
+
+impl MediaStore {
+    /// A fresh 47-digit fragment number, increasing.
+    pub(crate) fn next_number(&self) -> String {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        format!("9134385233318{:034}", n)
+    }
+
+    /// A store that writes every fragment under `dir` before it counts as
+    /// stored, and starts with what an earlier run left there.
+    pub(crate) fn open(dir: &std::path::Path) -> std::io::Result<Self> {
+        let store = Self {
+            dir: Some(dir.to_owned()),
+            ..Self::default()
+        };
+        let media = dir.join("media");
+        std::fs::create_dir_all(&media)?;
+        let mut max = 0u64;
+        let mut streams = store
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for entry in std::fs::read_dir(&media)? {
+            let entry = entry?;
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("s-"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let index =
+                std::fs::read_to_string(entry.path().join("index.jsonl")).unwrap_or_default();
+            let m = streams.entry(name).or_default();
+            for line in index.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let number = v["number"].as_str().unwrap_or_default().to_owned();
+                let doc = std::fs::read(entry.path().join(format!("{number}.mkv")))?;
+                max = max.max(number.get(13..).and_then(|n| n.parse().ok()).unwrap_or(0));
+                let producer_ms = v["producer_ms"].as_u64().unwrap_or(0);
+                let server_ms = v["server_ms"].as_u64().unwrap_or(0);
+                let at = v["lead_at"]
+                    .as_u64()
+                    .zip(v["lead_len"].as_u64())
+                    .map(|(a, l)| (a as usize, l as usize));
+                let lead = lead_tags(Lead::GetMedia, &number, server_ms, producer_ms);
+                m.fragments.push(Arc::new(Stored {
+                    doc: split_doc(Bytes::from(doc), at, &lead),
+                    number,
+                    producer_ms,
+                    server_ms,
+                    size: v["size"].as_u64().unwrap_or(0),
+                    duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
+                }));
+            }
+        }
+        drop(streams);
+        store
+            .counter
+            .store(max, std::sync::atomic::Ordering::SeqCst);
+        Ok(store)
+    }
+
+    fn stream_dir(&self, stream: &str) -> Option<std::path::PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join("media").join(format!("s-{stream}")))
+    }
+
+    /// Stores a fragment and wakes live readers. A `durable` fragment (a
+    /// stream with retention) is written to disk first with `--data-dir`;
+    /// others live only in memory, for live readers.
+    pub(crate) fn store(
+        &self,
+        stream: &str,
+        number: String,
+        producer_ms: u64,
+        server_ms: u64,
+        f: &IngestedFragment,
+        durable: bool,
+    ) -> std::io::Result<()> {
+        let size: usize = f.cluster.iter().map(Bytes::len).sum();
+        let mut prefix = Vec::with_capacity(f.header.len() + 512);
+        writer::ebml_header(&mut prefix, "matroska", 2);
+        writer::master_unknown(&mut prefix, ids::SEGMENT);
+        prefix.extend_from_slice(&f.header);
+        for t in &f.tags {
+            prefix.extend_from_slice(t);
+        }
+        let lead = lead_tags(Lead::GetMedia, &number, server_ms, producer_ms);
+        let (lead_at, lead_len) = (prefix.len(), lead.len());
+        // The Cluster is kept as received, not copied into the prefix; the
+        // producer's Tags that followed it come after it.
+        let doc: Vec<Bytes> = [Bytes::from(prefix), Bytes::from(lead)]
+            .into_iter()
+            .chain(f.cluster.iter().cloned())
+            .chain(f.trailing_tags.iter().cloned())
+            .collect();
+        if let Some(dir) = self.stream_dir(stream).filter(|_| durable) {
+            use std::io::Write;
+            std::fs::create_dir_all(&dir)?;
+            let mut file = std::fs::File::create(dir.join(format!("{number}.mkv")))?;
+            for part in &doc {
+                file.write_all(part)?;
+            }
+            file.sync_all()?;
+            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": size, "duration_ms": f.duration_ms, "lead_at": lead_at, "lead_len": lead_len});
+            let mut index = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("index.jsonl"))?;
+            index.write_all(format!("{line}\n").as_bytes())?;
+            index.sync_all()?;
+        }
+        let stored = Arc::new(Stored {
+            number,
+            producer_ms,
+            server_ms,
+            doc,
+            size: size as u64,
+            duration_ms: f.duration_ms,
+        });
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let m = streams.entry(stream.to_owned()).or_default();
+        m.fragments.push(stored);
+        m.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Drops the oldest fragments of a stream beyond `keep` (the live buffer
+    /// of streams without retention).
+    pub(crate) fn trim(&self, stream: &str, keep: usize) {
+        if let Some(m) = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(stream)
+        {
+            let excess = m.fragments.len().saturating_sub(keep);
+            if excess > 0 {
+                m.fragments.drain(..excess);
+            }
+        }
+    }
+
+    /// Forgets a deleted stream's fragments (and their files).
+    pub(crate) fn remove(&self, stream: &str) {
+        if let Some(m) = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(stream)
+        {
+            m.notify.notify_waiters();
+        }
+        if let Some(dir) = self.stream_dir(stream) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
