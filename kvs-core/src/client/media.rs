@@ -50,28 +50,34 @@ pub enum StartSelector {
     Earliest,
     /// The fragment after this one.
     AfterFragmentNumber(String),
-    /// The first fragment with this producer timestamp or later (ms since the epoch).
-    ProducerTimestamp(u64),
-    /// The first fragment with this server timestamp or later (ms since the epoch).
-    ServerTimestamp(u64),
+    /// The first fragment with this producer timestamp or later (UTC; sent
+    /// with ms precision).
+    ProducerTimestamp(SystemTime),
+    /// The first fragment with this server timestamp or later (UTC; sent with
+    /// ms precision).
+    ServerTimestamp(SystemTime),
     /// Where an earlier session stopped.
     ContinuationToken(String),
 }
 
 impl StartSelector {
     fn to_json(&self) -> Value {
-        let secs = |ms: &u64| *ms as f64 / 1000.0;
+        // Epoch seconds, ms precision (the API's timestamps).
+        let secs = |t: &SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_millis() as f64 / 1000.0)
+        };
         match self {
             Self::Now => json!({"StartSelectorType": "NOW"}),
             Self::Earliest => json!({"StartSelectorType": "EARLIEST"}),
             Self::AfterFragmentNumber(n) => {
                 json!({"StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": n})
             }
-            Self::ProducerTimestamp(ms) => {
-                json!({"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": secs(ms)})
+            Self::ProducerTimestamp(t) => {
+                json!({"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": secs(t)})
             }
-            Self::ServerTimestamp(ms) => {
-                json!({"StartSelectorType": "SERVER_TIMESTAMP", "StartTimestamp": secs(ms)})
+            Self::ServerTimestamp(t) => {
+                json!({"StartSelectorType": "SERVER_TIMESTAMP", "StartTimestamp": secs(t)})
             }
             Self::ContinuationToken(t) => {
                 json!({"StartSelectorType": "CONTINUATION_TOKEN", "ContinuationToken": t})

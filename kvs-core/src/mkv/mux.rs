@@ -238,13 +238,17 @@ pub fn mux_frames(tracks: Vec<TrackConfig>, frames: Vec<Frame>) -> Result<MuxOut
     while let Some(e) = core.next_event() {
         if let ProducerEvent::FragmentDropped {
             reason,
-            timecode_ms,
+            producer_timestamp,
             ..
         } = e
         {
+            // The stream starts at 0: its timestamps are offsets.
+            let timecode_ms = producer_timestamp
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             return Err(MuxError::Unwritable {
                 timecode_ms,
-                reason: format!("{reason:?}"),
+                reason: reason.to_string(),
             });
         }
     }

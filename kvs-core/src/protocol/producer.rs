@@ -54,7 +54,7 @@
 //!   not yet acknowledged.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -291,8 +291,8 @@ pub enum RotationReason {
 pub enum ProducerEvent {
     /// A fragment completed at the configured [`AckLevel`].
     Acked {
-        /// Producer timestamp (cluster timecode), ms since the epoch.
-        timecode_ms: u64,
+        /// Its producer timestamp (the cluster timecode), UTC.
+        producer_timestamp: SystemTime,
         /// The service's fragment number.
         fragment_number: String,
         /// From the fragment's last byte written to this ACK.
@@ -302,8 +302,8 @@ pub enum ProducerEvent {
     },
     /// The service sent an ERROR ACK.
     ServiceError {
-        /// The fragment it names, if any.
-        timecode_ms: Option<u64>,
+        /// The producer timestamp of the fragment it names, if any, UTC.
+        producer_timestamp: Option<SystemTime>,
         /// The error.
         code: ServiceErrorCode,
         /// Whether sending it again can succeed.
@@ -318,13 +318,13 @@ pub enum ProducerEvent {
         /// Their bytes.
         bytes: usize,
         /// The first video key frame's presentation time since the
-        /// producer's start, ms (`None`: none came).
-        first_key_ms: Option<u64>,
+        /// producer's start (`None`: none came).
+        first_key: Option<Duration>,
     },
     /// A fragment was given up.
     FragmentDropped {
-        /// Its producer timestamp, ms since the epoch.
-        timecode_ms: u64,
+        /// Its producer timestamp, UTC.
+        producer_timestamp: SystemTime,
         /// Frames lost with it.
         frames: usize,
         /// Why.
@@ -599,6 +599,11 @@ pub struct ProducerCore {
     /// Leading frames skipped (frames, bytes), and whether reported.
     leading: (usize, usize),
     leading_reported: bool,
+}
+
+/// A producer timestamp (ms since the epoch, as timecodes carry it) as UTC.
+fn utc(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 fn ms(d: Duration) -> u64 {
@@ -1007,7 +1012,7 @@ impl ProducerCore {
         let first = mine[0].pts_ms;
         let unwritable = |e: BuildError, events: &mut VecDeque<ProducerEvent>| {
             events.push_back(ProducerEvent::FragmentDropped {
-                timecode_ms: self.cfg.start_ms + first,
+                producer_timestamp: utc(self.cfg.start_ms + first),
                 frames: mine.len(),
                 reason: DropReason::Unwritable(e.to_string()),
             });
@@ -1070,7 +1075,7 @@ impl ProducerCore {
             self.events.push_back(ProducerEvent::LeadingFramesSkipped {
                 frames: self.leading.0,
                 bytes: self.leading.1,
-                first_key_ms: self.first_key,
+                first_key: self.first_key.map(Duration::from_millis),
             });
         }
     }
@@ -1099,7 +1104,7 @@ impl ProducerCore {
             };
             self.buffered_bytes -= f.bytes;
             self.events.push_back(ProducerEvent::FragmentDropped {
-                timecode_ms: f.timecode_ms,
+                producer_timestamp: utc(f.timecode_ms),
                 frames: f.frames,
                 reason: DropReason::BufferFull,
             });
@@ -1353,7 +1358,7 @@ impl ProducerCore {
                     };
                     self.buffered_bytes -= f.bytes;
                     self.events.push_back(ProducerEvent::Acked {
-                        timecode_ms: f.timecode_ms,
+                        producer_timestamp: utc(f.timecode_ms),
                         fragment_number: fragment_number.clone(),
                         latency: f
                             .written_at
@@ -1369,7 +1374,7 @@ impl ProducerCore {
             } => {
                 let retriable = code.is_retryable();
                 self.events.push_back(ProducerEvent::ServiceError {
-                    timecode_ms: *fragment_timecode,
+                    producer_timestamp: fragment_timecode.map(utc),
                     code: *code,
                     retriable,
                 });
@@ -1378,7 +1383,7 @@ impl ProducerCore {
                     if let Some(f) = found.and_then(|i| self.buffer.remove(i)) {
                         self.buffered_bytes -= f.bytes;
                         self.events.push_back(ProducerEvent::FragmentDropped {
-                            timecode_ms: f.timecode_ms,
+                            producer_timestamp: utc(f.timecode_ms),
                             frames: f.frames,
                             reason: DropReason::Rejected(*code),
                         });

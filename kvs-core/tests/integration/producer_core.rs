@@ -15,6 +15,8 @@ use kvs_core::protocol::producer::{
 };
 use kvs_core::protocol::{Ack, ServiceErrorCode};
 
+use crate::support::epoch_ms;
+
 const START: u64 = 1_700_000_000_000;
 
 fn video_track() -> TrackConfig {
@@ -220,12 +222,12 @@ fn video_fragments_at_key_frames_are_acknowledged() {
         .into_iter()
         .filter_map(|e| match e {
             ProducerEvent::Acked {
-                timecode_ms,
+                producer_timestamp,
                 frames,
                 ..
             } => {
                 assert_eq!(frames, 25);
-                Some(timecode_ms)
+                Some(epoch_ms(producer_timestamp))
             }
             _ => None,
         })
@@ -441,12 +443,12 @@ fn a_full_buffer_drops_the_oldest_fragment_or_refuses_frames() {
         .into_iter()
         .filter_map(|e| match e {
             ProducerEvent::FragmentDropped {
-                timecode_ms,
+                producer_timestamp,
                 reason: DropReason::BufferFull,
                 frames,
             } => {
                 assert_eq!(frames, 25);
-                Some(timecode_ms - START)
+                Some(epoch_ms(producer_timestamp) - START)
             }
             _ => None,
         })
@@ -634,9 +636,9 @@ fn error_acks_resend_or_drop_by_retry_class() {
         t0,
     );
     let ev = events(&mut p);
-    assert!(ev.iter().any(|e| matches!(e, ProducerEvent::FragmentDropped { timecode_ms, reason: DropReason::Rejected(c), .. } if *timecode_ms == START + 1000 && c.id() == 4010)), "{ev:?}");
+    assert!(ev.iter().any(|e| matches!(e, ProducerEvent::FragmentDropped { producer_timestamp, reason: DropReason::Rejected(c), .. } if epoch_ms(*producer_timestamp) == START + 1000 && c.id() == 4010)), "{ev:?}");
     assert!(ev.iter().any(
-        |e| matches!(e, ProducerEvent::Acked { timecode_ms, .. } if *timecode_ms == START + 2000)
+        |e| matches!(e, ProducerEvent::Acked { producer_timestamp, .. } if epoch_ms(*producer_timestamp) == START + 2000)
     ));
     p.disconnected("error");
     let mut svc = Service::new();
@@ -787,7 +789,7 @@ fn frames_before_the_first_video_key_frame_are_skipped_and_reported_once() {
         vec![ProducerEvent::LeadingFramesSkipped {
             frames: 6,
             bytes: 20 + 100 + 20 + 101 + 20 + 20,
-            first_key_ms: Some(80),
+            first_key: Some(Duration::from_millis(80)),
         }]
     );
     assert_eq!(p.leading_skipped().0, 6);
@@ -1000,7 +1002,7 @@ mod late_errors {
             }).collect();
             prop_assert_eq!(errors, vec![(code, retriable)]);
             let dropped: Vec<u64> = evs.iter().filter_map(|e| match e {
-                ProducerEvent::FragmentDropped { timecode_ms, .. } => Some(*timecode_ms),
+                ProducerEvent::FragmentDropped { producer_timestamp, .. } => Some(epoch_ms(*producer_timestamp)),
                 _ => None,
             }).collect();
             if retriable {

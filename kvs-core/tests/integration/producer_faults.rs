@@ -473,13 +473,13 @@ async fn an_outage_longer_than_the_buffer_drops_the_oldest_and_recovers() {
     let mut dropped = Vec::new();
     for e in recorder.take().await {
         if let ProducerEvent::FragmentDropped {
-            timecode_ms,
+            producer_timestamp,
             frames,
             reason,
         } = e
         {
             assert_eq!(reason, DropReason::BufferFull);
-            dropped.push((timecode_ms, frames));
+            dropped.push((crate::support::epoch_ms(producer_timestamp), frames));
         }
     }
     assert!(!dropped.is_empty(), "the outage overflowed the buffer");

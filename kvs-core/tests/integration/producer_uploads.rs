@@ -149,8 +149,12 @@ async fn an_error_ack_behind_the_upload_is_never_lost() {
                         ProducerEvent::ServiceError {
                             code,
                             retriable,
-                            timecode_ms,
-                        } => Some((*code, *retriable, *timecode_ms)),
+                            producer_timestamp,
+                        } => Some((
+                            *code,
+                            *retriable,
+                            producer_timestamp.map(crate::support::epoch_ms),
+                        )),
                         _ => None,
                     })
                     .collect();
@@ -160,10 +164,13 @@ async fn an_error_ack_behind_the_upload_is_never_lost() {
                     .iter()
                     .filter_map(|e| match e {
                         ProducerEvent::FragmentDropped {
-                            timecode_ms,
+                            producer_timestamp,
                             reason,
                             ..
-                        } => Some((*timecode_ms, reason.clone())),
+                        } => Some((
+                            crate::support::epoch_ms(*producer_timestamp),
+                            reason.clone(),
+                        )),
                         _ => None,
                     })
                     .collect();

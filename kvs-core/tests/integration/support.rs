@@ -17,3 +17,9 @@ pub fn vectors() -> PathBuf {
     );
     dir
 }
+
+/// A UTC time as ms since the epoch (how timecodes and selectors count).
+pub fn epoch_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

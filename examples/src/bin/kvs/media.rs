@@ -230,6 +230,12 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
     Ok(Input { tracks, frames })
 }
 
+/// A UTC time as ms since the epoch.
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// `n thing` or `n things`.
 fn count(n: usize, thing: &str) -> String {
     if n == 1 {
@@ -358,7 +364,7 @@ async fn produce(
             let mut r = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match e {
                 ProducerEvent::Acked {
-                    timecode_ms,
+                    producer_timestamp,
                     fragment_number,
                     latency,
                     frames,
@@ -369,7 +375,7 @@ async fn produce(
                     if acks {
                         crate::outln!(
                             "  ACK {level} fragment {:>6} ms  {frames:>3} frames  latency {:>6.1} ms  #{fragment_number}",
-                            timecode_ms.saturating_sub(base_ms),
+                            epoch_ms(producer_timestamp).saturating_sub(base_ms),
                             ms(latency)
                         );
                     }
@@ -382,19 +388,19 @@ async fn produce(
                     );
                 }
                 ProducerEvent::FragmentDropped {
-                    timecode_ms,
+                    producer_timestamp,
                     frames,
                     reason,
                 } => {
                     r.dropped += 1;
                     eprintln!(
                         "  dropped the fragment at {} ms ({}): {reason}",
-                        timecode_ms.saturating_sub(base_ms),
+                        epoch_ms(producer_timestamp).saturating_sub(base_ms),
                         count(frames, "frame")
                     );
                 }
                 ProducerEvent::ServiceError {
-                    timecode_ms,
+                    producer_timestamp,
                     code,
                     retriable,
                 } => {
@@ -402,9 +408,9 @@ async fn produce(
                     r.resent += usize::from(retriable);
                     eprintln!(
                         "  ACK ERROR {code}{}{}",
-                        timecode_ms.map_or(String::new(), |t| format!(
+                        producer_timestamp.map_or(String::new(), |t| format!(
                             " on the fragment at {} ms",
-                            t.saturating_sub(base_ms)
+                            epoch_ms(t).saturating_sub(base_ms)
                         )),
                         if retriable { "; sending it again" } else { "" }
                     );
@@ -602,8 +608,10 @@ pub fn put(
 fn selector(s: &str) -> Result<StartSelector, String> {
     let ms = |t: &str| {
         t.parse::<f64>()
-            .map(|s| (s * 1000.0) as u64)
-            .map_err(|_| format!("bad timestamp {t}"))
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| UNIX_EPOCH + Duration::from_millis((s * 1000.0) as u64))
+            .ok_or_else(|| format!("bad timestamp {t} (epoch seconds)"))
     };
     Ok(match s.split_once(':') {
         None if s == "earliest" => StartSelector::Earliest,
