@@ -1,0 +1,314 @@
+//! Taking frames and cutting them into fragments (the timestamp rules,
+//! leading frames, interleaving, the buffer limits).
+
+use super::*;
+
+impl ProducerCore {
+    /// Takes a frame (see the module docs for the rules).
+    pub fn put_frame(&mut self, frame: Frame, now: Instant) -> Result<PutOutcome, FrameError> {
+        let track = frame.track;
+        let Some(cfg_track) = self.tracks.iter().find(|t| t.number == track) else {
+            return Err(FrameError::UnknownTrack(track));
+        };
+        let video = matches!(cfg_track.kind, TrackKind::Video { .. });
+        let pts_ms = ms(frame.pts);
+        let dts_ms = ms(frame.dts.unwrap_or(frame.pts));
+        let key = frame.key || !video;
+        // Before the first video key frame, or (until the first fragment
+        // closes) presented before it: leading frames.
+        let leading = self.has_video
+            && match self.first_key {
+                None => !(video && key),
+                Some(k) => self.closed_until.is_none() && pts_ms < k,
+            };
+        if leading {
+            return match self.cfg.leading {
+                LeadingPolicy::Skip => {
+                    self.leading.0 += 1;
+                    self.leading.1 += payload_len(&frame.payload);
+                    Ok(PutOutcome::Skipped)
+                }
+                LeadingPolicy::Refuse => Err(FrameError::LeadingFrame {
+                    track,
+                    pts_ms,
+                    first_key_ms: self.first_key,
+                }),
+            };
+        }
+        if let Some((_, prev)) = self.last_dts.iter().find(|(t, _)| *t == track) {
+            if dts_ms <= *prev {
+                return Err(FrameError::TimestampNotIncreasing {
+                    track,
+                    previous_ms: *prev,
+                    got_ms: dts_ms,
+                });
+            }
+        }
+        // With video, every fragment starts at a video key frame: with none
+        // open, only such a frame can come.
+        if self.has_video && self.open_start.is_none() && !(video && key) {
+            return Err(FrameError::NoKeyFrameYet(track));
+        }
+        if !video {
+            // Not into a fragment already closed, nor before the open one.
+            let floor = self.closed_until.max(self.open_start);
+            if let Some(closed) = floor.filter(|f| pts_ms < *f) {
+                return Err(FrameError::TooLate {
+                    track,
+                    pts_ms,
+                    closed_ms: closed,
+                    lateness_ms: ms(self.cfg.max_lateness),
+                });
+            }
+        }
+        // Parameter sets (checked now, applied once the frame is taken).
+        let plan = match (&frame.payload, video && key) {
+            (Payload::AnnexB(p), true) => self.plan_codec_private(track, p)?,
+            _ => None,
+        };
+        let new_header =
+            !self.gens.is_empty() && plan.as_ref().is_some_and(|p| p.private.is_some());
+        // Fragment boundaries.
+        let start = self.open_start.unwrap_or(pts_ms);
+        let min = ms(self.cfg.fragments.min_duration);
+        let max = ms(self.cfg.fragments.max_duration);
+        let due = if self.has_video {
+            video && key && pts_ms > start && pts_ms >= start + min
+        } else {
+            pts_ms >= start + if min == 0 { 2000 } else { min }
+        };
+        // The service refuses a fragment without a frame of every track
+        // (4011): the fragment goes on until each track has one, unless a
+        // track has been silent for half the longest fragment. New
+        // parameter sets need a new header, so they start a fragment.
+        let starts_fragment = (due
+            && (self.boundary.is_some()
+                || self.every_track_before(pts_ms, dts_ms)
+                || pts_ms - start >= max / 2))
+            || (new_header && video && key && pts_ms > start);
+        if !starts_fragment && self.boundary.is_none() && pts_ms.saturating_sub(start) > max {
+            return Err(FrameError::FragmentTooLong {
+                span_ms: pts_ms - start,
+                max_ms: max,
+            });
+        }
+        let size = payload_len(&frame.payload);
+        if self.buffered_bytes() + size > self.cfg.max_buffer_bytes
+            || self.buffered_duration() > self.cfg.max_buffer_duration
+        {
+            match self.cfg.pressure {
+                PressurePolicy::Wait if !self.buffer.is_empty() => return Ok(PutOutcome::Full),
+                PressurePolicy::Wait => {}
+                PressurePolicy::DropOldest => self.drop_oldest(size),
+            }
+        }
+        // Taken: from here on the state changes.
+        if video && key {
+            self.first_key.get_or_insert(pts_ms);
+        }
+        if let Some(plan) = plan {
+            self.commit_codec_private(plan);
+        }
+        if self.gens.is_empty() || new_header {
+            self.gens.push(self.tracks.clone());
+        }
+        self.open_start.get_or_insert(pts_ms);
+        if starts_fragment && self.boundary.is_none() {
+            self.boundary = Some((pts_ms, dts_ms, now));
+        }
+        match self.last_dts.iter_mut().find(|(t, _)| *t == track) {
+            Some(e) => e.1 = dts_ms,
+            None => self.last_dts.push((track, dts_ms)),
+        }
+        match self.reached.iter_mut().find(|(t, _)| *t == track) {
+            Some(e) => e.1 = e.1.max(pts_ms),
+            None => self.reached.push((track, pts_ms)),
+        }
+        self.open.push(Pending {
+            track,
+            dts_ms,
+            pts_ms,
+            key,
+            payload: frame.payload,
+            gen: self.gens.len() - 1,
+        });
+        self.try_close(now, false)?;
+        Ok(PutOutcome::Accepted)
+    }
+
+    /// Whether the open frames before a boundary at (`pts`, `dts`) hold a
+    /// frame of every track.
+    pub(super) fn every_track_before(&self, pts: u64, dts: u64) -> bool {
+        self.tracks.iter().all(|t| {
+            let video = matches!(t.kind, TrackKind::Video { .. });
+            self.open.iter().any(|p| {
+                p.track == t.number
+                    && if video {
+                        p.dts_ms < dts
+                    } else {
+                        p.pts_ms < pts
+                    }
+            })
+        })
+    }
+
+    /// Closes fragments that are due: every other track passed the boundary,
+    /// the lateness ran out, or (`flush`) the caller wants everything out.
+    pub(super) fn try_close(&mut self, now: Instant, flush: bool) -> Result<(), FrameError> {
+        loop {
+            let Some((cut_pts, cut_dts, seen)) = self.boundary else {
+                if flush && !self.open.is_empty() {
+                    self.close(None)?;
+                    self.open_start = None;
+                }
+                return Ok(());
+            };
+            let boundary_track = self
+                .open
+                .iter()
+                .find(|p| p.pts_ms == cut_pts && p.dts_ms == cut_dts && p.key)
+                .map(|p| p.track);
+            let others_passed = self.tracks.iter().all(|t| {
+                Some(t.number) == boundary_track
+                    || self
+                        .reached
+                        .iter()
+                        .any(|(n, r)| *n == t.number && *r >= cut_pts)
+            });
+            if !(flush || others_passed || now.duration_since(seen) >= self.cfg.max_lateness) {
+                return Ok(());
+            }
+            self.close(Some((cut_pts, cut_dts)))?;
+            // The frames left open the next fragment; another boundary may
+            // already be among them.
+            self.open_start = Some(cut_pts);
+            let min = ms(self.cfg.fragments.min_duration);
+            self.boundary = self
+                .open
+                .iter()
+                .filter(|p| {
+                    self.is_video(p.track)
+                        && p.key
+                        && p.pts_ms > cut_pts
+                        && p.pts_ms >= cut_pts + min
+                })
+                .map(|p| (p.pts_ms, p.dts_ms, seen))
+                .next();
+        }
+    }
+
+    /// Makes a fragment of the open frames before the boundary (video before
+    /// the boundary key frame in decode order, other tracks before its
+    /// presentation time), or of all of them, and buffers it.
+    pub(super) fn close(&mut self, cut: Option<(u64, u64)>) -> Result<(), FrameError> {
+        let video_tracks: Vec<u64> = self
+            .tracks
+            .iter()
+            .filter(|t| matches!(t.kind, TrackKind::Video { .. }))
+            .map(|t| t.number)
+            .collect();
+        let (mut mine, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|p| match cut {
+                None => true,
+                Some((_, cut_dts)) if video_tracks.contains(&p.track) => p.dts_ms < cut_dts,
+                Some((cut_pts, _)) => p.pts_ms < cut_pts,
+            });
+        self.open = rest;
+        let closed = cut.map_or_else(
+            || mine.iter().map(|p| p.pts_ms + 1).max().unwrap_or(0),
+            |(c, _)| c,
+        );
+        self.closed_until = Some(self.closed_until.map_or(closed, |c| c.max(closed)));
+        self.report_leading();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        // Interleave by decode time; each track is already in decode order.
+        mine.sort_by_key(|p| p.dts_ms);
+        // The fragment's settings are those its first frame was put under.
+        let gen = mine[0].gen;
+        let first = mine[0].pts_ms;
+        let unwritable = |e: BuildError, events: &mut VecDeque<ProducerEvent>| {
+            events.push_back(ProducerEvent::FragmentDropped {
+                producer_timestamp: utc(self.cfg.start_ms + first),
+                frames: mine.len(),
+                reason: DropReason::Unwritable(e.to_string()),
+            });
+        };
+        if self.builder_gen != Some(gen) {
+            let builder = match FragmentBuilder::new(StreamConfig::new(self.gens[gen].clone())) {
+                Ok(b) => b,
+                Err(e) => {
+                    unwritable(e, &mut self.events);
+                    return Ok(());
+                }
+            };
+            self.headers.push(builder.header());
+            self.builder = Some(builder);
+            self.builder_gen = Some(gen);
+        }
+        let start_ms = self.cfg.start_ms;
+        let frames: Vec<FrameIn> = mine
+            .iter()
+            .map(|p| FrameIn {
+                track: p.track,
+                timecode: (start_ms + p.pts_ms) as i64,
+                key: p.key,
+                payload: p.payload.clone(),
+            })
+            .collect();
+        let mut chunks = Vec::new();
+        let Some(builder) = self.builder.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = builder.fragment(&frames, &self.tags, &mut chunks) {
+            unwritable(e, &mut self.events);
+            return Ok(());
+        }
+        self.tags.clear();
+        // The end-of-fragment tag ends the unknown-size Cluster, so the
+        // service acknowledges the fragment without waiting for the next.
+        chunks.push(FragmentBuilder::end_of_fragment_tag());
+        let bytes: usize = mine.iter().map(|p| payload_len(&p.payload)).sum();
+        let last = mine.iter().map(|p| p.pts_ms).max().unwrap_or(first);
+        self.buffered_bytes += bytes;
+        self.buffer.push_back(Fragment {
+            timecode_ms: start_ms + first,
+            duration_ms: last - first,
+            header: self.headers.len() - 1,
+            chunks,
+            bytes,
+            frames: mine.len(),
+            state: FragState::Pending,
+            written_at: None,
+            cursor: 0,
+        });
+        Ok(())
+    }
+
+    pub(super) fn drop_oldest(&mut self, incoming: usize) {
+        while self.buffered_bytes() + incoming > self.cfg.max_buffer_bytes
+            || self.buffered_duration() > self.cfg.max_buffer_duration
+        {
+            // Never the fragment whose chunks are going out right now.
+            let live = self.conn.is_some();
+            let Some(i) = self
+                .buffer
+                .iter()
+                .position(|f| !live || f.cursor == 0 || f.written_at.is_some())
+            else {
+                return;
+            };
+            let Some(f) = self.buffer.remove(i) else {
+                return;
+            };
+            self.buffered_bytes -= f.bytes;
+            self.events.push_back(ProducerEvent::FragmentDropped {
+                producer_timestamp: utc(f.timecode_ms),
+                frames: f.frames,
+                reason: DropReason::BufferFull,
+            });
+        }
+    }
+}
