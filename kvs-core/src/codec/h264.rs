@@ -256,10 +256,18 @@ pub fn parse_pps(
 }
 
 /// Displayed width and height from an SPS NAL, cropping applied.
+///
+/// Errors: [`CodecError::BadParameterSet`] also when the cropping leaves no
+/// picture (a zero width or height, which no decoder shows; found by the
+/// `parameter_sets` fuzz target).
 pub fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), CodecError> {
-    parse_sps(sps)?
+    let (w, h) = parse_sps(sps)?
         .pixel_dimensions()
-        .map_err(|e| bad("SPS", format!("{e:?}")))
+        .map_err(|e| bad("SPS", format!("{e:?}")))?;
+    if w == 0 || h == 0 {
+        return Err(bad("SPS", format!("cropping leaves a {w}x{h} picture")));
+    }
+    Ok((w, h))
 }
 
 /// Builds an `AVCDecoderConfigurationRecord` (avcC) with 4-byte NAL lengths.

@@ -186,3 +186,14 @@ proptest! {
         let _ = h265::parse_sps(cut);
     }
 }
+
+/// Found by the `parameter_sets` fuzz target: an SPS whose cropping leaves
+/// no picture is refused, not taken with a 0 width or height.
+#[test]
+fn cropping_to_nothing_is_refused() {
+    let sps = [
+        103u8, 100, 0, 31, 172, 178, 0, 124, 198, 116, 32, 0, 0, 125, 32, 0, 29, 76, 1, 227, 6, 73,
+    ];
+    let err = h264::sps_dimensions(&sps).unwrap_err();
+    assert!(err.to_string().contains("cropping leaves"), "{err}");
+}
