@@ -1035,6 +1035,30 @@ fn the_tool_tells_the_truth() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
+    // `kvs get` of a stream with nothing in it, or of no stream: a reason,
+    // a non-zero exit, and no empty file left behind.
+    assert!(
+        kvs_on(&url, &dir, &["create-stream".as_ref(), "quiet".as_ref()])
+            .status
+            .success()
+    );
+    for stream in ["quiet", "nosuch"] {
+        let got = dir.join(format!("{stream}.mkv"));
+        let r = kvs_on(
+            &url,
+            &dir,
+            &[
+                "get".as_ref(),
+                "--stream".as_ref(),
+                stream.as_ref(),
+                "-o".as_ref(),
+                got.as_os_str(),
+            ],
+        );
+        assert!(!r.status.success(), "{stream}");
+        assert!(!got.exists(), "{stream}: no empty file");
+    }
+
     // demo from another directory, with the build tree's clip out of reach.
     let demo = Command::new(env!("CARGO_BIN_EXE_kvs"))
         .arg("demo")

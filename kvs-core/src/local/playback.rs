@@ -85,6 +85,10 @@ pub(crate) fn get_clip(
     }
     let (by_server, start, end) = range(sel, true, true)?;
     let end = end.unwrap_or(start);
+    // GetClip's model: the end "must be later than the StartTimestamp".
+    if end <= start {
+        return Err(bad("EndTimestamp must be later than StartTimestamp"));
+    }
     if end - start > 24 * 3600 * 1000 {
         return Err(bad("the clip range is longer than 24 hours"));
     }
@@ -224,6 +228,11 @@ impl Sessions {
             }
             (_, Some(sel)) => range(sel, true, mode == Mode::OnDemand)?,
         };
+        // The HLS and DASH models: an end, when given, "must be later than
+        // the StartTimestamp".
+        if end.is_some_and(|e| e <= start) {
+            return Err(bad("EndTimestamp must be later than StartTimestamp"));
+        }
         let session = Session {
             protocol,
             stream: meta.name.clone(),

@@ -238,3 +238,35 @@ print(json.dumps({"numbers": numbers, "content_type": resp["ContentType"], "firs
             .collect::<Vec<_>>()
     );
 }
+
+/// GetMedia from a producer timestamp starts with the fragment that
+/// contains the instant (the API reference), at its start, middle and end,
+/// the newest included; in a gap, with the next fragment; past the newest,
+/// with nothing yet.
+#[tokio::test]
+async fn a_start_instant_inside_a_fragment_starts_with_that_fragment() {
+    use kvs_core::client::StartSelector;
+    let (_ep, c, _) = stream_with_clip().await;
+    // The clip: four fragments at 0, 2, 4 and 6 s, each 1.96 s long.
+    let first = |ms: u64| {
+        let c = c.clone();
+        async move {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(START_MS + ms);
+            let mut s = c
+                .get_media("cam", &StartSelector::ProducerTimestamp(at))
+                .await
+                .unwrap();
+            tokio::time::timeout(std::time::Duration::from_millis(500), s.next_fragment())
+                .await
+                .ok()
+                .flatten()
+                .map(|f| f.unwrap().producer_timestamp_ms.unwrap() - START_MS)
+        }
+    };
+    assert_eq!(first(0).await, Some(0));
+    assert_eq!(first(1000).await, Some(0), "the middle of the first");
+    assert_eq!(first(1960).await, Some(0), "its last frame");
+    assert_eq!(first(1980).await, Some(2000), "between two: the next");
+    assert_eq!(first(7000).await, Some(6000), "inside the newest");
+    assert_eq!(first(9000).await, None, "past the newest: nothing yet");
+}

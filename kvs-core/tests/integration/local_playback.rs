@@ -213,6 +213,28 @@ async fn get_clip_errors_are_the_services() {
         code(on_demand_without_range),
         Some(ServiceException::InvalidArgument)
     );
+    // An empty range: the models want the end later than the start.
+    let empty = FragmentSelector::Producer {
+        start_ms: START_MS + 1000,
+        end_ms: START_MS + 1000,
+    };
+    let clip = c.get_clip("cam", empty).await.unwrap_err();
+    assert_eq!(code(clip), Some(ServiceException::InvalidArgument));
+    let replay = StreamingSessionOptions {
+        playback_mode: PlaybackMode::OnDemand,
+        selector: Some(empty),
+        ..Default::default()
+    };
+    let hls = c
+        .get_hls_streaming_session_url("cam", &replay)
+        .await
+        .unwrap_err();
+    assert_eq!(code(hls), Some(ServiceException::InvalidArgument));
+    let dash = c
+        .get_dash_streaming_session_url("cam", &replay)
+        .await
+        .unwrap_err();
+    assert_eq!(code(dash), Some(ServiceException::InvalidArgument));
 }
 
 /// A plain GET on loopback: status and body.

@@ -684,9 +684,17 @@ pub fn get(
         return Err("--raw reads one GetMedia session; it does not combine with --follow".into());
     }
     runtime()?.block_on(async {
-        let mut file = std::io::BufWriter::new(
-            std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?,
-        );
+        // The file is made with the first fragment: nothing that came, or a
+        // failure before anything came, leaves no empty file behind.
+        let mut file: Option<std::io::BufWriter<std::fs::File>> = None;
+        let mut open = |file: &mut Option<std::io::BufWriter<std::fs::File>>| {
+            if file.is_none() {
+                *file = Some(std::io::BufWriter::new(
+                    std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?,
+                ));
+            }
+            Ok::<(), String>(())
+        };
         let mut count = 0;
         if raw {
             let mut session = c
@@ -702,8 +710,10 @@ pub fn get(
                 if f.frames.is_empty() || !f.complete {
                     continue;
                 }
+                open(&mut file)?;
+                let Some(w) = file.as_mut() else { break };
                 for ch in session.take_raw() {
-                    file.write_all(&ch).map_err(|e| e.to_string())?;
+                    w.write_all(&ch).map_err(|e| e.to_string())?;
                 }
                 count += 1;
             }
@@ -724,9 +734,11 @@ pub fn get(
                 if f.frames.is_empty() {
                     continue;
                 }
-                write_merged(&mut file, &mut builder, &f)?;
+                open(&mut file)?;
+                let Some(w) = file.as_mut() else { break };
+                write_merged(w, &mut builder, &f)?;
                 // A follower's file is playable up to here at any time.
-                file.flush().map_err(|e| e.to_string())?;
+                w.flush().map_err(|e| e.to_string())?;
                 count += 1;
                 eprintln!(
                     "fragment {} ({} frames)",
@@ -735,7 +747,13 @@ pub fn get(
                 );
             }
         }
-        file.flush().map_err(|e| e.to_string())?;
+        let Some(mut w) = file else {
+            return Err(format!(
+                "no fragment came from {stream} (from this start, within 3 s); {} not written",
+                out.display()
+            ));
+        };
+        w.flush().map_err(|e| e.to_string())?;
         eprintln!("{}: {count} fragments", out.display());
         Ok(())
     })

@@ -106,18 +106,22 @@ pub(crate) fn start_index(media: &Media, selector: &Value) -> Result<usize, ApiE
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("ContinuationToken is required"))?,
         ),
+        // The fragment that contains the instant (GetMedia API reference:
+        // "the fragment that contains the timestamp"), else the first after
+        // it: the first whose span [start, start + duration] ends at or
+        // after it — the newest included.
         "PRODUCER_TIMESTAMP" => {
             let t = ts()?;
             Ok(frags
                 .iter()
-                .position(|f| f.producer_ms >= t)
+                .position(|f| f.producer_ms.saturating_add(f.duration_ms) >= t)
                 .unwrap_or(frags.len()))
         }
         "SERVER_TIMESTAMP" => {
             let t = ts()?;
             Ok(frags
                 .iter()
-                .position(|f| f.server_ms >= t)
+                .position(|f| f.server_ms.saturating_add(f.duration_ms) >= t)
                 .unwrap_or(frags.len()))
         }
         other => Err(bad(&format!("unknown StartSelectorType {other}"))),
