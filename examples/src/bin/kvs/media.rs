@@ -687,7 +687,7 @@ pub fn get(
         // The file is made with the first fragment: nothing that came, or a
         // failure before anything came, leaves no empty file behind.
         let mut file: Option<std::io::BufWriter<std::fs::File>> = None;
-        let mut open = |file: &mut Option<std::io::BufWriter<std::fs::File>>| {
+        let open = |file: &mut Option<std::io::BufWriter<std::fs::File>>| {
             if file.is_none() {
                 *file = Some(std::io::BufWriter::new(
                     std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?,
