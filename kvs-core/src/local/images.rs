@@ -48,6 +48,12 @@ pub(crate) fn get_images(
     fragments: &[Arc<Stored>],
     req: &Value,
 ) -> Result<Value, ApiError> {
+    // Duplicates resolved as for every playback path.
+    let fragments: Vec<Arc<Stored>> = super::playback::playable(fragments.iter())
+        .into_iter()
+        .cloned()
+        .collect();
+    let fragments = &fragments[..];
     if meta.retention_hours == 0 {
         return Err(ApiError::new(
             ServiceException::NoDataRetention,

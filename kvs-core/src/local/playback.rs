@@ -95,15 +95,18 @@ pub(crate) fn get_clip(
     let mut bytes = 0u64;
     let chosen: Vec<&Arc<Stored>> = media
         .map(|m| {
-            m.fragments
-                .iter()
-                .filter(|f| in_range(f, by_server, start, Some(end)))
-                .take(CLIP_MAX_FRAGMENTS)
-                .take_while(|f| {
-                    bytes += f.size;
-                    bytes <= CLIP_MAX_BYTES
-                })
-                .collect()
+            playable(
+                m.fragments
+                    .iter()
+                    .filter(|f| in_range(f, by_server, start, Some(end))),
+            )
+            .into_iter()
+            .take(CLIP_MAX_FRAGMENTS)
+            .take_while(|f| {
+                bytes += f.size;
+                bytes <= CLIP_MAX_BYTES
+            })
+            .collect()
         })
         .unwrap_or_default();
     if chosen.is_empty() {
@@ -112,10 +115,19 @@ pub(crate) fn get_clip(
             "No fragments found in the requested time range.",
         ));
     }
+    // Every fragment on the producer-time timeline (its cluster timecode
+    // may restart at 0 on each RELATIVE upload), gaps kept as gaps.
     let frags = chosen
         .iter()
-        .map(|f| parse(f))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|s| {
+            let mut f = parse(s)?;
+            let offset = frame_offset_ns(&f, s);
+            for fr in &mut f.frames {
+                fr.timestamp_ns += offset;
+            }
+            Ok(f)
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let tracks = Mp4Track::from_mkv(&frags[0].tracks).map_err(mp4_error)?;
     let base = frags[0]
         .frames
@@ -294,14 +306,16 @@ impl Session {
         match self.mode {
             Mode::Live => {
                 let n = m.fragments.len();
-                m.fragments[n.saturating_sub(self.max)..].iter().collect()
+                playable(m.fragments[n.saturating_sub(self.max)..].iter())
             }
-            _ => m
-                .fragments
-                .iter()
-                .filter(|f| in_range(f, self.by_server, self.start, self.end))
-                .take(self.max)
-                .collect(),
+            _ => playable(
+                m.fragments
+                    .iter()
+                    .filter(|f| in_range(f, self.by_server, self.start, self.end)),
+            )
+            .into_iter()
+            .take(self.max)
+            .collect(),
         }
     }
 
@@ -313,6 +327,40 @@ impl Session {
     fn ended(&self) -> bool {
         self.mode == Mode::OnDemand || (self.mode == Mode::LiveReplay && self.end.is_some())
     }
+}
+
+/// The fragments to play, in producer-time order, with duplicates resolved
+/// as the service documents them (of fragments covering the same producer
+/// time, the one ingested first is kept). Two fragments cover the same time
+/// when they start together or overlap by more than half of the shorter
+/// one — not when one's last audio frames run a few ms into the next's
+/// start. `fragments` come in ingest order.
+pub(crate) fn playable<'a>(
+    fragments: impl Iterator<Item = &'a Arc<Stored>>,
+) -> Vec<&'a Arc<Stored>> {
+    // Kept spans by start: (end, fragment), end = start + duration.
+    let mut kept: std::collections::BTreeMap<u64, (u64, &'a Arc<Stored>)> =
+        std::collections::BTreeMap::new();
+    let same_time = |(a, b): (u64, u64), (c, d): (u64, u64)| {
+        let overlap = b.min(d).saturating_sub(a.max(c));
+        a == c || overlap.saturating_mul(2) > (b - a).min(d - c)
+    };
+    for f in fragments {
+        let span = (f.producer_ms, f.producer_ms.saturating_add(f.duration_ms));
+        let before = kept
+            .range(..=span.0)
+            .next_back()
+            .map(|(s, (e, _))| (*s, *e));
+        let after = kept.range(span.0..).next().map(|(s, (e, _))| (*s, *e));
+        let duplicate = [before, after]
+            .into_iter()
+            .flatten()
+            .any(|k| same_time(span, k));
+        if !duplicate {
+            kept.insert(span.0, (span.1, f));
+        }
+    }
+    kept.into_values().map(|(_, f)| f).collect()
 }
 
 /// Seconds each fragment lasts: to the next stored fragment's producer

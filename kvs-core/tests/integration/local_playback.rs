@@ -97,6 +97,88 @@ async fn packet_counts(input: &str) -> (usize, usize) {
     (v, a)
 }
 
+/// Video packet times (s) ffprobe reads from a file or URL.
+async fn video_pts(input: &str) -> Vec<f64> {
+    run([
+        "ffprobe",
+        "-v",
+        "error",
+        "-select_streams",
+        "v",
+        "-show_entries",
+        "packet=pts_time",
+        "-of",
+        "csv=p=0",
+        input,
+    ]
+    .map(String::from)
+    .to_vec())
+    .await
+    .lines()
+    .map(|l| l.trim().trim_end_matches(','))
+    .filter(|l| !l.is_empty())
+    .map(|l| l.parse().unwrap_or_else(|_| panic!("{l:?}")))
+    .collect()
+}
+
+/// GetClip on one producer-time timeline, duplicates dropped (issue 13):
+/// a second RELATIVE upload 6 s after the first ends plays after a 6 s gap
+/// (its timecodes restart at 0); an upload of the same period again (what a
+/// resend after a lost ACK does) adds nothing to the clip or the HLS
+/// playlist — the fragment ingested first is kept.
+#[tokio::test]
+async fn clips_keep_one_timeline_and_drop_duplicates() {
+    let (_ep, c) = stream_with_av().await;
+    for at in [START_MS, START_MS + 14_000] {
+        let (acks, err) =
+            common::put_all(&c, "cam", &common::clip(true), TimecodeType::Relative, at).await;
+        assert!(err.is_none() && persisted(&acks).len() == 4);
+    }
+    if !have("ffprobe") {
+        return;
+    }
+    let clip = c
+        .get_clip(
+            "cam",
+            FragmentSelector::Producer {
+                start_ms: START_MS,
+                end_ms: START_MS + 30_000,
+            },
+        )
+        .await
+        .unwrap();
+    let file = tmp("one-timeline.mp4");
+    std::fs::write(&file, &clip.data).unwrap();
+    let pts = video_pts(&file.display().to_string()).await;
+    assert_eq!(pts.len(), 400, "each period once");
+    assert!(pts.windows(2).all(|w| w[1] > w[0]), "no jump back");
+    // 0 → 7.96 s, a 6 s gap, 14 → 21.96 s.
+    assert!(
+        (pts[399] - pts[0] - 21.96).abs() < 0.01,
+        "{} {}",
+        pts[0],
+        pts[399]
+    );
+    assert!((pts[200] - pts[199] - 6.04).abs() < 0.01, "the gap kept");
+    let _ = std::fs::remove_file(&file);
+    let url = c
+        .get_hls_streaming_session_url(
+            "cam",
+            &StreamingSessionOptions {
+                playback_mode: PlaybackMode::OnDemand,
+                selector: Some(FragmentSelector::Producer {
+                    start_ms: START_MS,
+                    end_ms: START_MS + 30_000,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, playlist) = get(&url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")).await;
+    assert_eq!(playlist.matches("#EXTINF").count(), 8, "{playlist}");
+}
+
 fn source_h264() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/media/clip.h264")
