@@ -545,6 +545,31 @@ fn b_frame_streams_round_trip_through_put_and_get() {
         want,
         "the same pictures in the same order"
     );
+    // The merged file starts at 0 and records the stream's start (DateUTC,
+    // which ffprobe shows as creation_time).
+    let first = ffprobe_packets(&out, "v")
+        .iter()
+        .map(|p| p.0)
+        .min()
+        .unwrap();
+    assert!(first < 200, "starts at {first} ms");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format_tags=creation_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let created = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        created.trim().starts_with("20"),
+        "creation_time {created:?}"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

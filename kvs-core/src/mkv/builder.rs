@@ -266,6 +266,9 @@ pub struct StreamConfig {
     pub title: Option<String>,
     /// `MuxingApp` and `WritingApp`.
     pub app: String,
+    /// `DateUTC`: the wall-clock time of timecode 0, if known (a merged
+    /// file that starts at 0 records where it started).
+    pub date_utc: Option<std::time::SystemTime>,
 }
 
 impl StreamConfig {
@@ -277,6 +280,7 @@ impl StreamConfig {
             segment_uid: [0x6B; 16],
             title: None,
             app: concat!("kvs-rs ", env!("CARGO_PKG_VERSION")).to_owned(),
+            date_utc: None,
         }
     }
 }
@@ -384,6 +388,18 @@ impl FragmentBuilder {
         writer::master(&mut out, ids::INFO, |b| {
             writer::element(b, ids::SEGMENT_UID, &c.segment_uid);
             writer::uint(b, ids::TIMECODE_SCALE, c.timecode_scale_ns);
+            if let Some(d) = c.date_utc {
+                // Matroska's epoch is 2001-01-01T00:00:00 UTC.
+                const EPOCH_2001_S: u64 = 978_307_200;
+                let ns = match d.duration_since(std::time::UNIX_EPOCH) {
+                    Ok(since) => {
+                        since.as_nanos() as i128 - i128::from(EPOCH_2001_S) * 1_000_000_000
+                    }
+                    Err(_) => -(i128::from(EPOCH_2001_S) * 1_000_000_000),
+                };
+                let ns = ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+                writer::element(b, ids::DATE_UTC, &ns.to_be_bytes());
+            }
             if let Some(t) = &c.title {
                 writer::string(b, ids::TITLE, t);
             }

@@ -27,6 +27,8 @@ pub const SEGMENT_UID: u32 = 0x73A4;
 pub const TIMECODE_SCALE: u32 = 0x2A_D7B1;
 pub const DURATION: u32 = 0x4489;
 pub const TITLE: u32 = 0x7BA9;
+/// `DateUTC`: when the segment starts, ns since 2001-01-01 (signed).
+pub const DATE_UTC: u32 = 0x4461;
 pub const MUXING_APP: u32 = 0x4D80;
 pub const WRITING_APP: u32 = 0x5741;
 

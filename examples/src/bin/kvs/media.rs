@@ -628,37 +628,64 @@ fn selector(s: &str) -> Result<StartSelector, String> {
     })
 }
 
-/// Appends a fragment's frames to a merged, playable file.
+/// A merged file being written: its builder and the producer time (ms) its
+/// timecode 0 stands for.
+struct Merged {
+    builder: FragmentBuilder,
+    origin_ms: u64,
+    scale_ns: u64,
+}
+
+/// Appends a fragment's frames to a merged, playable file, on one
+/// producer-time timeline from 0 (the stream's start recorded as
+/// `DateUTC`): each fragment placed at its producer timestamp whatever its
+/// Cluster timecode (uploads with RELATIVE timecodes restart at 0), gaps
+/// kept as gaps.
 fn write_merged(
     file: &mut impl Write,
-    builder: &mut Option<FragmentBuilder>,
+    merged: &mut Option<Merged>,
     f: &Fragment,
 ) -> Result<(), String> {
-    let b = match builder {
-        Some(b) => b,
+    let producer_ms = f.producer_timestamp_ms;
+    let m = match merged {
+        Some(m) => m,
         None => {
             let tracks: Vec<TrackConfig> = f.tracks.iter().map(TrackConfig::from).collect();
+            let origin_ms = producer_ms.unwrap_or(0);
             let cfg = StreamConfig {
                 timecode_scale_ns: f.timecode_scale,
+                date_utc: producer_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
                 ..StreamConfig::new(tracks)
             };
-            let b = FragmentBuilder::new(cfg).map_err(|e| e.to_string())?;
-            file.write_all(&b.header()).map_err(|e| e.to_string())?;
-            builder.insert(b)
+            let builder = FragmentBuilder::new(cfg).map_err(|e| e.to_string())?;
+            file.write_all(&builder.header())
+                .map_err(|e| e.to_string())?;
+            merged.insert(Merged {
+                builder,
+                origin_ms,
+                scale_ns: f.timecode_scale.max(1),
+            })
         }
+    };
+    // Where this fragment's cluster goes, in the file's timecode units.
+    let cluster = f.cluster_timecode.unwrap_or(0);
+    let place = match producer_ms {
+        Some(p) => (i128::from(p) - i128::from(m.origin_ms)) * 1_000_000 / i128::from(m.scale_ns),
+        None => i128::from(cluster),
     };
     let frames: Vec<FrameIn> = f
         .frames
         .iter()
         .map(|fr| FrameIn {
             track: fr.track,
-            timecode: fr.timecode,
+            timecode: (place + i128::from(fr.timecode) - i128::from(cluster)).max(0) as i64,
             key: fr.key,
             payload: Payload::Raw(fr.payload.clone()),
         })
         .collect();
     let mut chunks = Vec::new();
-    b.fragment(&frames, &[], &mut chunks)
+    m.builder
+        .fragment(&frames, &[], &mut chunks)
         .map_err(|e| e.to_string())?;
     for ch in chunks {
         file.write_all(&ch).map_err(|e| e.to_string())?;
@@ -719,7 +746,7 @@ pub fn get(
             }
         } else {
             let mut fragments = Consumer::builder(Arc::new(c), stream).start(start);
-            let mut builder: Option<FragmentBuilder> = None;
+            let mut merged: Option<Merged> = None;
             while count < max {
                 let f = if follow {
                     fragments.next().await
@@ -736,7 +763,7 @@ pub fn get(
                 }
                 open(&mut file)?;
                 let Some(w) = file.as_mut() else { break };
-                write_merged(w, &mut builder, &f)?;
+                write_merged(w, &mut merged, &f)?;
                 // A follower's file is playable up to here at any time.
                 w.flush().map_err(|e| e.to_string())?;
                 count += 1;
