@@ -583,27 +583,7 @@ async fn sessions_play_uploads_with_restarting_timecodes_on_one_timeline() {
             .unwrap();
         assert_eq!(picture_md5s(&url).await, twice, "MPEG-TS: {mpeg_ts}");
         // Presentation times run on: 0 to 16 s, no jump back.
-        let pts = run([
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "packet=pts_time",
-            "-of",
-            "csv=p=0",
-            &url,
-        ]
-        .map(String::from)
-        .to_vec())
-        .await;
-        let pts: Vec<f64> = pts
-            .lines()
-            .map(|l| l.trim().trim_end_matches(','))
-            .filter(|l| !l.is_empty())
-            .map(|l| l.parse().unwrap_or_else(|_| panic!("{l:?}")))
-            .collect();
+        let pts = video_pts(&url).await;
         assert_eq!(pts.len(), 400);
         assert!(pts.windows(2).all(|w| w[1] > w[0]), "MPEG-TS: {mpeg_ts}");
         assert!(
