@@ -177,6 +177,12 @@ async fn clips_keep_one_timeline_and_drop_duplicates() {
         .unwrap();
     let (_, playlist) = get(&url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")).await;
     assert_eq!(playlist.matches("#EXTINF").count(), 8, "{playlist}");
+    // The master playlist names every track's codec (video and AAC).
+    let (_, master) = get(&url).await;
+    assert!(
+        master.contains("CODECS=\"avc1.") && master.contains(",mp4a.40.2\""),
+        "{master}"
+    );
 }
 
 fn source_h264() -> String {
