@@ -278,11 +278,7 @@ fn expected_packets(
             .enumerate()
             .map(|(i, u)| {
                 let avcc = to_avcc(u).unwrap();
-                let mut key = false;
-                kvs_core::codec::annexb::for_each_nal(u, |s, _| {
-                    key |= codec.is_key(codec.nal_type(&u[s..]))
-                });
-                (i as i64 * 40, avcc.len() as u64, key)
+                (i as i64 * 40, avcc.len() as u64, codec.is_key_unit(u))
             })
             .collect::<Vec<_>>(),
     );

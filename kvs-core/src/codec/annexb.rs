@@ -133,6 +133,13 @@ impl VideoCodec {
         }
     }
 
+    /// True for an Annex-B access unit holding a key picture's NAL unit.
+    pub fn is_key_unit(self, au: &[u8]) -> bool {
+        let mut key = false;
+        for_each_nal(au, |s, _| key |= self.is_key(self.nal_type(&au[s..])));
+        key
+    }
+
     /// True when this VCL NAL starts a new picture (first slice).
     fn first_slice(self, nal: &[u8]) -> bool {
         let hl = match self {

@@ -307,6 +307,32 @@ pub enum Payload {
     AnnexB(Bytes),
 }
 
+impl Payload {
+    /// Bytes as the application gave them.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Raw(b) | Self::AnnexB(b) => b.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame as it is written, and as a reader gets it back: Annex-B
+    /// as AVCC with 4-byte lengths, raw as given.
+    ///
+    /// Errors: [`crate::codec::CodecError::NotAnnexB`] for Annex-B without
+    /// a start code.
+    pub fn written(&self) -> Result<Bytes, crate::codec::CodecError> {
+        match self {
+            Self::Raw(b) => Ok(b.clone()),
+            Self::AnnexB(b) => crate::codec::annexb::to_avcc(b),
+        }
+    }
+}
+
 /// A fragment metadata tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::builder::{BuildError, TrackConfig};
-use crate::codec::annexb::{access_units, for_each_nal, VideoCodec};
+use crate::codec::annexb::{access_units, VideoCodec};
 use crate::codec::poc::presentation_order;
 use crate::codec::{aac, h264, h265, CodecError};
 use crate::protocol::producer::{
@@ -94,12 +94,6 @@ pub struct MuxOutput {
     pub fragment_chunks: Vec<(i64, std::ops::Range<usize>)>,
 }
 
-fn is_key(codec: VideoCodec, au: &[u8]) -> bool {
-    let mut key = false;
-    for_each_nal(au, |s, _| key |= codec.is_key(codec.nal_type(&au[s..])));
-    key
-}
-
 /// A frame time in whole milliseconds, rounded (the stream's timecode unit).
 fn ms_round(ns: f64) -> Duration {
     Duration::from_millis((ns / 1e6).round().max(0.0) as u64)
@@ -148,7 +142,7 @@ pub fn annexb_frames(
         t.default_duration_ns = Some(1024 * 1_000_000_000 / u64::from(a.header.sample_rate));
         tracks.push(t);
     }
-    let keys: Vec<bool> = units.iter().map(|u| is_key(codec, u)).collect();
+    let keys: Vec<bool> = units.iter().map(|u| codec.is_key_unit(u)).collect();
     // Presentation order from the picture order counts (B-frames), else
     // the order of the stream. Counted from the first key frame: pictures
     // before it (a recording cut mid-GOP) cannot be read without the

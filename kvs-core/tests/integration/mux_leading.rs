@@ -6,7 +6,7 @@
 //! producer's 403 H.265 sample frames.
 
 use bytes::Bytes;
-use kvs_core::codec::annexb::{access_units, for_each_nal, to_avcc, VideoCodec};
+use kvs_core::codec::annexb::{access_units, to_avcc, VideoCodec};
 use kvs_core::mkv::mux::{mux_annexb, MuxError};
 use kvs_core::mkv::{parse_all, Event, ParserConfig};
 use proptest::prelude::*;
@@ -24,12 +24,6 @@ fn h265_units() -> Vec<Bytes> {
         .collect()
 }
 
-fn is_key(codec: VideoCodec, au: &[u8]) -> bool {
-    let mut key = false;
-    for_each_nal(au, |s, _| key |= codec.is_key(codec.nal_type(&au[s..])));
-    key
-}
-
 /// Garbage with no zero byte (so no start code forms in it or at its seam).
 fn garbage() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(1u8..=255, 0..48)
@@ -42,7 +36,7 @@ fn check(codec: VideoCodec, units: &[Bytes], junk: &[u8], cut: usize) -> Result<
     for u in kept {
         input.extend_from_slice(u);
     }
-    let first_key = kept.iter().position(|u| is_key(codec, u));
+    let first_key = kept.iter().position(|u| codec.is_key_unit(u));
     let out = mux_annexb(codec, &Bytes::from(input), 25.0, None);
     let Some(first_key) = first_key else {
         prop_assert!(

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use kvs_core::auth::Credentials;
 use kvs_core::client::{ClientConfig, CreateStream, KvsClient, RetryPolicy, StartSelector};
-use kvs_core::codec::annexb::{access_units, for_each_nal, to_avcc, VideoCodec};
+use kvs_core::codec::annexb::{access_units, VideoCodec};
 use kvs_core::codec::{aac, h264};
 use kvs_core::consumer::Consumer;
 use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
@@ -44,10 +44,7 @@ fn clip() -> Clip {
         .into_iter()
         .enumerate()
     {
-        let mut key = false;
-        for_each_nal(&au, |s, _| {
-            key |= VideoCodec::H264.is_key(VideoCodec::H264.nal_type(&au[s..]))
-        });
+        let key = VideoCodec::H264.is_key_unit(&au);
         frames.push(Frame {
             track: 1,
             pts: Duration::from_millis(i as u64 * 40),
@@ -69,10 +66,7 @@ fn clip() -> Clip {
     let expected = frames
         .iter()
         .map(|f| {
-            let data = match &f.payload {
-                Payload::AnnexB(b) => to_avcc(b).unwrap(),
-                Payload::Raw(b) => b.clone(),
-            };
+            let data = f.payload.written().unwrap();
             (f.track, START_MS + f.pts.as_millis() as u64, data)
         })
         .collect();
@@ -742,10 +736,7 @@ async fn h265_with_parameter_sets_in_band_and_aac() {
     let expected: Vec<Expected> = frames
         .iter()
         .map(|f| {
-            let data = match &f.payload {
-                Payload::AnnexB(b) => to_avcc(b).unwrap(),
-                Payload::Raw(b) => b.clone(),
-            };
+            let data = f.payload.written().unwrap();
             (f.track, START_MS + f.pts.as_millis() as u64, data)
         })
         .collect();

@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use kvs_core::auth::Credentials;
 use kvs_core::blocking;
 use kvs_core::client::{ClientConfig, ClientError, CreateStream, KvsClient, StartSelector};
-use kvs_core::codec::annexb::{access_units, for_each_nal, to_avcc, VideoCodec};
+use kvs_core::codec::annexb::{access_units, VideoCodec};
 use kvs_core::codec::h264;
 use kvs_core::consumer::Consumer;
 use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
@@ -27,10 +27,7 @@ fn clip_frames() -> Vec<Frame> {
         .into_iter()
         .enumerate()
         .map(|(i, au)| {
-            let mut key = false;
-            for_each_nal(&au, |s, _| {
-                key |= VideoCodec::H264.is_key(VideoCodec::H264.nal_type(&au[s..]))
-            });
+            let key = VideoCodec::H264.is_key_unit(&au);
             Frame {
                 track: 1,
                 pts: Duration::from_millis(i as u64 * 40),
@@ -140,10 +137,7 @@ fn blocking_producer_and_consumer_work_from_plain_threads() {
     }
     let want: Vec<Bytes> = frames
         .iter()
-        .map(|f| match &f.payload {
-            Payload::AnnexB(b) => to_avcc(b).unwrap(),
-            Payload::Raw(b) => b.clone(),
-        })
+        .map(|f| f.payload.written().unwrap())
         .collect();
     assert!(got == want, "every frame back, in order, byte for byte");
 }

@@ -11,7 +11,7 @@ use kvs_core::auth::Credentials;
 use kvs_core::client::{ClientConfig, CreateStream, KvsClient, StartSelector, StreamId};
 use kvs_core::codec::aac;
 use kvs_core::codec::annexb::VideoCodec;
-use kvs_core::codec::annexb::{record_parameter_sets, to_annexb, to_avcc};
+use kvs_core::codec::annexb::{record_parameter_sets, to_annexb};
 use kvs_core::consumer::Consumer;
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
@@ -432,9 +432,7 @@ async fn produce(
         if realtime {
             tokio::time::sleep_until(t0 + f.pts).await;
         }
-        let size = match &f.payload {
-            Payload::Raw(b) | Payload::AnnexB(b) => b.len() as u64,
-        };
+        let size = f.payload.len() as u64;
         p.put_frame(f.clone()).await.map_err(|e| e.to_string())?;
         let mut r = report
             .lock()
@@ -562,11 +560,9 @@ pub fn demo(video: Option<&Path>, audio: Option<&Path>) -> Result<(), String> {
             .iter()
             .map(|f| {
                 // Annex-B goes out as AVCC (4-byte lengths).
-                let data = match &f.payload {
-                    Payload::Raw(b) => Ok(b.clone()),
-                    Payload::AnnexB(b) => to_avcc(b),
-                };
-                data.map(|d| (f.track, (start_ms + f.pts.as_millis() as u64) as i64, d))
+                f.payload
+                    .written()
+                    .map(|d| (f.track, (start_ms + f.pts.as_millis() as u64) as i64, d))
             })
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;

@@ -25,7 +25,7 @@ impl ProducerCore {
             return match self.cfg.leading {
                 LeadingPolicy::Skip => {
                     self.leading.0 += 1;
-                    self.leading.1 += payload_len(&frame.payload);
+                    self.leading.1 += frame.payload.len();
                     Ok(PutOutcome::Skipped)
                 }
                 LeadingPolicy::Refuse => Err(FrameError::LeadingFrame {
@@ -92,7 +92,7 @@ impl ProducerCore {
                 max_ms: max,
             });
         }
-        let size = payload_len(&frame.payload);
+        let size = frame.payload.len();
         if self.buffered_bytes() + size > self.cfg.max_buffer_bytes
             || self.buffered_duration() > self.cfg.max_buffer_duration
         {
@@ -270,7 +270,7 @@ impl ProducerCore {
         // The end-of-fragment tag ends the unknown-size Cluster, so the
         // service acknowledges the fragment without waiting for the next.
         chunks.push(FragmentBuilder::end_of_fragment_tag());
-        let bytes: usize = mine.iter().map(|p| payload_len(&p.payload)).sum();
+        let bytes: usize = mine.iter().map(|p| p.payload.len()).sum();
         let last = mine.iter().map(|p| p.pts_ms).max().unwrap_or(first);
         self.buffered_bytes += bytes;
         self.buffer.push_back(Fragment {

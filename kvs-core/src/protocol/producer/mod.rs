@@ -315,12 +315,7 @@ impl ProducerCore {
     /// Media bytes buffered (closed fragments not yet acknowledged, plus the
     /// open fragment's frames).
     pub fn buffered_bytes(&self) -> usize {
-        self.buffered_bytes
-            + self
-                .open
-                .iter()
-                .map(|p| payload_len(&p.payload))
-                .sum::<usize>()
+        self.buffered_bytes + self.open.iter().map(|p| p.payload.len()).sum::<usize>()
     }
 
     /// Media time buffered, from the oldest unacknowledged fragment to the
@@ -399,11 +394,5 @@ impl ProducerCore {
     /// Nothing left to send or to be acknowledged (after [`Self::flush`]).
     pub fn is_idle(&self) -> bool {
         self.buffer.is_empty() && self.open.is_empty()
-    }
-}
-
-fn payload_len(p: &Payload) -> usize {
-    match p {
-        Payload::Raw(b) | Payload::AnnexB(b) => b.len(),
     }
 }
