@@ -1,12 +1,43 @@
 //! Inputs shared by the benchmarks: a 1080p-sized H.264 stream (large
 //! frames) and a real small-frame audio+video file, plus helpers; and the
-//! producer scale run ([`scale`]) behind `kvs bench-producers`.
+//! producer scale run ([`scale`]) behind `kvs bench-producers`, and the
+//! frame latency run ([`latency`]) behind `kvs latency`.
 
+pub mod latency;
 pub mod scale;
 
 use bytes::Bytes;
 use kvs_core::ebml::writer;
 use kvs_core::mkv::ids;
+
+/// A local endpoint started in-process with `cfg`, a client of it, and the
+/// synthetic H.264 video track (1280x720) the real-time runs put.
+pub async fn local_setup(
+    cfg: kvs_core::local::LocalConfig,
+) -> Result<
+    (
+        kvs_core::local::LocalEndpoint,
+        std::sync::Arc<kvs_core::client::KvsClient>,
+        kvs_core::mkv::builder::TrackConfig,
+    ),
+    String,
+> {
+    use kvs_core::client::{ClientConfig, KvsClient};
+    let ep = kvs_core::local::LocalEndpoint::start(cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let creds = kvs_core::auth::Credentials::new("a", "b", None, None, "bench");
+    let client = KvsClient::new(ClientConfig::new("us-east-1", creds).endpoint(ep.url()))
+        .map_err(|e| e.to_string())?;
+    let video = kvs_core::mkv::builder::TrackConfig::video(
+        1,
+        "V_MPEG4/ISO/AVC",
+        Bytes::from_static(&[1, 0x64, 0, 0x28, 0xff, 0xe1, 0, 0]),
+        1280,
+        720,
+    );
+    Ok((ep, std::sync::Arc::new(client), video))
+}
 
 /// A seeded generator (`fastrand`), so every run measures the same input.
 pub struct Rng(fastrand::Rng);

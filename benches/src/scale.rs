@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use kvs_core::auth::Credentials;
-use kvs_core::client::{ClientConfig, CreateStream, KvsClient};
-use kvs_core::local::{LocalConfig, LocalEndpoint};
-use kvs_core::mkv::builder::{Payload, TrackConfig};
+use kvs_core::client::CreateStream;
+use kvs_core::local::LocalConfig;
+use kvs_core::mkv::builder::Payload;
 use kvs_core::producer::{Frame, Producer, ProducerEvent};
 
 /// What to run.
@@ -114,20 +113,12 @@ pub fn run(cfg: ScaleConfig) -> Result<ScaleReport, String> {
 }
 
 async fn run_async(cfg: ScaleConfig) -> Result<ScaleReport, String> {
-    let ep = LocalEndpoint::start(LocalConfig {
+    let (ep, client, video) = crate::local_setup(LocalConfig {
         live_buffer_fragments: 1,
         max_put_media_connections: 2,
         ..LocalConfig::default()
     })
-    .await
-    .map_err(|e| e.to_string())?;
-    let client = Arc::new(
-        KvsClient::new(
-            ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "bench"))
-                .endpoint(ep.url()),
-        )
-        .map_err(|e| e.to_string())?,
-    );
+    .await?;
     // Everything per stream counts from here: producers, connections,
     // the endpoint's side of them.
     let rss0 = status_kib("VmRSS:");
@@ -137,13 +128,6 @@ async fn run_async(cfg: ScaleConfig) -> Result<ScaleReport, String> {
         (0..frame_bytes * 4)
             .map(|i| (i * 7 + 13) as u8)
             .collect::<Vec<u8>>(),
-    );
-    let video = TrackConfig::video(
-        1,
-        "V_MPEG4/ISO/AVC",
-        Bytes::from_static(&[1, 0x64, 0, 0x28, 0xff, 0xe1, 0, 0]),
-        1280,
-        720,
     );
     let mut producers = Vec::with_capacity(cfg.streams);
     for i in 0..cfg.streams {

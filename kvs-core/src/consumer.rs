@@ -20,10 +20,17 @@
 //!   fragment it delivered (its continuation token), with backoff while the
 //!   service cannot be reached. A fragment cut by a broken connection is
 //!   never delivered; it comes whole from the next session.
+//! - **Frames as they arrive** ([`FragmentStream::frames`]): each frame is
+//!   yielded as soon as its block arrives — the service (and the local
+//!   endpoint) streams a fragment's blocks while they are ingested — with
+//!   the fragment's number and timestamps from its leading tags
+//!   ([`FragmentHead`]). [`FragmentStream::next`] yields whole fragments.
 //! - **Exactly once**: a producer that resent a fragment after a cut may
 //!   have had it stored twice, under the same producer timestamp; each
 //!   producer timestamp is delivered once (the last 4096 are remembered),
-//!   in the service's order.
+//!   in the service's order. Frame by frame too: after a cut inside a
+//!   fragment (the connection broke, or the producer abandoned it), the
+//!   fragment comes again whole and only its frames not yet yielded are.
 //! - **Time range** ([`ConsumerBuilder::range`]): ListFragments, ordered by
 //!   producer timestamp (duplicates dropped), fetched with
 //!   GetMediaForFragmentList in batches; the stream ends after the last.
@@ -32,11 +39,12 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::client::media::GetMediaSession;
 pub use crate::client::Backoff;
 use crate::client::{
     ClientError, FragmentSelector, KvsClient, ServiceException, StartSelector, StreamId,
 };
-use crate::mkv::fragment::Fragment;
+use crate::mkv::fragment::{Assembled, Fragment, FragmentHead};
 use crate::mkv::types::ParsedFrame;
 
 /// Settings for [`Consumer::builder`].
@@ -90,11 +98,24 @@ impl Consumer {
 }
 
 /// Fragments as they come: `next().await`, or as a
-/// [`futures_core::Stream`]. Dropping it stops the reading.
+/// [`futures_core::Stream`]; or frame by frame ([`Self::frames`]).
+/// Dropping it stops the reading.
 #[derive(Debug)]
 pub struct FragmentStream {
-    rx: mpsc::Receiver<Result<Fragment, ClientError>>,
+    rx: mpsc::Receiver<Result<Delivered, ClientError>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Set by [`Self::frames`]: the reader sends frames as they arrive.
+    frames: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the reader task sends.
+#[derive(Debug)]
+enum Delivered {
+    /// A frame as it arrived (frame by frame only).
+    Frame(Arc<FragmentHead>, ParsedFrame),
+    /// A whole fragment, and how many of its first frames were already
+    /// sent as [`Delivered::Frame`]s.
+    Fragment(Fragment, usize),
 }
 
 impl Drop for FragmentStream {
@@ -113,14 +134,19 @@ impl FragmentStream {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(buffer);
-        let task = match client.spawn(reader(tx.clone())) {
+        let frames = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let out = Out {
+            tx: tx.clone(),
+            frames: frames.clone(),
+        };
+        let task = match client.spawn(reader(out)) {
             Ok(t) => Some(t),
             Err(e) => {
                 let _ = tx.try_send(Err(e));
                 None
             }
         };
-        Self { rx, task }
+        Self { rx, task, frames }
     }
 }
 
@@ -128,11 +154,19 @@ impl FragmentStream {
     /// The next fragment; `None` when a time range is exhausted (a live
     /// stream never ends by itself) or after a fatal error.
     pub async fn next(&mut self) -> Option<Result<Fragment, ClientError>> {
-        self.rx.recv().await
+        loop {
+            match self.rx.recv().await? {
+                Ok(Delivered::Fragment(f, _)) => return Some(Ok(f)),
+                Ok(Delivered::Frame(..)) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
-    /// Frame by frame, each with the fragment it came in.
+    /// Frame by frame, each as soon as its block arrives (live), with the
+    /// head of the fragment it belongs to.
     pub fn frames(self) -> FrameStream {
+        self.frames.store(true, std::sync::atomic::Ordering::SeqCst);
         FrameStream {
             fragments: self,
             current: None,
@@ -148,32 +182,48 @@ impl futures_core::Stream for FragmentStream {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        use std::task::Poll;
+        loop {
+            return match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(Delivered::Frame(..)))) => continue,
+                Poll::Ready(Some(Ok(Delivered::Fragment(f, _)))) => Poll::Ready(Some(Ok(f))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
     }
 }
 
-/// Frames of a [`FragmentStream`], in order.
+/// Frames of a [`FragmentStream`], in order, each as soon as it arrives.
 #[derive(Debug)]
 pub struct FrameStream {
     fragments: FragmentStream,
-    current: Option<Arc<Fragment>>,
+    /// A fragment that came whole, and the next of its frames to yield.
+    current: Option<(Arc<FragmentHead>, Fragment)>,
     index: usize,
 }
 
 impl FrameStream {
-    /// The next frame and the fragment it belongs to.
-    pub async fn next(&mut self) -> Option<Result<(Arc<Fragment>, ParsedFrame), ClientError>> {
+    /// The next frame and the head of the fragment it belongs to
+    /// (number, timestamps, tracks); `None` as for
+    /// [`FragmentStream::next`].
+    pub async fn next(&mut self) -> Option<Result<(Arc<FragmentHead>, ParsedFrame), ClientError>> {
         loop {
-            if let Some(f) = &self.current {
+            if let Some((head, f)) = &self.current {
                 if let Some(fr) = f.frames.get(self.index) {
                     self.index += 1;
-                    return Some(Ok((f.clone(), fr.clone())));
+                    return Some(Ok((head.clone(), fr.clone())));
                 }
+                self.current = None;
             }
-            match self.fragments.next().await? {
-                Ok(f) => {
-                    self.current = Some(Arc::new(f));
-                    self.index = 0;
+            match self.fragments.rx.recv().await? {
+                Ok(Delivered::Frame(head, fr)) => return Some(Ok((head, fr))),
+                // A fragment that came whole (a time range, or before the
+                // switch to frames): its frames not yet yielded.
+                Ok(Delivered::Fragment(f, sent)) => {
+                    self.current = Some((Arc::new(FragmentHead::from(&f)), f));
+                    self.index = sent;
                 }
                 Err(e) => return Some(Err(e)),
             }
@@ -239,7 +289,22 @@ impl ConsumerBuilder {
     }
 }
 
-type Out = mpsc::Sender<Result<Fragment, ClientError>>;
+/// The reader task's side of a [`FragmentStream`].
+#[derive(Debug, Clone)]
+struct Out {
+    tx: mpsc::Sender<Result<Delivered, ClientError>>,
+    frames: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Out {
+    async fn send(&self, d: Result<Delivered, ClientError>) -> Result<(), ()> {
+        self.tx.send(d).await.map_err(|_| ())
+    }
+
+    fn frames(&self) -> bool {
+        self.frames.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 /// Producer timestamps remembered to recognise resent fragments.
 const SEEN: usize = 4096;
@@ -252,9 +317,9 @@ async fn follow(
     tx: Out,
 ) {
     let mut attempt = 0u32;
-    let mut seen: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+    let mut once = ExactlyOnce::default();
     loop {
-        let mut session = match client.get_media(stream.clone(), &selector).await {
+        let session = match client.get_media(stream.clone(), &selector).await {
             Ok(s) => s,
             Err(e) if fatal(&e) => {
                 let _ = tx.send(Err(e)).await;
@@ -267,47 +332,136 @@ async fn follow(
                 continue;
             }
         };
-        loop {
-            match session.next_fragment().await {
-                Some(Ok(f)) if !f.complete => break,
-                Some(Ok(f)) if f.error_code.is_some() || f.error_id.is_some() => {
-                    tracing::debug!(code = ?f.error_code, "GetMedia ERROR tag; resuming");
-                    break;
-                }
-                Some(Ok(f)) => {
-                    attempt = 0;
-                    if let Some(t) = f
-                        .continuation_token
-                        .clone()
-                        .or_else(|| f.fragment_number.clone())
-                    {
-                        selector = StartSelector::ContinuationToken(t);
-                    }
-                    // Each producer timestamp once: a fragment resent after a
-                    // cut is stored again under the same one.
-                    if let Some(t) = f.producer_timestamp_ms {
-                        if seen.contains(&t) {
-                            continue;
-                        }
-                        if seen.len() == SEEN {
-                            seen.pop_front();
-                        }
-                        seen.push_back(t);
-                    }
-                    if tx.send(Ok(f)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "GetMedia stream unreadable; resuming");
-                    break;
-                }
-                None => break,
-            }
+        let mut session = if tx.frames() {
+            session.yield_frames()
+        } else {
+            session
+        };
+        if read_session(&mut session, &mut once, &mut selector, &mut attempt, &tx)
+            .await
+            .is_err()
+        {
+            return;
         }
         // The session ended or broke: resume after the last fragment.
         tokio::time::sleep(backoff.delay(attempt)).await;
         attempt = attempt.saturating_add(1).min(4);
+    }
+}
+
+/// Delivers a GetMedia session's frames and fragments once each; `Err`
+/// when the caller went away.
+async fn read_session(
+    session: &mut GetMediaSession,
+    once: &mut ExactlyOnce,
+    selector: &mut StartSelector,
+    attempt: &mut u32,
+    tx: &Out,
+) -> Result<(), ()> {
+    loop {
+        match session.next_item().await {
+            Some(Ok(Assembled::Frame(head, fr))) => {
+                if once.frame(&head) && tx.frames() {
+                    tx.send(Ok(Delivered::Frame(head, fr))).await?;
+                    once.sent_frame();
+                }
+            }
+            // Cut: by a broken connection (the session ends next), or
+            // abandoned by the producer (it comes again, resent).
+            Some(Ok(Assembled::Fragment(f))) if !f.complete => {
+                tracing::debug!(fragment = ?f.fragment_number, "fragment not whole");
+            }
+            Some(Ok(Assembled::Fragment(f))) if f.error_code.is_some() || f.error_id.is_some() => {
+                tracing::debug!(code = ?f.error_code, "GetMedia ERROR tag; resuming");
+                return Ok(());
+            }
+            Some(Ok(Assembled::Fragment(f))) => {
+                *attempt = 0;
+                if let Some(t) = f
+                    .continuation_token
+                    .clone()
+                    .or_else(|| f.fragment_number.clone())
+                {
+                    *selector = StartSelector::ContinuationToken(t);
+                }
+                if let Some(sent) = once.fragment(f.producer_timestamp_ms) {
+                    tx.send(Ok(Delivered::Fragment(f, sent))).await?;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "GetMedia stream unreadable; resuming");
+                return Ok(());
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+/// What was delivered, to deliver each producer timestamp once and, after
+/// a cut inside a fragment, each of its frames once.
+#[derive(Debug, Default)]
+struct ExactlyOnce {
+    /// Producer timestamps of fragments delivered whole.
+    seen: std::collections::VecDeque<u64>,
+    /// The fragment being delivered frame by frame (its producer
+    /// timestamp) and how many of its frames went, over all sessions.
+    partial: Option<(Option<u64>, usize)>,
+    /// The fragment of the frames now arriving, and how many came in this
+    /// session.
+    arriving: Option<(Arc<FragmentHead>, usize)>,
+}
+
+impl ExactlyOnce {
+    /// A frame of `head` arrived: whether it is new (not yet delivered).
+    fn frame(&mut self, head: &Arc<FragmentHead>) -> bool {
+        let key = head.producer_timestamp_ms;
+        if key.is_some_and(|k| self.seen.contains(&k)) {
+            return false;
+        }
+        let index = match &mut self.arriving {
+            Some((h, n)) if Arc::ptr_eq(h, head) => {
+                *n += 1;
+                *n - 1
+            }
+            _ => {
+                self.arriving = Some((head.clone(), 1));
+                0
+            }
+        };
+        match self.partial {
+            Some((k, sent)) if k == key && key.is_some() => index >= sent,
+            _ => {
+                self.partial = Some((key, 0));
+                true
+            }
+        }
+    }
+
+    /// The frame [`Self::frame`] called new was delivered.
+    fn sent_frame(&mut self) {
+        if let Some((_, sent)) = &mut self.partial {
+            *sent += 1;
+        }
+    }
+
+    /// A whole fragment arrived: `None` when its producer timestamp was
+    /// delivered already, else how many of its first frames were.
+    fn fragment(&mut self, key: Option<u64>) -> Option<usize> {
+        self.arriving = None;
+        let sent = match self.partial.take() {
+            Some((k, sent)) if k == key => sent,
+            _ => 0,
+        };
+        if let Some(t) = key {
+            if self.seen.contains(&t) {
+                return None;
+            }
+            if self.seen.len() == SEEN {
+                self.seen.pop_front();
+            }
+            self.seen.push_back(t);
+        }
+        Some(sent)
     }
 }
 
@@ -369,7 +523,7 @@ async fn range(
             }
         };
         for f in fragments {
-            if tx.send(Ok(f)).await.is_err() {
+            if tx.send(Ok(Delivered::Fragment(f, 0))).await.is_err() {
                 return;
             }
         }

@@ -42,9 +42,11 @@
 //! producer.finish(Duration::from_secs(10)).await?;
 //!
 //! let mut frames = Consumer::builder(client, "front-door").start(StartSelector::Earliest).frames();
+//! // Each frame as soon as it arrives, with its fragment's number and
+//! // timestamps.
 //! let (fragment, first) = frames.next().await.expect("a frame")?;
 //! assert!(first.key);
-//! assert_eq!(fragment.frames.len(), 25);
+//! assert!(fragment.fragment_number.is_some());
 //! # Ok(()) }
 //! # #[cfg(not(feature = "local"))]
 //! # fn main() {}

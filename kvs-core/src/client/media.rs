@@ -18,7 +18,7 @@ use super::control::{ApiName, KvsClient, StreamId};
 use super::error::ClientError;
 use super::http::ChannelBody;
 use crate::auth::sigv4::{sign_headers, SignedBody};
-use crate::mkv::fragment::{Fragment, FragmentAssembler, FragmentError};
+use crate::mkv::fragment::{Assembled, Fragment, FragmentAssembler, FragmentError};
 use crate::protocol::{Ack, AckDecoder};
 
 /// How the cluster timecodes of a PutMedia upload are to be read.
@@ -189,12 +189,41 @@ impl GetMediaSession {
     /// A fragment cut by a broken connection comes out with `complete == false`.
     pub async fn next_fragment(&mut self) -> Option<Result<Fragment, ClientError>> {
         loop {
-            match self.assembler.next_fragment() {
-                Ok(Some(mut f)) => {
-                    // The service ends every fragment with its trailing tags;
-                    // after a broken connection one without them is not whole,
-                    // even if its unknown-size Cluster happened to end cleanly.
-                    if self.broken && f.continuation_token.is_none() && f.error_code.is_none() {
+            match self.next_item().await? {
+                Ok(Assembled::Fragment(f)) => return Some(Ok(f)),
+                Ok(Assembled::Frame(..)) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Hands out each frame as soon as its block arrives
+    /// ([`Assembled::Frame`] from [`Self::next_item`]), before its fragment
+    /// ends — the service streams a fragment's blocks as they are ingested.
+    pub fn yield_frames(mut self) -> Self {
+        self.assembler.yield_frames(true);
+        self
+    }
+
+    /// The next frame (with [`Self::yield_frames`]) or fragment, in stream
+    /// order; `None` when the service ended the response.
+    ///
+    /// A fragment is whole (`complete`) only when the service's trailing
+    /// tags ended it with a continuation token (or it is an error chunk):
+    /// one cut by a broken connection, or one the producer abandoned (its
+    /// trailing tags carry no token), comes out with `complete == false` —
+    /// its frames already handed out are not a whole fragment.
+    pub async fn next_item(&mut self) -> Option<Result<Assembled, ClientError>> {
+        loop {
+            match self.assembler.next_item() {
+                Ok(Some(Assembled::Fragment(mut f))) => {
+                    let ended_by_service = f.millis_behind_now.is_some()
+                        || f.error_code.is_some()
+                        || f.error_id.is_some();
+                    let whole = f.continuation_token.is_some()
+                        || f.error_code.is_some()
+                        || f.error_id.is_some();
+                    if (self.broken || ended_by_service) && !whole {
                         f.complete = false;
                     }
                     if f.complete {
@@ -202,8 +231,9 @@ impl GetMediaSession {
                             self.last_token = Some(t.clone());
                         }
                     }
-                    return Some(Ok(f));
+                    return Some(Ok(Assembled::Fragment(f)));
                 }
+                Ok(Some(frame)) => return Some(Ok(frame)),
                 Ok(None) if self.done => return None,
                 Ok(None) => {}
                 Err(FragmentError::Parse(e)) if e.is_truncated() => return None,

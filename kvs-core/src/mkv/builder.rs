@@ -496,7 +496,8 @@ impl FragmentBuilder {
 
     /// Writes one fragment — its tags, then an unknown-size Cluster with the
     /// frames in the order given — appending chunks to `out`. The cluster
-    /// timecode is the first frame's.
+    /// timecode is the first frame's. (The same bytes as
+    /// [`Self::cluster_start`] followed by [`Self::block`] for each frame.)
     pub fn fragment(
         &mut self,
         frames: &[FrameIn],
@@ -504,6 +505,23 @@ impl FragmentBuilder {
         out: &mut Vec<Bytes>,
     ) -> Result<(), BuildError> {
         let first = frames.first().ok_or(BuildError::EmptyFragment)?;
+        for (index, f) in frames.iter().enumerate() {
+            self.check_block(first.timecode, index, f)?;
+        }
+        out.push(self.cluster_start(first, tags)?);
+        for (index, f) in frames.iter().enumerate() {
+            self.write_block(first.timecode, index, f, out)?;
+        }
+        self.flush(out);
+        Ok(())
+    }
+
+    /// The start of a fragment written frame by frame, as a producer streams
+    /// it: `tags` (metadata that goes with this fragment), then an
+    /// unknown-size Cluster whose Timecode is `first`'s. `first` is the
+    /// fragment's first frame (a key frame, timecode ≥ 0), which the caller
+    /// then writes with [`Self::block`] like every other.
+    pub fn cluster_start(&mut self, first: &FrameIn, tags: &[Tag]) -> Result<Bytes, BuildError> {
         if !first.key {
             return Err(BuildError::NoKeyFrameFirst);
         }
@@ -511,57 +529,90 @@ impl FragmentBuilder {
             return Err(BuildError::NegativeTimecode(first.timecode));
         }
         validate_tags(tags)?;
-        let cluster_tc = first.timecode;
-        for (index, f) in frames.iter().enumerate() {
-            if !self.cfg.tracks.iter().any(|t| t.number == f.track) {
-                return Err(BuildError::UnknownTrack {
-                    index,
-                    track: f.track,
-                });
-            }
-            let delta = f.timecode.wrapping_sub(cluster_tc);
-            if i16::try_from(delta).is_err() {
-                return Err(BuildError::TimecodeOutOfRange { index, delta });
-            }
-        }
         let mut head = Vec::with_capacity(64);
         for t in tags {
             write_tag(&mut head, &t.name, &t.value);
         }
         writer::master_unknown(&mut head, ids::CLUSTER);
-        writer::uint8(&mut head, ids::TIMECODE, cluster_tc as u64);
+        writer::uint8(&mut head, ids::TIMECODE, first.timecode as u64);
         writer::uint(&mut head, ids::POSITION, 0);
-        self.scratch.extend_from_slice(&head);
-        for (index, f) in frames.iter().enumerate() {
-            let rel = (f.timecode - cluster_tc) as i16;
-            let flags = if f.key { 0x80 } else { 0 };
-            match &f.payload {
-                Payload::Raw(p) => {
-                    self.block_header(f.track, rel, flags, p.len() as u64);
-                    self.put_payload(p, out);
+        Ok(Bytes::from(head))
+    }
+
+    /// One frame's SimpleBlock in the Cluster started at `cluster_timecode`
+    /// ([`Self::cluster_start`]), appended to `out` as chunks (payloads of
+    /// [`ZERO_COPY_MIN`] bytes and more are referenced, not copied). `index` names the frame
+    /// in errors. Nothing is written when the frame is refused.
+    pub fn block(
+        &mut self,
+        cluster_timecode: i64,
+        index: usize,
+        frame: &FrameIn,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), BuildError> {
+        self.check_block(cluster_timecode, index, frame)?;
+        self.write_block(cluster_timecode, index, frame, out)?;
+        self.flush(out);
+        Ok(())
+    }
+
+    /// The checks a frame must pass to be written in a Cluster.
+    fn check_block(&self, cluster_tc: i64, index: usize, f: &FrameIn) -> Result<(), BuildError> {
+        if !self.cfg.tracks.iter().any(|t| t.number == f.track) {
+            return Err(BuildError::UnknownTrack {
+                index,
+                track: f.track,
+            });
+        }
+        let delta = f.timecode.wrapping_sub(cluster_tc);
+        if i16::try_from(delta).is_err() {
+            return Err(BuildError::TimecodeOutOfRange { index, delta });
+        }
+        if let Payload::AnnexB(p) = &f.payload {
+            let mut any = false;
+            for_each_nal(p, |_, _| any = true);
+            if !any {
+                return Err(BuildError::EmptyAnnexB(index));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a checked frame's block into the scratch buffer and `out`.
+    fn write_block(
+        &mut self,
+        cluster_tc: i64,
+        index: usize,
+        f: &FrameIn,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), BuildError> {
+        let rel = (f.timecode - cluster_tc) as i16;
+        let flags = if f.key { 0x80 } else { 0 };
+        match &f.payload {
+            Payload::Raw(p) => {
+                self.block_header(f.track, rel, flags, p.len() as u64);
+                self.put_payload(p, out);
+            }
+            Payload::AnnexB(p) => {
+                self.nals.clear();
+                let nals = &mut self.nals;
+                for_each_nal(p, |s, e| nals.push((s, e)));
+                if self.nals.is_empty() {
+                    return Err(BuildError::EmptyAnnexB(index));
                 }
-                Payload::AnnexB(p) => {
-                    self.nals.clear();
-                    let nals = &mut self.nals;
-                    for_each_nal(p, |s, e| nals.push((s, e)));
-                    if self.nals.is_empty() {
-                        return Err(BuildError::EmptyAnnexB(index));
-                    }
-                    let len: usize = self.nals.iter().map(|(s, e)| 4 + e - s).sum();
-                    self.block_header(f.track, rel, flags, len as u64);
-                    for i in 0..self.nals.len() {
-                        let (s, e) = self.nals[i];
-                        self.scratch.put_u32((e - s) as u32);
-                        if e - s >= ZERO_COPY_MIN {
-                            self.put_payload(&p.slice(s..e), out);
-                        } else {
-                            self.scratch.extend_from_slice(&p[s..e]);
-                        }
+                let len: usize = self.nals.iter().map(|(s, e)| 4 + e - s).sum();
+                self.block_header(f.track, rel, flags, len as u64);
+                for i in 0..self.nals.len() {
+                    let (s, e) = self.nals[i];
+                    self.scratch.put_u32((e - s) as u32);
+                    if e - s >= ZERO_COPY_MIN {
+                        self.put_payload(&p.slice(s..e), out);
+                    } else {
+                        self.scratch.extend_from_slice(&p[s..e]);
                     }
                 }
             }
         }
-        self.flush(out);
         Ok(())
     }
 

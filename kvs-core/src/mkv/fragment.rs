@@ -78,6 +78,51 @@ pub struct Fragment {
     pub complete: bool,
 }
 
+/// What is known of a fragment from its leading tags and Cluster head,
+/// before its frames: it comes with each frame handed out as soon as its
+/// block is parsed ([`Assembled::Frame`]). The same values as the
+/// fragment's own fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FragmentHead {
+    /// Service-assigned fragment number (a long decimal string).
+    pub fragment_number: Option<String>,
+    /// When the service received the fragment, ms since the epoch (UTC).
+    pub server_timestamp_ms: Option<u64>,
+    /// The producer's timestamp of the fragment, ms since the epoch (UTC).
+    pub producer_timestamp_ms: Option<u64>,
+    /// The cluster's Timecode (TimecodeScale units).
+    pub cluster_timecode: Option<u64>,
+    /// Nanoseconds per timecode unit.
+    pub timecode_scale: u64,
+    /// The tracks in force.
+    pub tracks: Arc<Vec<TrackInfo>>,
+}
+
+impl From<&Fragment> for FragmentHead {
+    fn from(f: &Fragment) -> Self {
+        Self {
+            fragment_number: f.fragment_number.clone(),
+            server_timestamp_ms: f.server_timestamp_ms,
+            producer_timestamp_ms: f.producer_timestamp_ms,
+            cluster_timecode: f.cluster_timecode,
+            timecode_scale: f.timecode_scale,
+            tracks: f.tracks.clone(),
+        }
+    }
+}
+
+/// What [`FragmentAssembler::next_item`] hands out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assembled {
+    /// A frame, as soon as its block is parsed (only with
+    /// [`FragmentAssembler::yield_frames`]), with its fragment's head. The
+    /// fragment itself follows once it ends, with this frame among its
+    /// frames.
+    Frame(Arc<FragmentHead>, ParsedFrame),
+    /// A fragment that ended (whole, or cut: `complete == false`).
+    Fragment(Fragment),
+}
+
 impl Fragment {
     fn new(tracks: Arc<Vec<TrackInfo>>, timecode_scale: u64) -> Self {
         Self {
@@ -221,7 +266,11 @@ pub struct FragmentAssembler {
     cluster_open: bool,
     /// User tags seen after the current cluster ended.
     after: Vec<(String, String)>,
-    ready: VecDeque<Fragment>,
+    /// Whether frames are handed out as they are parsed.
+    frames: bool,
+    /// The current fragment's head, once its first frame came.
+    head: Option<Arc<FragmentHead>>,
+    ready: VecDeque<Assembled>,
     failed: Option<FragmentError>,
 }
 
@@ -244,9 +293,18 @@ impl FragmentAssembler {
             cur_bytes: 0,
             cluster_open: false,
             after: Vec::new(),
+            frames: false,
+            head: None,
             ready: VecDeque::new(),
             failed: None,
         }
+    }
+
+    /// Hands out each frame as soon as its block is parsed
+    /// ([`Assembled::Frame`] from [`Self::next_item`]), not only within
+    /// its fragment once the fragment ends.
+    pub fn yield_frames(&mut self, on: bool) {
+        self.frames = on;
     }
 
     /// Feeds a chunk (kept, not copied).
@@ -276,6 +334,19 @@ impl FragmentAssembler {
     /// fragment comes out with `complete == false` before the error.
     pub fn next_fragment(&mut self) -> Result<Option<Fragment>, FragmentError> {
         loop {
+            match self.next_item()? {
+                Some(Assembled::Fragment(f)) => return Ok(Some(f)),
+                Some(Assembled::Frame(..)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next frame (with [`Self::yield_frames`]) or fragment, in stream
+    /// order; `Ok(None)` when more input is needed or the input is done. As
+    /// [`Self::next_fragment`] otherwise.
+    pub fn next_item(&mut self) -> Result<Option<Assembled>, FragmentError> {
+        loop {
             if let Some(f) = self.ready.pop_front() {
                 return Ok(Some(f));
             }
@@ -293,7 +364,7 @@ impl FragmentAssembler {
                     if let Some(mut f) = self.cur.take() {
                         f.tags.append(&mut self.after);
                         f.complete = false;
-                        self.ready.push_back(f);
+                        self.ready.push_back(Assembled::Fragment(f));
                     }
                     self.failed = Some(e.into());
                 }
@@ -304,10 +375,11 @@ impl FragmentAssembler {
     fn close_cur(&mut self) {
         if let Some(mut f) = self.cur.take() {
             f.tags.append(&mut self.after);
-            self.ready.push_back(f);
+            self.ready.push_back(Assembled::Fragment(f));
         }
         self.after.clear();
         self.cluster_open = false;
+        self.head = None;
     }
 
     fn on_event(&mut self, ev: Event) -> Result<(), FragmentError> {
@@ -363,6 +435,7 @@ impl FragmentAssembler {
                 tags.append(&mut f.tags);
                 f.tags = tags;
                 self.cur = Some(f);
+                self.head = None;
                 self.cur_bytes = 0;
                 self.cluster_open = true;
             }
@@ -380,6 +453,13 @@ impl FragmentAssembler {
                     });
                 }
                 if let Some(f) = self.cur.as_mut() {
+                    if self.frames {
+                        let head = self
+                            .head
+                            .get_or_insert_with(|| Arc::new(FragmentHead::from(&*f)));
+                        self.ready
+                            .push_back(Assembled::Frame(head.clone(), fr.clone()));
+                    }
                     f.frames.push(fr);
                 }
             }
@@ -387,7 +467,7 @@ impl FragmentAssembler {
             Event::DocumentEnd => {
                 self.close_cur();
                 if let Some(f) = self.next.take().filter(Fragment::has_metadata) {
-                    self.ready.push_back(f);
+                    self.ready.push_back(Assembled::Fragment(f));
                 }
             }
         }

@@ -108,11 +108,21 @@ pub struct IngestedFragment {
 /// What the ingest reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestEvent {
-    /// A fragment's first bytes arrived.
+    /// A fragment's Cluster started (its Timecode arrived).
     Buffering {
         /// Its cluster timecode.
         timecode: u64,
+        /// The stream header in force (as [`IngestedFragment::header`]).
+        header: Bytes,
+        /// The producer's Tags that came before the Cluster (as
+        /// [`IngestedFragment::tags`]).
+        tags: Vec<Bytes>,
     },
+    /// More of the open fragment's Cluster arrived, raw (its start, then
+    /// each block as it is parsed): what a live reader is sent at once.
+    /// Together, in order, the parts of one fragment are its
+    /// [`IngestedFragment::cluster`].
+    Data(Vec<Bytes>),
     /// A whole fragment arrived and passed the checks.
     Received(IngestedFragment),
 }
@@ -140,6 +150,10 @@ struct Current {
     tags: Vec<Bytes>,
     /// Metadata SimpleTags counted against the per-fragment limit.
     user_tags: usize,
+    /// The Cluster's bytes handed out so far ([`IngestEvent::Data`]), and
+    /// the stream offset they reach.
+    parts: Vec<Bytes>,
+    taken: u64,
     /// Set when the Cluster ended (its raw bytes, its duration): the
     /// fragment then collects the Tags that follow it until it is complete.
     sealed: Option<(Vec<Bytes>, u64)>,
@@ -191,6 +205,11 @@ impl Ingest {
             cur: None,
             last_timecode: None,
         }
+    }
+
+    /// Nanoseconds per timecode unit (the Info's TimecodeScale, once read).
+    pub fn timecode_scale(&self) -> u64 {
+        self.scale
     }
 
     fn err(&self, code: u32, reason: impl Into<String>) -> IngestError {
@@ -312,7 +331,7 @@ impl Ingest {
             .cur
             .as_ref()
             .filter(|c| c.sealed.is_none())
-            .map_or(self.last_end, |c| c.start)
+            .map_or(self.last_end, |c| c.taken)
             .min(self.last_end);
         if keep_from > self.raw.offset() {
             self.raw.skip(keep_from - self.raw.offset());
@@ -320,9 +339,27 @@ impl Ingest {
         Ok(())
     }
 
+    /// Hands out the open Cluster's bytes up to `end` ([`IngestEvent::Data`]).
+    fn hand_out(&mut self, end: u64, out: &mut Vec<IngestEvent>) {
+        let Some(from) = self
+            .cur
+            .as_ref()
+            .filter(|c| c.sealed.is_none() && c.taken < end)
+            .map(|c| c.taken)
+        else {
+            return;
+        };
+        let parts = self.take(from, end);
+        if let Some(c) = self.cur.as_mut() {
+            c.taken = end;
+            c.parts.extend(parts.iter().cloned());
+        }
+        out.push(IngestEvent::Data(parts));
+    }
+
     /// The Cluster ended at `end`: checks the fragment and keeps its bytes;
     /// it is handed out by [`Self::complete`] once the Tags after it are in.
-    fn seal(&mut self, end: u64) -> Result<(), IngestError> {
+    fn seal(&mut self, end: u64, out: &mut Vec<IngestEvent>) -> Result<(), IngestError> {
         let Some(cur) = &self.cur else { return Ok(()) };
         if cur.sealed.is_some() {
             return Ok(());
@@ -343,11 +380,10 @@ impl Ingest {
         if end - cur.start > self.limits.max_fragment_bytes {
             return Err(self.err(4001, format!("fragment is {} bytes", end - cur.start)));
         }
-        let start = cur.start;
-        let cluster = self.take(start, end);
+        self.hand_out(end, out);
         self.last_timecode = Some(timecode);
         if let Some(cur) = self.cur.as_mut() {
-            cur.sealed = Some((cluster, span_ms));
+            cur.sealed = Some((std::mem::take(&mut cur.parts), span_ms));
         }
         Ok(())
     }
@@ -391,7 +427,7 @@ impl Ingest {
             Event::Tags { tags, .. } => {
                 if self.cur.as_ref().is_some_and(|c| c.sealed.is_none()) {
                     // Tags end an unknown-size Cluster; ClusterEnd came first.
-                    self.seal(start)?;
+                    self.seal(start, out)?;
                 }
                 let end_of_fragment = tags.iter().any(|t| t.name == END_OF_FRAGMENT);
                 let user = tags
@@ -443,6 +479,8 @@ impl Ingest {
                     last_ts: 0,
                     tags: std::mem::take(&mut self.pending_tags),
                     user_tags: std::mem::take(&mut self.pending_user_tags),
+                    parts: Vec::new(),
+                    taken: offset,
                     sealed: None,
                     trailing: Vec::new(),
                 });
@@ -459,10 +497,19 @@ impl Ingest {
                     e.timecode = Some(tc);
                     return Err(e);
                 }
-                if let Some(c) = self.cur.as_mut() {
-                    c.timecode = Some(tc);
-                }
-                out.push(IngestEvent::Buffering { timecode: tc });
+                let tags = match self.cur.as_mut() {
+                    Some(c) => {
+                        c.timecode = Some(tc);
+                        c.tags.clone()
+                    }
+                    None => Vec::new(),
+                };
+                out.push(IngestEvent::Buffering {
+                    timecode: tc,
+                    header: self.header.clone().unwrap_or_default(),
+                    tags,
+                });
+                self.hand_out(end, out);
             }
             Event::Frame(f) => {
                 if !self.tracks.contains(&f.track) {
@@ -483,8 +530,9 @@ impl Ingest {
                         return Err(self.err(4001, "fragment larger than 50 MB"));
                     }
                 }
+                self.hand_out(end, out);
             }
-            Event::ClusterEnd => self.seal(end)?,
+            Event::ClusterEnd => self.seal(end, out)?,
             Event::DocumentEnd => self.complete(out),
         }
         Ok(())
@@ -671,7 +719,7 @@ mod tests {
         ev.iter()
             .filter_map(|e| match e {
                 IngestEvent::Received(f) => Some(f),
-                IngestEvent::Buffering { .. } => None,
+                IngestEvent::Buffering { .. } | IngestEvent::Data(_) => None,
             })
             .collect()
     }

@@ -569,12 +569,14 @@ fn old_connections_rotate_at_a_fragment_boundary() {
     pump(&mut p, c1, &mut svc, t0);
     p.tick(t0 + Duration::from_secs(2));
     assert!(p.rotating());
+    // The fragment under way (its key frame went out at once) finishes on
+    // this connection; the next one goes on a new connection.
     for i in 26..51 {
         p.put_frame(v(i, i % 25 == 0), t0).unwrap();
     }
     pump(&mut p, c1, &mut svc, t0);
     assert!(p.should_end_body(), "ends before the next fragment");
-    assert_eq!(svc.stored.len(), 1);
+    assert_eq!(svc.stored.len(), 2);
     p.disconnected("rotated");
     let ev = events(&mut p);
     assert!(ev.contains(&ProducerEvent::Rotating {
@@ -587,10 +589,11 @@ fn old_connections_rotate_at_a_fragment_boundary() {
     );
     let mut svc2 = Service::new();
     let c2 = p.connected(t0 + Duration::from_secs(2));
+    p.flush(t0).unwrap();
     pump(&mut p, c2, &mut svc2, t0);
     assert_eq!(
         svc2.stored.iter().map(|s| s.0).collect::<Vec<_>>(),
-        [START + 1000]
+        [START + 2000]
     );
 }
 
@@ -937,7 +940,11 @@ fn the_next_deadline_is_named() {
     assert_eq!(p.next_deadline(), Some(t1 + Duration::from_millis(500)));
     let t2 = t1 + Duration::from_millis(600);
     p.tick(t2);
-    assert_eq!(p.buffered_fragments(), 1, "closed by the lateness");
+    assert_eq!(
+        p.buffered_fragments(),
+        2,
+        "closed by the lateness (and the next open with its key frame)"
+    );
     assert_eq!(p.next_deadline(), None, "nothing due until a connection");
     let conn = p.connected(t2);
     assert_eq!(p.next_deadline(), Some(t2 + Duration::from_secs(3600)));

@@ -23,6 +23,35 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+fn latency(seconds: f64, audio: bool, mbps: f64) -> Result<(), String> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(seconds) || !positive(mbps) {
+        return Err("--seconds and --bitrate must be positive".into());
+    }
+    eprintln!(
+        "25 fps video{} at {mbps} Mbit/s for {seconds} s, real time…",
+        if audio { " + AAC" } else { "" }
+    );
+    let r = kvs_benches::latency::run(kvs_benches::latency::LatencyConfig {
+        seconds,
+        audio,
+        mbps,
+    })?;
+    println!(
+        "frame by frame:       p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} frames)",
+        r.frames.p50_ms, r.frames.p99_ms, r.frames.max_ms, r.frames.frames
+    );
+    println!(
+        "fragment by fragment: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} frames)",
+        r.fragments.p50_ms, r.fragments.p99_ms, r.fragments.max_ms, r.fragments.frames
+    );
+    println!("{}", r.line());
+    if r.frames.frames == 0 {
+        return Err("no frame came back".into());
+    }
+    Ok(())
+}
+
 fn bench_producers(streams: usize, mbps: f64, seconds: f64) -> Result<(), String> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if streams == 0 || !positive(mbps) || !positive(seconds) {
@@ -76,6 +105,20 @@ enum Cmd {
         /// Streaming time, seconds.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+    },
+    /// Frame latency from put_frame to a live consumer over the in-process
+    /// endpoint (25 fps, 2 s fragments, real time): frame by frame beside
+    /// fragment by fragment, p50/p99 in ms.
+    Latency {
+        /// Streaming time, seconds.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// With an AAC track beside the video.
+        #[arg(long)]
+        audio: bool,
+        /// Video bitrate, Mbit/s.
+        #[arg(long, default_value_t = 2.0)]
+        bitrate: f64,
     },
     /// Summarise a Matroska file (GetMedia output, a PutMedia body, any MKV/WebM).
     Inspect {
@@ -241,6 +284,11 @@ fn main() -> ExitCode {
             bitrate,
             seconds,
         } => bench_producers(streams, bitrate, seconds),
+        Cmd::Latency {
+            seconds,
+            audio,
+            bitrate,
+        } => latency(seconds, audio, bitrate),
         Cmd::Inspect { file, json } => inspect::run(&file, json),
         Cmd::Mux {
             input,

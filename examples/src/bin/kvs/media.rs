@@ -535,25 +535,40 @@ pub fn demo(video: Option<&Path>, audio: Option<&Path>) -> Result<(), String> {
             .start(StartSelector::Earliest)
             .frames();
         let mut got = Vec::new();
-        let mut last: Option<String> = None;
+        // Frames come as they arrive; each fragment is reported once its
+        // last frame is in (when the next starts, or at the end).
+        let mut current: Option<(Option<String>, u64, usize)> = None;
+        let report = |c: &(Option<String>, u64, usize)| {
+            crate::outln!(
+                "  fragment #{} at {} ms: {} frames",
+                c.0.as_deref().unwrap_or("?"),
+                c.1,
+                c.2
+            );
+        };
         while got.len() < input.frames.len() {
             let (frag, f) = tokio::time::timeout(Duration::from_secs(10), frames.next())
                 .await
                 .map_err(|_| "GetMedia stalled".to_string())?
                 .ok_or("GetMedia ended early")?
                 .map_err(|e| e.to_string())?;
-            if last.as_deref() != frag.fragment_number.as_deref() {
-                last.clone_from(&frag.fragment_number);
-                crate::outln!(
-                    "  fragment #{} at {} ms: {} frames",
-                    frag.fragment_number.as_deref().unwrap_or("?"),
-                    frag.producer_timestamp_ms
+            match &mut current {
+                Some(c) if c.0 == frag.fragment_number => c.2 += 1,
+                _ => {
+                    if let Some(c) = &current {
+                        report(c);
+                    }
+                    let at = frag
+                        .producer_timestamp_ms
                         .unwrap_or(0)
-                        .saturating_sub(start_ms),
-                    frag.frames.len()
-                );
+                        .saturating_sub(start_ms);
+                    current = Some((frag.fragment_number.clone(), at, 1));
+                }
             }
             got.push((f.track, f.timestamp_ns / 1_000_000, f.payload));
+        }
+        if let Some(c) = &current {
+            report(c);
         }
         let put: Vec<(u64, i64, Bytes)> = input
             .frames

@@ -1,10 +1,11 @@
 //! GetMedia: one document per fragment, live follow.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::storage::{tags_element, MediaStore};
+use super::storage::{tags_element, Live, LiveEnd, MediaStore, Stored};
 use super::{cut, now_ms, Faults, Out};
 
 /// Sends fragments from `index` on, then follows the stream live until the
@@ -19,6 +20,14 @@ use super::{cut, now_ms, Faults, Out};
 /// (e.g. 1511852124984, …125070, …125427, …125828, …126240 in
 /// `output_get_media.mkv`), and in `test_mixed_tags.mkv` the stream's last
 /// fragment — the latest chunk itself — has 274, not 0.
+///
+/// A fragment still being ingested when the reader reaches it is sent as it
+/// arrives, as the service does: its head and the service's leading Tags,
+/// then each block as it is ingested, then the trailing Tags once it is
+/// stored. A fragment the producer abandons inside its Cluster (the
+/// connection broke, or the fragment was refused) is ended with a
+/// `MILLIS_BEHIND_NOW` Tags element and no `CONTINUATION_TOKEN`: it was
+/// not stored, so there is nothing to resume after [I].
 pub(crate) async fn run_get_media(
     store: Arc<MediaStore>,
     stream: String,
@@ -26,9 +35,29 @@ pub(crate) async fn run_get_media(
     out: Out,
     faults: Faults,
 ) {
-    let mut sent: u64 = 0;
+    let mut w = Writer {
+        out,
+        limit: faults.drop_after_bytes,
+        sent: 0,
+    };
+    let Some(notify) = store
+        .streams
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&stream)
+        .map(|m| m.notify.clone())
+    else {
+        return;
+    };
+    // Fragments sent live (skipped when they show up stored), and the one
+    // being sent with how many of its parts went.
+    let mut sent_live: VecDeque<String> = VecDeque::new();
+    let mut following: Option<(Arc<Live>, usize)> = None;
     loop {
-        let (next, notify) = {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let step = {
             let streams = store
                 .streams
                 .lock()
@@ -36,62 +65,140 @@ pub(crate) async fn run_get_media(
             let Some(m) = streams.get(&stream) else {
                 return;
             };
-            (m.fragments.get(index).cloned(), m.notify.clone())
+            if let Some((live, from)) = &following {
+                let (parts, end) = live.since(*from);
+                Step::Live(parts, end)
+            } else if let Some(f) = m.fragments.get(index) {
+                Step::Stored(f.clone())
+            } else if let Some(l) = m.live.iter().find(|l| !sent_live.contains(&l.number)) {
+                following = Some((l.clone(), 0));
+                continue;
+            } else {
+                Step::Wait
+            }
         };
-        match next {
-            Some(f) => {
-                let mut trailer = Vec::new();
-                // As the service reports it: from the fragment's server
-                // timestamp to the moment this tag is sent (see the docs of
-                // `run_get_media`).
-                let behind = now_ms().saturating_sub(f.server_ms);
-                tags_element(
-                    &mut trailer,
-                    &[
-                        ("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", behind.to_string()),
-                        ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", f.number.clone()),
-                    ],
-                );
-                for part in f.doc.iter().cloned().chain([Bytes::from(trailer)]) {
-                    let (part, cut_now) = match faults.drop_after_bytes {
-                        Some(limit) if sent + part.len() as u64 > limit => {
-                            (part.slice(..limit.saturating_sub(sent) as usize), true)
-                        }
-                        _ => (part, false),
-                    };
-                    sent += part.len() as u64;
-                    if !part.is_empty() && out.send(Ok(part)).await.is_err() {
-                        return;
-                    }
-                    if cut_now {
-                        // Let the bytes before the cut reach the socket (the
-                        // server drops what it still holds when a body fails).
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        let _ = out.send(Err(cut())).await;
-                        return;
-                    }
-                }
+        match step {
+            Step::Stored(f) => {
                 index += 1;
-            }
-            None => {
-                let notified = notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let has_more = store
-                    .streams
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(&stream)
-                    .map(|m| m.fragments.len() > index);
-                match has_more {
-                    None => return,
-                    Some(true) => continue,
-                    Some(false) => tokio::select! {
-                        _ = notified => {}
-                        _ = out.closed() => return,
-                    },
+                if sent_live.contains(&f.number) {
+                    continue;
+                }
+                for part in f.doc.iter().cloned() {
+                    if !w.send(part).await {
+                        return;
+                    }
+                }
+                if !w.send(trailer(f.server_ms, Some(&f.number))).await {
+                    return;
                 }
             }
+            Step::Live(parts, end) => {
+                let idle = parts.is_empty() && end.is_none();
+                if let Some((_, from)) = &mut following {
+                    *from += parts.len();
+                }
+                for part in parts {
+                    if !w.send(part).await {
+                        return;
+                    }
+                }
+                let ended = match end {
+                    Some(end) => following.take().map(|(live, _)| (end, live)),
+                    None => None,
+                };
+                if let Some((end, live)) = ended {
+                    let tail: Vec<Bytes> = match &end {
+                        // The rest of its document: the producer's Tags
+                        // after the Cluster.
+                        LiveEnd::Stored(f) => {
+                            let cluster_end = live.since(0).0.len();
+                            f.doc
+                                .get(cluster_end..)
+                                .map(<[Bytes]>::to_vec)
+                                .unwrap_or_default()
+                        }
+                        LiveEnd::Abandoned => Vec::new(),
+                    };
+                    let token = match &end {
+                        LiveEnd::Stored(f) => Some(f.number.as_str()),
+                        LiveEnd::Abandoned => None,
+                    };
+                    for part in tail.into_iter().chain([trailer(live.server_ms, token)]) {
+                        if !w.send(part).await {
+                            return;
+                        }
+                    }
+                    if sent_live.len() == 64 {
+                        sent_live.pop_front();
+                    }
+                    sent_live.push_back(live.number.clone());
+                } else if idle {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = w.out.closed() => return,
+                    }
+                }
+            }
+            Step::Wait => tokio::select! {
+                _ = notified => {}
+                _ = w.out.closed() => return,
+            },
         }
+    }
+}
+
+/// What a GetMedia reader does next.
+enum Step {
+    /// Send a stored fragment whole.
+    Stored(Arc<Stored>),
+    /// Send these parts of the fragment being followed (and end it).
+    Live(Vec<Bytes>, Option<LiveEnd>),
+    /// Wait for more.
+    Wait,
+}
+
+/// The service's Tags after a fragment's Cluster: how far behind it is
+/// sent (see the docs of [`run_get_media`]) and, for a stored fragment,
+/// where to resume.
+fn trailer(server_ms: u64, token: Option<&str>) -> Bytes {
+    let behind = now_ms().saturating_sub(server_ms);
+    let mut tags = vec![("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", behind.to_string())];
+    if let Some(t) = token {
+        tags.push(("AWS_KINESISVIDEO_CONTINUATION_TOKEN", t.to_owned()));
+    }
+    let mut out = Vec::new();
+    tags_element(&mut out, &tags);
+    Bytes::from(out)
+}
+
+/// The response body, with the `drop-after-bytes` fault applied.
+struct Writer {
+    out: Out,
+    limit: Option<u64>,
+    sent: u64,
+}
+
+impl Writer {
+    /// Sends a part; false when the reader is gone or the fault cut the
+    /// connection.
+    async fn send(&mut self, part: Bytes) -> bool {
+        let (part, cut_now) = match self.limit {
+            Some(limit) if self.sent + part.len() as u64 > limit => {
+                (part.slice(..limit.saturating_sub(self.sent) as usize), true)
+            }
+            _ => (part, false),
+        };
+        self.sent += part.len() as u64;
+        if !part.is_empty() && self.out.send(Ok(part)).await.is_err() {
+            return false;
+        }
+        if cut_now {
+            // Let the bytes before the cut reach the socket (the server
+            // drops what it still holds when a body fails).
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let _ = self.out.send(Err(cut())).await;
+            return false;
+        }
+        true
     }
 }

@@ -12,7 +12,7 @@ use crate::local::store::ApiError;
 use crate::protocol::ingest::{Ingest, IngestEvent, IngestLimits};
 use crate::protocol::Ack;
 
-use super::storage::MediaStore;
+use super::storage::{Live, MediaStore};
 use super::{cut, now_ms, Faults, Out};
 
 /// What a PutMedia request asked for.
@@ -82,6 +82,28 @@ fn error_ack(
     }
 }
 
+/// The fragment of a PutMedia connection that live readers follow, ended
+/// as abandoned if the connection ends before it is stored.
+struct LiveGuard {
+    store: Arc<MediaStore>,
+    stream: String,
+    live: Option<Arc<Live>>,
+}
+
+impl LiveGuard {
+    fn abandon(&mut self) {
+        if let Some(l) = self.live.take() {
+            self.store.abandon(&self.stream, &l);
+        }
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
 /// Reads a PutMedia body, stores its fragments and sends the ACKs.
 ///
 /// Once the ACKs end (an ERROR, the connection's age, the body's end), the
@@ -126,6 +148,22 @@ async fn ingest_put_media(
 ) -> bool {
     let mut ingest = Ingest::new(IngestLimits::default());
     let mut current: Option<(String, u64)> = None;
+    // The fragment live readers are following; abandoned on every way out
+    // that does not store it.
+    let mut live = LiveGuard {
+        store: store.clone(),
+        stream: req.stream.clone(),
+        live: None,
+    };
+    let producer_ms = |timecode: u64, scale: u64| {
+        let tc_ms =
+            u64::try_from(u128::from(timecode) * u128::from(scale) / 1_000_000).unwrap_or(u64::MAX);
+        if req.relative {
+            req.start_ms.saturating_add(tc_ms)
+        } else {
+            tc_ms
+        }
+    };
     let mut total: u64 = 0;
     let delay = faults.ack_delay;
     let nth = store
@@ -223,9 +261,23 @@ async fn ingest_put_media(
         let (events, result) = events;
         for ev in events {
             match ev {
-                IngestEvent::Buffering { timecode } => {
+                IngestEvent::Buffering {
+                    timecode,
+                    header,
+                    tags,
+                } => {
                     let number = store.next_number();
-                    current = Some((number.clone(), now_ms()));
+                    let server_ms = now_ms();
+                    current = Some((number.clone(), server_ms));
+                    live.abandon();
+                    live.live = Some(store.begin_live(
+                        &req.stream,
+                        &number,
+                        producer_ms(timecode, ingest.timecode_scale()),
+                        server_ms,
+                        &header,
+                        &tags,
+                    ));
                     if !send(Ack::Buffering {
                         fragment_timecode: timecode,
                         fragment_number: number,
@@ -233,6 +285,11 @@ async fn ingest_put_media(
                     .await
                     {
                         return false;
+                    }
+                }
+                IngestEvent::Data(parts) => {
+                    if let Some(l) = &live.live {
+                        l.append(parts);
                     }
                 }
                 IngestEvent::Received(f) => {
@@ -249,15 +306,7 @@ async fn ingest_put_media(
                             return false;
                         }
                     }
-                    let tc_ms = u64::try_from(
-                        u128::from(f.timecode) * u128::from(f.timecode_scale) / 1_000_000,
-                    )
-                    .unwrap_or(u64::MAX);
-                    let producer_ms = if req.relative {
-                        req.start_ms.saturating_add(tc_ms)
-                    } else {
-                        tc_ms
-                    };
+                    let producer_ms = producer_ms(f.timecode, f.timecode_scale);
                     if let Some(ahead) = req.max_producer_ahead {
                         if producer_ms > now_ms().saturating_add(ahead.as_millis() as u64) {
                             tracing::info!(
@@ -285,6 +334,7 @@ async fn ingest_put_media(
                             send(error_ack(code, Some(f.timecode), Some(number))).await;
                             return false;
                         }
+                        live.live = None;
                     }
                     let ok = send(Ack::Received {
                         fragment_timecode: f.timecode,
@@ -301,6 +351,7 @@ async fn ingest_put_media(
                             &f,
                             false,
                         );
+                        live.live = None;
                         store.trim(&req.stream, req.live_buffer);
                     } else if ok {
                         send(Ack::Persisted {

@@ -36,7 +36,96 @@ pub(crate) struct Stored {
 #[derive(Debug, Default)]
 pub(crate) struct Media {
     pub fragments: Vec<Arc<Stored>>,
+    /// Fragments being ingested (one per PutMedia connection at most), in
+    /// the order they started.
+    pub live: Vec<Arc<Live>>,
     pub notify: Arc<Notify>,
+}
+
+/// A fragment being ingested: what live GetMedia readers are sent while
+/// its blocks arrive.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub number: String,
+    pub server_ms: u64,
+    state: std::sync::Mutex<LiveState>,
+    notify: Arc<Notify>,
+}
+
+/// How far a [`Live`] fragment has come.
+#[derive(Debug, Default)]
+pub(crate) struct LiveState {
+    /// The GetMedia document so far: prefix, the service's Tags, then the
+    /// Cluster as it arrives (the first parts of [`Stored::doc`]).
+    pub parts: Vec<Bytes>,
+    pub end: Option<LiveEnd>,
+}
+
+/// How a [`Live`] fragment ended.
+#[derive(Debug, Clone)]
+pub(crate) enum LiveEnd {
+    /// Complete and stored: the rest of its document follows.
+    Stored(Arc<Stored>),
+    /// The producer broke off inside it, or it was refused: not stored.
+    Abandoned,
+}
+
+impl Live {
+    /// The parts from `from` on, and the end if it came.
+    pub(crate) fn since(&self, from: usize) -> (Vec<Bytes>, Option<LiveEnd>) {
+        let st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            st.parts
+                .get(from..)
+                .map(<[Bytes]>::to_vec)
+                .unwrap_or_default(),
+            st.end.clone(),
+        )
+    }
+
+    /// More of the Cluster arrived.
+    pub(crate) fn append(&self, parts: Vec<Bytes>) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .parts
+            .extend(parts);
+        self.notify.notify_waiters();
+    }
+
+    /// Ends it (the first end stands).
+    fn end(&self, end: LiveEnd) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .end
+            .get_or_insert(end);
+        self.notify.notify_waiters();
+    }
+}
+
+/// The stored document's first two parts: the EBML header, Segment, the
+/// header elements and the producer's Tags before the Cluster; then the
+/// service's Tags in front of the Cluster.
+fn doc_head(
+    header: &[u8],
+    tags: &[Bytes],
+    number: &str,
+    server_ms: u64,
+    producer_ms: u64,
+) -> (Bytes, Bytes) {
+    let mut prefix = Vec::with_capacity(header.len() + 512);
+    writer::ebml_header(&mut prefix, "matroska", 2);
+    writer::master_unknown(&mut prefix, ids::SEGMENT);
+    prefix.extend_from_slice(header);
+    for t in tags {
+        prefix.extend_from_slice(t);
+    }
+    let lead = lead_tags(Lead::GetMedia, number, server_ms, producer_ms);
+    (Bytes::from(prefix), Bytes::from(lead))
 }
 
 /// Fragments of every stream.
@@ -251,18 +340,11 @@ impl MediaStore {
         durable: bool,
     ) -> std::io::Result<()> {
         let size: usize = f.cluster.iter().map(Bytes::len).sum();
-        let mut prefix = Vec::with_capacity(f.header.len() + 512);
-        writer::ebml_header(&mut prefix, "matroska", 2);
-        writer::master_unknown(&mut prefix, ids::SEGMENT);
-        prefix.extend_from_slice(&f.header);
-        for t in &f.tags {
-            prefix.extend_from_slice(t);
-        }
-        let lead = lead_tags(Lead::GetMedia, &number, server_ms, producer_ms);
+        let (prefix, lead) = doc_head(&f.header, &f.tags, &number, server_ms, producer_ms);
         let (lead_at, lead_len) = (prefix.len(), lead.len());
         // The Cluster is kept as received, not copied into the prefix; the
         // producer's Tags that followed it come after it.
-        let doc: Vec<Bytes> = [Bytes::from(prefix), Bytes::from(lead)]
+        let doc: Vec<Bytes> = [prefix, lead]
             .into_iter()
             .chain(f.cluster.iter().cloned())
             .chain(f.trailing_tags.iter().cloned())
@@ -296,9 +378,59 @@ impl MediaStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let m = streams.entry(stream.to_owned()).or_default();
-        m.fragments.push(stored);
+        m.fragments.push(stored.clone());
+        // Live readers that had its first parts get the rest.
+        if let Some(i) = m.live.iter().position(|l| l.number == stored.number) {
+            m.live.remove(i).end(LiveEnd::Stored(stored));
+        }
         m.notify.notify_waiters();
         Ok(())
+    }
+
+    /// A fragment's Cluster started: live readers are sent its head, then
+    /// its blocks as they arrive ([`Live::append`]), until it is stored
+    /// ([`Self::store`]) or abandoned ([`Self::abandon`]).
+    pub(crate) fn begin_live(
+        &self,
+        stream: &str,
+        number: &str,
+        producer_ms: u64,
+        server_ms: u64,
+        header: &[u8],
+        tags: &[Bytes],
+    ) -> Arc<Live> {
+        let (prefix, lead) = doc_head(header, tags, number, server_ms, producer_ms);
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let m = streams.entry(stream.to_owned()).or_default();
+        let live = Arc::new(Live {
+            number: number.to_owned(),
+            server_ms,
+            state: std::sync::Mutex::new(LiveState {
+                parts: vec![prefix, lead],
+                end: None,
+            }),
+            notify: m.notify.clone(),
+        });
+        m.live.push(live.clone());
+        m.notify.notify_waiters();
+        live
+    }
+
+    /// A fragment being ingested will not be stored (the producer broke off
+    /// inside it, or it was refused).
+    pub(crate) fn abandon(&self, stream: &str, live: &Arc<Live>) {
+        if let Some(m) = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(stream)
+        {
+            m.live.retain(|l| !Arc::ptr_eq(l, live));
+        }
+        live.end(LiveEnd::Abandoned);
     }
 
     /// Drops the oldest fragments of a stream beyond `keep` (the live buffer

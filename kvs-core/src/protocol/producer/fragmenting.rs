@@ -97,7 +97,11 @@ impl ProducerCore {
             || self.buffered_duration() > self.cfg.max_buffer_duration
         {
             match self.cfg.pressure {
-                PressurePolicy::Wait if !self.buffer.is_empty() => return Ok(PutOutcome::Full),
+                // Only while a closed fragment waits for its ACK: the open
+                // one cannot be acknowledged before it closes.
+                PressurePolicy::Wait if self.buffer.iter().any(|f| !f.open) => {
+                    return Ok(PutOutcome::Full)
+                }
                 PressurePolicy::Wait => {}
                 PressurePolicy::DropOldest => self.drop_oldest(size),
             }
@@ -131,15 +135,20 @@ impl ProducerCore {
             key,
             payload: frame.payload,
             gen: self.gens.len() - 1,
+            put_at: now,
         });
         self.try_close(now, false)?;
         Ok(PutOutcome::Accepted)
     }
 
-    /// Whether the open frames before a boundary at (`pts`, `dts`) hold a
-    /// frame of every track.
+    /// Whether the open fragment (its frames written, and those waiting
+    /// before a boundary at (`pts`, `dts`)) holds a frame of every track.
     pub(super) fn every_track_before(&self, pts: u64, dts: u64) -> bool {
+        let written = self.buffer.back().filter(|f| f.open);
         self.tracks.iter().all(|t| {
+            if written.is_some_and(|f| f.tracks.contains(&t.number)) {
+                return true;
+            }
             let video = matches!(t.kind, TrackKind::Video { .. });
             self.open.iter().any(|p| {
                 p.track == t.number
@@ -152,13 +161,23 @@ impl ProducerCore {
         })
     }
 
-    /// Closes fragments that are due: every other track passed the boundary,
-    /// the lateness ran out, or (`flush`) the caller wants everything out.
+    /// Writes the frames whose place is settled and closes the fragments
+    /// that are due: every other track passed the boundary, the lateness ran
+    /// out, or (`flush`) the caller wants everything out.
+    ///
+    /// A frame is written — its block appended to the open fragment, to go
+    /// out on the connection at once — when no frame of another track can
+    /// still come before it in decode order: every other track has reached
+    /// its decode time, or it has waited [`ProducerConfig::max_lateness`].
+    /// With one track that is at once. Frames after the boundary wait until
+    /// the fragment before it closes.
     pub(super) fn try_close(&mut self, now: Instant, flush: bool) -> Result<(), FrameError> {
         loop {
+            let cut = self.boundary.map(|(p, d, _)| (p, d));
+            self.write_settled(cut, now, flush);
             let Some((cut_pts, cut_dts, seen)) = self.boundary else {
-                if flush && !self.open.is_empty() {
-                    self.close(None)?;
+                if flush {
+                    self.close(None);
                     self.open_start = None;
                 }
                 return Ok(());
@@ -178,7 +197,7 @@ impl ProducerCore {
             if !(flush || others_passed || now.duration_since(seen) >= self.cfg.max_lateness) {
                 return Ok(());
             }
-            self.close(Some((cut_pts, cut_dts)))?;
+            self.close(Some((cut_pts, cut_dts)));
             // The frames left open the next fragment; another boundary may
             // already be among them.
             self.open_start = Some(cut_pts);
@@ -197,106 +216,174 @@ impl ProducerCore {
         }
     }
 
-    /// Makes a fragment of the open frames before the boundary (video before
+    /// Whether an open frame belongs before the boundary `cut` (video before
     /// the boundary key frame in decode order, other tracks before its
-    /// presentation time), or of all of them, and buffers it.
-    pub(super) fn close(&mut self, cut: Option<(u64, u64)>) -> Result<(), FrameError> {
-        let video_tracks: Vec<u64> = self
-            .tracks
-            .iter()
-            .filter(|t| matches!(t.kind, TrackKind::Video { .. }))
-            .map(|t| t.number)
-            .collect();
-        let (mut mine, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.open)
-            .into_iter()
-            .partition(|p| match cut {
-                None => true,
-                Some((_, cut_dts)) if video_tracks.contains(&p.track) => p.dts_ms < cut_dts,
-                Some((cut_pts, _)) => p.pts_ms < cut_pts,
-            });
-        self.open = rest;
-        let closed = cut.map_or_else(
-            || mine.iter().map(|p| p.pts_ms + 1).max().unwrap_or(0),
-            |(c, _)| c,
-        );
-        self.closed_until = Some(self.closed_until.map_or(closed, |c| c.max(closed)));
-        self.report_leading();
-        if mine.is_empty() {
-            return Ok(());
+    /// presentation time).
+    fn before_cut(&self, p: &Pending, cut: Option<(u64, u64)>) -> bool {
+        match cut {
+            None => true,
+            Some((_, cut_dts)) if self.is_video(p.track) => p.dts_ms < cut_dts,
+            Some((cut_pts, _)) => p.pts_ms < cut_pts,
         }
-        // Interleave by decode time; each track is already in decode order.
-        mine.sort_by_key(|p| p.dts_ms);
-        // The fragment's settings are those its first frame was put under.
-        let gen = mine[0].gen;
-        let first = mine[0].pts_ms;
+    }
+
+    /// Writes, in decode order, the open frames before `cut` whose place is
+    /// settled (all of them with `force`).
+    fn write_settled(&mut self, cut: Option<(u64, u64)>, now: Instant, force: bool) {
+        loop {
+            // The next frame in decode order (a video key frame first among
+            // equals: it must open its fragment).
+            let next = self
+                .open
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| self.before_cut(p, cut))
+                .min_by_key(|(_, p)| (p.dts_ms, !(p.key && self.is_video(p.track))))
+                .map(|(i, _)| i);
+            let Some(i) = next else { return };
+            let p = &self.open[i];
+            let settled = force
+                || now.duration_since(p.put_at) >= self.cfg.max_lateness
+                || self.tracks.iter().all(|t| {
+                    t.number == p.track
+                        || self
+                            .last_dts
+                            .iter()
+                            .any(|(n, d)| *n == t.number && *d >= p.dts_ms)
+                });
+            if !settled {
+                return;
+            }
+            let p = self.open.remove(i);
+            self.write(p);
+        }
+    }
+
+    /// Appends a frame's block to the open fragment (starting one, with a
+    /// new stream header when its settings changed, if none is open).
+    fn write(&mut self, p: Pending) {
+        let start_ms = self.cfg.start_ms;
+        let frame = FrameIn {
+            track: p.track,
+            timecode: (start_ms + p.pts_ms) as i64,
+            key: p.key,
+            payload: p.payload,
+        };
+        let size = frame.payload.len();
         let unwritable = |e: BuildError, events: &mut VecDeque<ProducerEvent>| {
             events.push_back(ProducerEvent::FragmentDropped {
-                producer_timestamp: utc(self.cfg.start_ms + first),
-                frames: mine.len(),
+                producer_timestamp: utc(start_ms + p.pts_ms),
+                frames: 1,
                 reason: DropReason::Unwritable(e.to_string()),
             });
         };
-        if self.builder_gen != Some(gen) {
-            let builder = match FragmentBuilder::new(StreamConfig::new(self.gens[gen].clone())) {
-                Ok(b) => b,
-                Err(e) => {
-                    unwritable(e, &mut self.events);
-                    return Ok(());
+        if self.buffer.back().is_none_or(|f| !f.open) {
+            if self.builder_gen != Some(p.gen) {
+                match FragmentBuilder::new(StreamConfig::new(self.gens[p.gen].clone())) {
+                    Ok(b) => {
+                        self.headers.push(b.header());
+                        self.builder = Some(b);
+                        self.builder_gen = Some(p.gen);
+                    }
+                    Err(e) => return unwritable(e, &mut self.events),
                 }
+            }
+            let Some(builder) = self.builder.as_mut() else {
+                return;
             };
-            self.headers.push(builder.header());
-            self.builder = Some(builder);
-            self.builder_gen = Some(gen);
+            let head = match builder.cluster_start(&frame, &[]) {
+                Ok(h) => h,
+                Err(e) => return unwritable(e, &mut self.events),
+            };
+            self.buffer.push_back(Fragment {
+                timecode_ms: start_ms + p.pts_ms,
+                duration_ms: 0,
+                header: self.headers.len() - 1,
+                chunks: vec![head],
+                bytes: 0,
+                frames: 0,
+                state: FragState::Pending,
+                written_at: None,
+                cursor: 0,
+                open: true,
+                tracks: Vec::new(),
+                rejected: None,
+            });
         }
-        let start_ms = self.cfg.start_ms;
-        let frames: Vec<FrameIn> = mine
-            .iter()
-            .map(|p| FrameIn {
-                track: p.track,
-                timecode: (start_ms + p.pts_ms) as i64,
-                key: p.key,
-                payload: p.payload.clone(),
-            })
-            .collect();
-        let mut chunks = Vec::new();
-        let Some(builder) = self.builder.as_mut() else {
-            return Ok(());
+        let (Some(builder), Some(f)) = (self.builder.as_mut(), self.buffer.back_mut()) else {
+            return;
         };
-        if let Err(e) = builder.fragment(&frames, &self.tags, &mut chunks) {
-            unwritable(e, &mut self.events);
-            return Ok(());
+        let cluster_tc = f.timecode_ms as i64;
+        if let Err(e) = builder.block(cluster_tc, f.frames, &frame, &mut f.chunks) {
+            return unwritable(e, &mut self.events);
         }
-        self.tags.clear();
+        f.frames += 1;
+        if !f.tracks.contains(&frame.track) {
+            f.tracks.push(frame.track);
+        }
+        f.bytes += size;
+        f.duration_ms = f
+            .duration_ms
+            .max((start_ms + p.pts_ms).saturating_sub(f.timecode_ms));
+        self.buffered_bytes += size;
+    }
+
+    /// Closes the open fragment at the boundary `cut` (or at the end of the
+    /// media): writes what is left before it, then the metadata tags and the
+    /// END_OF_FRAGMENT tag.
+    pub(super) fn close(&mut self, cut: Option<(u64, u64)>) {
+        let written_until = self
+            .buffer
+            .back()
+            .filter(|f| f.open)
+            .map(|f| f.timecode_ms + f.duration_ms + 1 - self.cfg.start_ms);
+        let last_open = self
+            .open
+            .iter()
+            .filter(|p| self.before_cut(p, cut))
+            .map(|p| p.pts_ms + 1)
+            .max();
+        let closed = cut.map_or_else(|| last_open.max(written_until).unwrap_or(0), |(c, _)| c);
+        // Whatever is left before the cut goes now, in decode order.
+        self.write_settled(cut, Instant::now(), true);
+        self.closed_until = Some(self.closed_until.map_or(closed, |c| c.max(closed)));
+        self.report_leading();
+        let tags = std::mem::take(&mut self.tags);
+        let Some(i) = self.buffer.iter().rposition(|f| f.open) else {
+            return;
+        };
+        let tag_chunk = self.builder.as_ref().and_then(|b| b.tags(&tags).ok());
+        let f = &mut self.buffer[i];
+        f.open = false;
+        if let Some(t) = tag_chunk.filter(|t| !t.is_empty()) {
+            f.chunks.push(t);
+        }
         // The end-of-fragment tag ends the unknown-size Cluster, so the
         // service acknowledges the fragment without waiting for the next.
-        chunks.push(FragmentBuilder::end_of_fragment_tag());
-        let bytes: usize = mine.iter().map(|p| p.payload.len()).sum();
-        let last = mine.iter().map(|p| p.pts_ms).max().unwrap_or(first);
-        self.buffered_bytes += bytes;
-        self.buffer.push_back(Fragment {
-            timecode_ms: start_ms + first,
-            duration_ms: last - first,
-            header: self.headers.len() - 1,
-            chunks,
-            bytes,
-            frames: mine.len(),
-            state: FragState::Pending,
-            written_at: None,
-            cursor: 0,
-        });
-        Ok(())
+        f.chunks.push(FragmentBuilder::end_of_fragment_tag());
+        if let Some(code) = f.rejected {
+            if let Some(f) = self.buffer.remove(i) {
+                self.buffered_bytes -= f.bytes;
+                self.events.push_back(ProducerEvent::FragmentDropped {
+                    producer_timestamp: utc(f.timecode_ms),
+                    frames: f.frames,
+                    reason: DropReason::Rejected(code),
+                });
+            }
+        }
     }
 
     pub(super) fn drop_oldest(&mut self, incoming: usize) {
         while self.buffered_bytes() + incoming > self.cfg.max_buffer_bytes
             || self.buffered_duration() > self.cfg.max_buffer_duration
         {
-            // Never the fragment whose chunks are going out right now.
+            // Never the open fragment, nor the one whose chunks are going
+            // out right now.
             let live = self.conn.is_some();
             let Some(i) = self
                 .buffer
                 .iter()
-                .position(|f| !live || f.cursor == 0 || f.written_at.is_some())
+                .position(|f| !f.open && (!live || f.cursor == 0 || f.written_at.is_some()))
             else {
                 return;
             };

@@ -175,10 +175,16 @@ struct Fragment {
     bytes: usize,
     frames: usize,
     state: FragState,
-    /// When its last chunk was handed out.
+    /// When its last chunk was handed out (once closed).
     written_at: Option<Instant>,
     /// Chunks handed out on the current connection.
     cursor: usize,
+    /// Still taking frames (the newest fragment, until its boundary).
+    open: bool,
+    /// The tracks it has a frame of.
+    tracks: Vec<u64>,
+    /// Refused by the service while still open: dropped when it closes.
+    rejected: Option<ServiceErrorCode>,
 }
 
 #[derive(Debug)]
@@ -192,6 +198,8 @@ struct Pending {
     payload: Payload,
     /// The track settings generation it was put under.
     gen: usize,
+    /// When it was put (it waits at most the lateness for other tracks).
+    put_at: Instant,
 }
 
 #[derive(Debug)]
@@ -240,7 +248,8 @@ pub struct ProducerCore {
     conn: Option<Conn>,
     next_conn: u64,
     events: VecDeque<ProducerEvent>,
-    /// Metadata tags for the next fragment to close.
+    /// Metadata tags for the next fragment to close (written after its
+    /// blocks, where the service takes them for that fragment).
     tags: Vec<Tag>,
     bytes_sent: u64,
     /// Presentation time of the first video key frame taken.
@@ -337,7 +346,8 @@ impl ProducerCore {
         }
     }
 
-    /// Closed fragments waiting for their ACK (or to be sent).
+    /// Fragments waiting for their ACK or to be sent, the open one (still
+    /// taking frames) included.
     pub fn buffered_fragments(&self) -> usize {
         self.buffer.len()
     }

@@ -29,9 +29,14 @@ impl ProducerCore {
     /// calls [`Self::tick`] (and checks [`Self::stalled`]) then, instead of
     /// polling on a fixed period. `None`: nothing is due until more input.
     pub fn next_deadline(&self) -> Option<Instant> {
+        // A boundary or a frame waiting for the other tracks.
         let lateness = self
             .boundary
-            .map(|(_, _, seen)| seen + self.cfg.max_lateness);
+            .map(|(_, _, seen)| seen)
+            .into_iter()
+            .chain(self.open.iter().map(|p| p.put_at))
+            .min()
+            .map(|t| t + self.cfg.max_lateness);
         let (rotation, credentials, stall) = match &self.conn {
             Some(c) if c.rotation.is_none() => (
                 Some(c.opened + self.cfg.rotation_age),
@@ -147,16 +152,19 @@ impl ProducerCore {
         if conn.draining {
             return None;
         }
-        // A fragment under way is finished first.
-        let idx = self
+        // A fragment under way is finished first (an open one as its
+        // frames come).
+        let idx = match self
             .buffer
             .iter()
             .position(|f| f.cursor > 0 && f.written_at.is_none())
-            .or_else(|| {
-                self.buffer
-                    .iter()
-                    .position(|f| f.state == FragState::Pending && f.cursor == 0)
-            })?;
+        {
+            Some(i) if self.buffer[i].cursor == self.buffer[i].chunks.len() => return None,
+            Some(i) => i,
+            None => self.buffer.iter().position(|f| {
+                f.state == FragState::Pending && f.cursor == 0 && f.rejected.is_none()
+            })?,
+        };
         let f = &self.buffer[idx];
         if f.cursor == 0 {
             // A new fragment: rotate first if needed.
@@ -188,7 +196,7 @@ impl ProducerCore {
         let chunk = f.chunks[f.cursor].clone();
         f.cursor += 1;
         f.state = FragState::Sent { conn: id };
-        if f.cursor == f.chunks.len() {
+        if !f.open && f.cursor == f.chunks.len() {
             f.written_at = Some(now);
         }
         self.bytes_sent += chunk.len() as u64;
@@ -250,8 +258,15 @@ impl ProducerCore {
                     code: *code,
                     retriable,
                 });
-                if !retriable {
-                    let found = fragment_timecode.and_then(|tc| find(&self.buffer, tc));
+                let found = fragment_timecode.and_then(|tc| find(&self.buffer, tc));
+                if let Some(f) = found
+                    .filter(|_| !retriable)
+                    .and_then(|i| self.buffer.get_mut(i))
+                    .filter(|f| f.open)
+                {
+                    // Still taking frames: dropped when it closes.
+                    f.rejected = Some(*code);
+                } else if !retriable {
                     if let Some(f) = found.and_then(|i| self.buffer.remove(i)) {
                         self.buffered_bytes -= f.bytes;
                         self.events.push_back(ProducerEvent::FragmentDropped {
@@ -281,8 +296,8 @@ impl ProducerCore {
                 written.headers += 1;
             }
             let first = out.len();
-            // The last chunk is the END_OF_FRAGMENT tag.
-            let media = f.chunks.len().saturating_sub(1);
+            // The last chunk of a closed fragment is the END_OF_FRAGMENT tag.
+            let media = f.chunks.len().saturating_sub(usize::from(!f.open));
             out.extend(f.chunks.into_iter().take(media));
             written
                 .fragments
