@@ -87,7 +87,7 @@ async fn kvs_put(
     let opts = PutMediaOptions {
         stream: "bench".into(),
         timecode_type: TimecodeType::Relative,
-        producer_start_ms: 1,
+        producer_start: std::time::UNIX_EPOCH + std::time::Duration::from_millis(1),
     };
     let mut s = c.put_media(&opts).await.unwrap();
     // When each fragment's end becomes visible: the next fragment's first

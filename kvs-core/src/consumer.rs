@@ -16,10 +16,14 @@
 //!
 //! - **Live** ([`ConsumerBuilder::start`]): GetMedia from the selector;
 //!   when the connection breaks, the service ends the session (as it does
-//!   after a while) or sends an ERROR tag, it starts again after the last
-//!   fragment it delivered (its continuation token), with backoff while the
-//!   service cannot be reached. A fragment cut by a broken connection is
-//!   never delivered; it comes whole from the next session.
+//!   after a while) or stops it with a retryable error chunk (3002, 5000),
+//!   it starts again after the last fragment it delivered (its
+//!   continuation token), with backoff while the service cannot be
+//!   reached. An error chunk a new session cannot get past (4000 fragment
+//!   not found, 4500–4506 the stream's KMS key) ends the stream with
+//!   [`ClientError::InStream`] naming the fragment. A fragment cut by a
+//!   broken connection is never delivered whole; it comes whole from the
+//!   next session.
 //! - **Frames as they arrive** ([`FragmentStream::frames`]): each frame is
 //!   yielded as soon as its block arrives — the service (and the local
 //!   endpoint) streams a fragment's blocks while they are ingested — with
@@ -372,7 +376,14 @@ async fn read_session(
                 tracing::debug!(fragment = ?f.fragment_number, "fragment not whole");
             }
             Some(Ok(Assembled::Fragment(f))) if f.error_code.is_some() || f.error_id.is_some() => {
-                tracing::debug!(code = ?f.error_code, "GetMedia ERROR tag; resuming");
+                let e = in_stream("GetMedia", f);
+                if !e.is_retryable() {
+                    // Fragment gone, the stream's KMS key unusable: a new
+                    // session would stop the same way.
+                    let _ = tx.send(Err(e)).await;
+                    return Err(());
+                }
+                tracing::debug!(error = %e, "GetMedia error chunk; resuming");
                 return Ok(());
             }
             Some(Ok(Assembled::Fragment(f))) => {
@@ -394,6 +405,16 @@ async fn read_session(
             }
             None => return Ok(()),
         }
+    }
+}
+
+/// The error of a service's error chunk.
+fn in_stream(operation: &'static str, f: Fragment) -> ClientError {
+    ClientError::InStream {
+        operation,
+        fragment_number: f.fragment_number,
+        error_id: f.error_id,
+        error_code: f.error_code,
     }
 }
 
@@ -523,6 +544,10 @@ async fn range(
             }
         };
         for f in fragments {
+            if f.error_id.is_some() || f.error_code.is_some() {
+                let _ = tx.send(Err(in_stream("GetMediaForFragmentList", f))).await;
+                return;
+            }
             if tx.send(Ok(Delivered::Fragment(f, 0))).await.is_err() {
                 return;
             }

@@ -123,6 +123,18 @@ impl Error {
         }
     }
 
+    /// The fragment the error concerns, where one applies: the fragment an
+    /// in-stream error chunk names ([`ClientError::InStream`]). (A fragment
+    /// the service refuses on upload is an event with its number,
+    /// [`crate::producer::ProducerEvent::ServiceError`], not an error.)
+    #[cfg(feature = "client")]
+    pub fn fragment_number(&self) -> Option<&str> {
+        match self {
+            Self::Client(e) | Self::Producer(ProducerError::Bootstrap(e)) => e.fragment_number(),
+            _ => None,
+        }
+    }
+
     /// The byte offset in the input the error refers to (bad Matroska, a
     /// bad ACK stream), when it has one.
     pub fn offset(&self) -> Option<u64> {
@@ -148,7 +160,7 @@ impl Error {
 #[cfg(feature = "client")]
 fn client_kind(e: &ClientError) -> ErrorKind {
     match e {
-        ClientError::Service { .. } => ErrorKind::Service,
+        ClientError::Service { .. } | ClientError::InStream { .. } => ErrorKind::Service,
         ClientError::Transport(_) | ClientError::Timeout(_) => ErrorKind::Transport,
         ClientError::UnexpectedResponse { .. }
         | ClientError::Decode { .. }

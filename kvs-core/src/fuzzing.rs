@@ -76,23 +76,59 @@ pub fn mkv_parser(data: &[u8]) {
     }
 }
 
-/// The fragment assembler: no panic, frames never exceed the input.
+/// The fragment assembler: no panic, frames never exceed the input; with
+/// frames handed out as they are parsed, the same fragments come out, and
+/// each fragment's frames are exactly the frames handed out before it
+/// (since the previous fragment).
 pub fn fragment_assembler(data: &[u8]) {
-    let mut a = FragmentAssembler::default();
-    let mut total = 0usize;
-    let mut start = 0;
-    for end in splits(data).into_iter().chain([data.len()]) {
-        a.push(Bytes::copy_from_slice(&data[start..end]));
-        start = end;
-        while let Ok(Some(f)) = a.next_fragment() {
-            total += f.payload_bytes() as usize;
+    use crate::mkv::fragment::Assembled;
+    let run = |frames: bool| {
+        let mut a = FragmentAssembler::default();
+        a.yield_frames(frames);
+        let mut out = Vec::new();
+        let drain = |a: &mut FragmentAssembler, out: &mut Vec<Assembled>| {
+            while let Ok(Some(item)) = a.next_item() {
+                out.push(item);
+            }
+        };
+        let mut start = 0;
+        for end in splits(data).into_iter().chain([data.len()]) {
+            a.push(Bytes::copy_from_slice(&data[start..end]));
+            start = end;
+            drain(&mut a, &mut out);
+        }
+        a.finish();
+        drain(&mut a, &mut out);
+        out
+    };
+    let whole = run(false);
+    let total: u64 = whole
+        .iter()
+        .map(|i| match i {
+            Assembled::Fragment(f) => f.payload_bytes(),
+            Assembled::Frame(..) => panic!("a frame without yield_frames"),
+        })
+        .sum();
+    assert!(
+        total as usize <= data.len(),
+        "more payload out than bytes in"
+    );
+    let mut fragments = Vec::new();
+    let mut since = Vec::new();
+    for item in run(true) {
+        match item {
+            Assembled::Frame(head, fr) => {
+                assert!(head.timecode_scale > 0);
+                since.push(fr);
+            }
+            Assembled::Fragment(f) => {
+                assert_eq!(f.frames, since, "a fragment's frames are those handed out");
+                since.clear();
+                fragments.push(Assembled::Fragment(f));
+            }
         }
     }
-    a.finish();
-    while let Ok(Some(f)) = a.next_fragment() {
-        total += f.payload_bytes() as usize;
-    }
-    assert!(total <= data.len(), "more payload out than bytes in");
+    assert_eq!(fragments, whole, "frames handed out change the fragments");
 }
 
 /// Annex-B splitting, AVCC conversion, SPS/VPS decoding and ADTS on arbitrary bytes.

@@ -760,7 +760,7 @@ async fn drive(shared: Arc<Shared>, client: Arc<KvsClient>, stream: StreamId, re
         let opts = PutMediaOptions {
             stream: stream.clone(),
             timecode_type: TimecodeType::Absolute,
-            producer_start_ms: start_ms,
+            producer_start: std::time::UNIX_EPOCH + Duration::from_millis(start_ms),
         };
         let ended = match client.put_media(&opts).await {
             Ok(session) => {

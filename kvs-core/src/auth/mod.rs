@@ -20,6 +20,24 @@ pub use aws_credential_types::provider::error::CredentialsError;
 pub use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 pub use aws_credential_types::Credentials;
 
+/// The region the AWS SDKs would use, without the SDK: `AWS_REGION`, then
+/// `AWS_DEFAULT_REGION`, then the `region` of the selected profile
+/// (`AWS_PROFILE`, default `default`) in the shared config file. `None`
+/// when none names one.
+pub fn default_region() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_owned())
+        .find(|v| !v.is_empty())
+        .or_else(|| {
+            profile::ProfileProvider::new()
+                .profile()
+                .ok()
+                .and_then(|p| p.region().map(str::to_owned))
+        })
+}
+
 /// The usual lookup without the AWS SDK: the environment, then the shared
 /// profile files. Each request for credentials asks both again, so rotated
 /// keys are picked up.

@@ -3,6 +3,8 @@
 //! (an MP4 file, read up to a limit), the HLS/DASH streaming-session URLs and
 //! GetImages (every page, images decoded from base64).
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -28,34 +30,69 @@ pub struct FragmentInfo {
     pub fragment_length_in_milliseconds: u64,
 }
 
-/// Which timestamps a ListFragments range applies to.
+impl FragmentInfo {
+    /// The producer timestamp as UTC.
+    pub fn producer_time(&self) -> SystemTime {
+        from_epoch_secs(self.producer_timestamp)
+    }
+
+    /// The server timestamp as UTC.
+    pub fn server_time(&self) -> SystemTime {
+        from_epoch_secs(self.server_timestamp)
+    }
+
+    /// The duration.
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.fragment_length_in_milliseconds)
+    }
+}
+
+/// Epoch seconds (the JSON timestamps of the archived-media APIs) of a UTC
+/// instant; instants before the epoch are 0.
+pub(crate) fn epoch_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_millis() as f64 / 1000.0)
+}
+
+/// The UTC instant of epoch seconds, to the millisecond (negative and
+/// non-finite values are the epoch).
+pub(crate) fn from_epoch_secs(s: f64) -> SystemTime {
+    let ms = if s.is_finite() && s > 0.0 {
+        (s * 1000.0).round() as u64
+    } else {
+        0
+    };
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// Which timestamps a time range applies to (ListFragments, GetClip, HLS
+/// and DASH sessions), and the range `[start, end]`, UTC, to the
+/// millisecond (the APIs' `TimestampRange` in epoch seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FragmentSelector {
-    /// Producer timestamps in `[start_ms, end_ms]`.
+    /// Producer timestamps in `[start, end]`.
     Producer {
-        /// Range start, ms since the epoch.
-        start_ms: u64,
-        /// Range end, ms since the epoch.
-        end_ms: u64,
+        /// Range start (UTC).
+        start: SystemTime,
+        /// Range end (UTC).
+        end: SystemTime,
     },
-    /// Server timestamps in `[start_ms, end_ms]`.
+    /// Server timestamps in `[start, end]`.
     Server {
-        /// Range start, ms since the epoch.
-        start_ms: u64,
-        /// Range end, ms since the epoch.
-        end_ms: u64,
+        /// Range start (UTC).
+        start: SystemTime,
+        /// Range end (UTC).
+        end: SystemTime,
     },
 }
 
 impl FragmentSelector {
     fn to_json(self) -> Value {
         let (kind, a, b) = match self {
-            FragmentSelector::Producer { start_ms, end_ms } => {
-                ("PRODUCER_TIMESTAMP", start_ms, end_ms)
-            }
-            FragmentSelector::Server { start_ms, end_ms } => ("SERVER_TIMESTAMP", start_ms, end_ms),
+            FragmentSelector::Producer { start, end } => ("PRODUCER_TIMESTAMP", start, end),
+            FragmentSelector::Server { start, end } => ("SERVER_TIMESTAMP", start, end),
         };
-        json!({"FragmentSelectorType": kind, "TimestampRange": {"StartTimestamp": a as f64 / 1000.0, "EndTimestamp": b as f64 / 1000.0}})
+        json!({"FragmentSelectorType": kind, "TimestampRange": {"StartTimestamp": epoch_secs(a), "EndTimestamp": epoch_secs(b)}})
     }
 }
 
@@ -158,10 +195,10 @@ pub enum ImageFormat {
 pub struct GetImagesRequest {
     /// Which clock the range is on.
     pub selector_type: ImageSelectorType,
-    /// First instant, ms since the epoch.
-    pub start_ms: u64,
-    /// Last instant (at most 300 s after the first), ms since the epoch.
-    pub end_ms: u64,
+    /// First instant (UTC).
+    pub start: SystemTime,
+    /// Last instant (UTC; at most 300 s after the first).
+    pub end: SystemTime,
     /// Time between images, ms (at least 200).
     pub sampling_interval_ms: Option<u32>,
     /// Encoding.
@@ -176,8 +213,8 @@ pub struct GetImagesRequest {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Image {
-    /// The instant, ms since the epoch.
-    pub timestamp_ms: u64,
+    /// The instant (UTC).
+    pub timestamp: SystemTime,
     /// `NO_MEDIA` or `MEDIA_ERROR` when there is no image.
     pub error: Option<String>,
     /// The encoded image.
@@ -201,8 +238,8 @@ impl KvsClient {
                 ImageSelectorType::Producer => "PRODUCER_TIMESTAMP",
                 ImageSelectorType::Server => "SERVER_TIMESTAMP",
             },
-            "StartTimestamp": req.start_ms as f64 / 1000.0,
-            "EndTimestamp": req.end_ms as f64 / 1000.0,
+            "StartTimestamp": epoch_secs(req.start),
+            "EndTimestamp": epoch_secs(req.end),
             "Format": match req.format { ImageFormat::Png => "PNG", ImageFormat::Jpeg(_) => "JPEG" },
         });
         stream.add_to(&mut body);
@@ -259,7 +296,7 @@ impl KvsClient {
                     ),
                 };
                 all.push(Image {
-                    timestamp_ms: (r.ts * 1000.0).round() as u64,
+                    timestamp: from_epoch_secs(r.ts),
                     error: r.error,
                     content,
                 });

@@ -63,7 +63,11 @@ impl ClientConfig {
         Ok(cfg)
     }
 
-    /// Settings for `region` with `credentials` and the defaults.
+    /// Settings for `region` with `credentials` and the defaults (those of
+    /// [`Default`]: endpoint from the region, standard variant, 4 attempts
+    /// from 100 ms, 10 s per attempt, HTTPS only off loopback, data
+    /// endpoints reused 40 minutes, bodies up to 16 MiB, the caller's
+    /// runtime).
     pub fn new(region: impl Into<String>, credentials: impl ProvideCredentials + 'static) -> Self {
         Self {
             region: region.into(),
@@ -95,6 +99,21 @@ impl ClientConfig {
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.runtime = Some(handle);
         self
+    }
+}
+
+impl Default for ClientConfig {
+    /// Settings as the AWS SDKs find them without being told: the region
+    /// from [`crate::auth::default_region`] (environment, then the shared
+    /// config file) and credentials from [`crate::auth::DefaultChain`]
+    /// (environment, then the shared profile files, asked again on every
+    /// signing). With no region found the region is empty, and
+    /// [`KvsClient::new`] refuses it with [`ClientError::Config`].
+    fn default() -> Self {
+        Self::new(
+            crate::auth::default_region().unwrap_or_default(),
+            crate::auth::DefaultChain::new(),
+        )
     }
 }
 
@@ -275,6 +294,12 @@ impl KvsClient {
     /// A client; fails on an endpoint it will not use (plain `http://` to a
     /// remote host without [`ClientConfig::allow_http`]).
     pub fn new(cfg: ClientConfig) -> Result<Self, ClientError> {
+        if cfg.region.trim().is_empty() {
+            return Err(ClientError::Config(
+                "no AWS region: set one in the configuration, AWS_REGION, or the profile's `region`"
+                    .into(),
+            ));
+        }
         let base = match &cfg.endpoint {
             Some(e) => e.trim_end_matches('/').to_owned(),
             None => control_plane(&cfg.region, cfg.variant)

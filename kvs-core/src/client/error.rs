@@ -208,6 +208,25 @@ pub enum ClientError {
         #[source]
         source: crate::mkv::fragment::FragmentError,
     },
+    /// The service stopped a media response with an error chunk (GetMedia's
+    /// `AWS_KINESISVIDEO_ERROR_ID`/`_ERROR_CODE` tags, GetMediaForFragmentList's
+    /// `…_EXCEPTION_…` tags): its numeric id and code, and the fragment it
+    /// names. Ids (GetMedia API reference): 3002 error writing to the
+    /// stream, 4000 fragment not found, 4500–4506 the stream's KMS key
+    /// (access denied, disabled, invalid …), 5000 internal error. 4000 and
+    /// the KMS ids are not retryable; the others (3002, 5000, ids not
+    /// listed) are.
+    #[error("{operation} stopped with error {}{}{}", error_id.map_or("?".to_owned(), |i| i.to_string()), error_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(), fragment_number.as_deref().map(|n| format!(" at fragment {n}")).unwrap_or_default())]
+    InStream {
+        /// The operation.
+        operation: &'static str,
+        /// The fragment the error names.
+        fragment_number: Option<String>,
+        /// The numeric error id.
+        error_id: Option<u64>,
+        /// The error code (text).
+        error_code: Option<String>,
+    },
     /// PutMedia's ACK stream could not be decoded (an HTML page where ACKs
     /// belong, a malformed ACK): the decoder's typed error, with its offset.
     #[error("cannot decode the PutMedia ACKs: {0}")]
@@ -248,12 +267,24 @@ impl ClientError {
             }
             Self::UnexpectedResponse { status, .. } => *status >= 500 || *status == 429,
             Self::Transport(_) | Self::Timeout(_) => true,
+            Self::InStream { error_id, .. } => !matches!(error_id, Some(4000 | 4500..=4506)),
             Self::Decode { .. }
             | Self::Media { .. }
             | Self::Ack(_)
             | Self::Credentials(_)
             | Self::Config(_)
             | Self::NoRuntime => false,
+        }
+    }
+
+    /// The fragment the error concerns, where one applies (an in-stream
+    /// error chunk names one).
+    pub fn fragment_number(&self) -> Option<&str> {
+        match self {
+            Self::InStream {
+                fragment_number, ..
+            } => fragment_number.as_deref(),
+            _ => None,
         }
     }
 

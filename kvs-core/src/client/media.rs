@@ -37,8 +37,9 @@ pub struct PutMediaOptions {
     pub stream: StreamId,
     /// Timecode interpretation.
     pub timecode_type: TimecodeType,
-    /// Producer start time, ms since the epoch (`x-amzn-producer-start-timestamp`).
-    pub producer_start_ms: u64,
+    /// Producer start time, UTC (`x-amzn-producer-start-timestamp`, to the
+    /// millisecond).
+    pub producer_start: SystemTime,
 }
 
 /// Where GetMedia starts.
@@ -382,11 +383,11 @@ impl KvsClient {
             .get_data_endpoint(opts.stream.clone(), ApiName::PutMedia)
             .await?;
         let url = format!("{}/putMedia", base.trim_end_matches('/'));
-        let start = format!(
-            "{}.{:03}",
-            opts.producer_start_ms / 1000,
-            opts.producer_start_ms % 1000
-        );
+        let start_ms = opts
+            .producer_start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let start = format!("{}.{:03}", start_ms / 1000, start_ms % 1000);
         let tc = match opts.timecode_type {
             TimecodeType::Absolute => "ABSOLUTE",
             TimecodeType::Relative => "RELATIVE",

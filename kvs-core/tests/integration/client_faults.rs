@@ -97,7 +97,7 @@ async fn put(url: &str) -> ClientError {
     let opts = PutMediaOptions {
         stream: "cam".into(),
         timecode_type: TimecodeType::Relative,
-        producer_start_ms: 1,
+        producer_start: crate::support::at_ms(1),
     };
     let mut s = match c.put_media(&opts).await {
         Ok(s) => s,

@@ -42,8 +42,8 @@ async fn list_and_fetch_fragments() {
         .list_fragments(
             "cam",
             Some(FragmentSelector::Producer {
-                start_ms: START_MS + 1000,
-                end_ms: START_MS + 4500,
+                start: crate::support::at_ms(START_MS + 1000),
+                end: crate::support::at_ms(START_MS + 4500),
             }),
         )
         .await
@@ -187,8 +187,8 @@ print(json.dumps({"numbers": numbers, "content_type": resp["ContentType"], "firs
         .get_clip(
             "cam",
             FragmentSelector::Producer {
-                start_ms: START_MS,
-                end_ms: START_MS + 6000,
+                start: crate::support::at_ms(START_MS),
+                end: crate::support::at_ms(START_MS + 6000),
             },
         )
         .await

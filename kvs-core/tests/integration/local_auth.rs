@@ -100,7 +100,7 @@ async fn signed_requests_pass_and_bad_ones_are_refused() {
         .put_media(&PutMediaOptions {
             stream: "cam".into(),
             timecode_type: TimecodeType::Absolute,
-            producer_start_ms: 0,
+            producer_start: crate::support::at_ms(0),
         })
         .await
         .unwrap_err();

@@ -186,7 +186,7 @@ async fn idle_connections_get_idle_acks_then_close() {
     let opts = PutMediaOptions {
         stream: "cam".into(),
         timecode_type: TimecodeType::Absolute,
-        producer_start_ms: 0,
+        producer_start: crate::support::at_ms(0),
     };
     let mut s = c.put_media(&opts).await.unwrap();
     // Send nothing and keep the body open: IDLE ACKs, then the service hangs up.
@@ -222,7 +222,7 @@ async fn old_connections_get_4003() {
     let opts = PutMediaOptions {
         stream: "cam".into(),
         timecode_type: TimecodeType::Absolute,
-        producer_start_ms: 0,
+        producer_start: crate::support::at_ms(0),
     };
     let mut s = c.put_media(&opts).await.unwrap();
     s.send(b.header()).await.unwrap();

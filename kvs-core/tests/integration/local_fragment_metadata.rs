@@ -309,7 +309,7 @@ async fn millis_behind_now_counts_from_the_server_timestamp() {
         .put_media(&PutMediaOptions {
             stream: StreamId::from("mbn"),
             timecode_type: TimecodeType::Absolute,
-            producer_start_ms: 0,
+            producer_start: crate::support::at_ms(0),
         })
         .await
         .unwrap();

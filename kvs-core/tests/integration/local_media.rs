@@ -280,7 +280,7 @@ async fn client_sessions_put_and_get_through_the_local_endpoint() {
     let opts = PutMediaOptions {
         stream: "porch".into(),
         timecode_type: TimecodeType::Absolute,
-        producer_start_ms: 1_732_012_345_678,
+        producer_start: crate::support::at_ms(1_732_012_345_678),
     };
     let mut session = c.put_media(&opts).await.unwrap();
     for piece in body.chunks(65_536) {

@@ -141,8 +141,8 @@ async fn clips_keep_one_timeline_and_drop_duplicates() {
         .get_clip(
             "cam",
             FragmentSelector::Producer {
-                start_ms: START_MS,
-                end_ms: START_MS + 30_000,
+                start: crate::support::at_ms(START_MS),
+                end: crate::support::at_ms(START_MS + 30_000),
             },
         )
         .await
@@ -167,8 +167,8 @@ async fn clips_keep_one_timeline_and_drop_duplicates() {
             &StreamingSessionOptions {
                 playback_mode: PlaybackMode::OnDemand,
                 selector: Some(FragmentSelector::Producer {
-                    start_ms: START_MS,
-                    end_ms: START_MS + 30_000,
+                    start: crate::support::at_ms(START_MS),
+                    end: crate::support::at_ms(START_MS + 30_000),
                 }),
                 ..Default::default()
             },
@@ -203,8 +203,8 @@ async fn stream_with_av() -> (LocalEndpoint, KvsClient) {
 
 fn whole() -> FragmentSelector {
     FragmentSelector::Producer {
-        start_ms: START_MS,
-        end_ms: START_MS + 10_000,
+        start: crate::support::at_ms(START_MS),
+        end: crate::support::at_ms(START_MS + 10_000),
     }
 }
 
@@ -237,8 +237,8 @@ async fn get_clip_is_an_mp4_ffmpeg_plays_picture_for_picture() {
         .get_clip(
             "cam",
             FragmentSelector::Producer {
-                start_ms: START_MS + 1000,
-                end_ms: START_MS + 4500,
+                start: crate::support::at_ms(START_MS + 1000),
+                end: crate::support::at_ms(START_MS + 4500),
             },
         )
         .await
@@ -256,8 +256,8 @@ async fn get_clip_errors_are_the_services() {
         .get_clip(
             "cam",
             FragmentSelector::Server {
-                start_ms: 1000,
-                end_ms: 2000,
+                start: crate::support::at_ms(1000),
+                end: crate::support::at_ms(2000),
             },
         )
         .await
@@ -267,8 +267,8 @@ async fn get_clip_errors_are_the_services() {
         .get_clip(
             "cam",
             FragmentSelector::Producer {
-                start_ms: START_MS,
-                end_ms: START_MS + 25 * 3600 * 1000,
+                start: crate::support::at_ms(START_MS),
+                end: crate::support::at_ms(START_MS + 25 * 3600 * 1000),
             },
         )
         .await
@@ -303,8 +303,8 @@ async fn get_clip_errors_are_the_services() {
     );
     // An empty range: the models want the end later than the start.
     let empty = FragmentSelector::Producer {
-        start_ms: START_MS + 1000,
-        end_ms: START_MS + 1000,
+        start: crate::support::at_ms(START_MS + 1000),
+        end: crate::support::at_ms(START_MS + 1000),
     };
     let clip = c.get_clip("cam", empty).await.unwrap_err();
     assert_eq!(code(clip), Some(ServiceException::InvalidArgument));
@@ -468,8 +468,8 @@ async fn get_images_are_the_pictures_at_those_instants() {
     let (_ep, c) = stream_with_av().await;
     let req = GetImagesRequest {
         selector_type: ImageSelectorType::Producer,
-        start_ms: START_MS - 2000,
-        end_ms: START_MS + 7800,
+        start: crate::support::at_ms(START_MS - 2000),
+        end: crate::support::at_ms(START_MS + 7800),
         sampling_interval_ms: Some(200),
         format: ImageFormat::Png,
         size: None,
@@ -486,7 +486,7 @@ async fn get_images_are_the_pictures_at_those_instants() {
         "{:?}",
         images[10].error
     );
-    assert_eq!(images[10].timestamp_ms, START_MS);
+    assert_eq!(images[10].timestamp, crate::support::at_ms(START_MS));
     if !have("ffmpeg") {
         return;
     }
@@ -523,8 +523,8 @@ async fn get_images_are_the_pictures_at_those_instants() {
         .get_images(
             "cam",
             &GetImagesRequest {
-                start_ms: START_MS + 1000,
-                end_ms: START_MS + 1000,
+                start: crate::support::at_ms(START_MS + 1000),
+                end: crate::support::at_ms(START_MS + 1000),
                 format: ImageFormat::Jpeg(Some(90)),
                 size: Some((320, 180)),
                 ..req
@@ -578,8 +578,8 @@ async fn sessions_play_uploads_with_restarting_timecodes_on_one_timeline() {
                 &StreamingSessionOptions {
                     playback_mode: PlaybackMode::OnDemand,
                     selector: Some(FragmentSelector::Producer {
-                        start_ms: START_MS,
-                        end_ms: START_MS + 20_000,
+                        start: crate::support::at_ms(START_MS),
+                        end: crate::support::at_ms(START_MS + 20_000),
                     }),
                     mpeg_ts,
                     ..Default::default()

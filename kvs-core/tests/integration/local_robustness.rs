@@ -22,7 +22,7 @@ fn opts(stream: &str) -> PutMediaOptions {
     PutMediaOptions {
         stream: stream.into(),
         timecode_type: TimecodeType::Relative,
-        producer_start_ms: 1_732_012_345_000,
+        producer_start: crate::support::at_ms(1_732_012_345_000),
     }
 }
 

@@ -524,8 +524,8 @@ async fn the_consumer_resumes_after_cuts_and_reads_time_ranges() {
     // A time range, 2 s to 6 s of producer time: the two middle fragments.
     let mut range =
         Consumer::builder(c.clone(), "cam").range(kvs_core::client::FragmentSelector::Producer {
-            start_ms: START_MS + 2000,
-            end_ms: START_MS + 5999,
+            start: crate::support::at_ms(START_MS + 2000),
+            end: crate::support::at_ms(START_MS + 5999),
         });
     let mut frames = Vec::new();
     while let Some(f) = range.next().await {
@@ -862,4 +862,53 @@ async fn live_reading_across_random_cuts_yields_every_frame_once() {
             &format!("case {case}, cut at {limit}"),
         );
     }
+}
+
+/// The service stops a GetMedia response with an error chunk: a KMS key
+/// that cannot be used (4500) stops the consumer with a typed error naming
+/// the fragment; an internal error (5000) is resumed after the last
+/// fragment delivered, so every frame still comes, once.
+#[tokio::test]
+async fn error_chunks_stop_or_resume_the_consumer_by_their_id() {
+    let clip = clip();
+    // Fatal: after two fragments.
+    let ep = endpoint(Faults {
+        get_media_error: Some((2, 4500)),
+        ..Faults::default()
+    })
+    .await;
+    let c = client(ep.url(), 4);
+    put_all(&producer(&c, &clip).await, &clip).await;
+    let mut listed = c.list_fragments("cam", None).await.unwrap();
+    listed.sort_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp));
+    let mut fragments = Consumer::builder(c.clone(), "cam").start(StartSelector::Earliest);
+    for want in &listed[..2] {
+        let f = fragments.next().await.unwrap().unwrap();
+        assert_eq!(f.fragment_number.as_ref(), Some(&want.fragment_number));
+    }
+    let e: kvs_core::Error = fragments.next().await.unwrap().unwrap_err().into();
+    assert_eq!(e.kind(), kvs_core::ErrorKind::Service);
+    assert!(!e.is_retryable());
+    assert_eq!(
+        e.fragment_number(),
+        Some(listed[2].fragment_number.as_str())
+    );
+    assert!(e.to_string().contains("4500"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("Access denied for the stream's KMS key"),
+        "{e}"
+    );
+    assert!(fragments.next().await.is_none(), "the consumer stopped");
+    // Retryable: every session stops after one fragment, and the consumer
+    // resumes after it each time.
+    let ep = endpoint(Faults {
+        get_media_error: Some((1, 5000)),
+        ..Faults::default()
+    })
+    .await;
+    let c = client(ep.url(), 4);
+    put_all(&producer(&c, &clip).await, &clip).await;
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "5000 resumed");
 }

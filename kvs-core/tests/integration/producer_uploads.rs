@@ -143,23 +143,31 @@ async fn an_error_ack_behind_the_upload_is_never_lost() {
                 })
                 .await;
                 let events = upload(&c, None).await;
-                let errors: Vec<(ServiceErrorCode, bool, Option<u64>)> = events
+                // The fragment named by its timestamp and by the number the
+                // service gave it.
+                let errors: Vec<(ServiceErrorCode, bool, Option<u64>, bool)> = events
                     .iter()
                     .filter_map(|e| match e {
                         ProducerEvent::ServiceError {
                             code,
                             retriable,
                             producer_timestamp,
+                            fragment_number,
                         } => Some((
                             *code,
                             *retriable,
                             producer_timestamp.map(crate::support::epoch_ms),
+                            fragment_number.as_ref().is_some_and(|n| n.len() == 47),
                         )),
                         _ => None,
                     })
                     .collect();
                 let refused = START_MS + (k - 1) * 1000;
-                assert_eq!(errors, vec![(code, retriable, Some(refused))], "{case}");
+                assert_eq!(
+                    errors,
+                    vec![(code, retriable, Some(refused), true)],
+                    "{case}"
+                );
                 let dropped: Vec<(u64, DropReason)> = events
                     .iter()
                     .filter_map(|e| match e {

@@ -91,3 +91,62 @@ fn the_readme_states_the_consumer_defaults() {
     );
     assert!(readme.contains(&line), "the README says {line}");
 }
+
+#[test]
+fn the_readme_states_the_client_defaults() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let cell = |name: &str| {
+        readme
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("| "))
+            .find_map(|l| {
+                let cells: Vec<&str> = l.split(" | ").collect();
+                (cells[0].trim_start_matches("| ") == name)
+                    .then(|| cells.get(1).map(|c| c.trim().to_owned()))
+                    .flatten()
+            })
+            .unwrap_or_else(|| panic!("no README row for {name}"))
+    };
+    let c = kvs_core::client::ClientConfig::default();
+    assert_eq!(
+        cell("retry"),
+        format!(
+            "{} attempts, {} doubling to {}",
+            c.retry.max_attempts,
+            secs(c.retry.base),
+            secs(c.retry.cap)
+        )
+    );
+    assert_eq!(cell("timeout"), secs(c.timeout));
+    assert_eq!(
+        cell("endpoint_ttl"),
+        format!("{} min", c.endpoint_ttl.as_secs() / 60)
+    );
+    assert_eq!(
+        cell("max_response_bytes"),
+        format!("{} MiB", c.max_response_bytes >> 20)
+    );
+    // `new` has the same defaults.
+    let n = kvs_core::client::ClientConfig::new("eu-west-1", kvs_core::auth::DefaultChain::new());
+    assert_eq!(
+        (n.retry, n.timeout, n.endpoint_ttl, n.max_response_bytes),
+        (c.retry, c.timeout, c.endpoint_ttl, c.max_response_bytes)
+    );
+}
+
+/// A client needs a region: none found is a configuration error that says
+/// where one comes from.
+#[test]
+fn no_region_is_a_configuration_error() {
+    let cfg = kvs_core::client::ClientConfig {
+        region: String::new(),
+        ..kvs_core::client::ClientConfig::new("x", kvs_core::auth::DefaultChain::new())
+    };
+    let e = kvs_core::client::KvsClient::new(cfg).unwrap_err();
+    assert!(
+        matches!(&e, kvs_core::client::ClientError::Config(m) if m.contains("AWS_REGION")),
+        "{e}"
+    );
+}

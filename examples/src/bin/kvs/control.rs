@@ -138,14 +138,22 @@ pub fn list_fragments(
     server: bool,
 ) -> Result<(), String> {
     use kvs_core::client::FragmentSelector;
-    let selector = range.map(|(a, b)| {
-        let (start_ms, end_ms) = ((a * 1000.0) as u64, (b * 1000.0) as u64);
-        if server {
-            FragmentSelector::Server { start_ms, end_ms }
-        } else {
-            FragmentSelector::Producer { start_ms, end_ms }
+    let at = |s: f64| {
+        std::time::Duration::try_from_secs_f64(s)
+            .map(|d| std::time::UNIX_EPOCH + d)
+            .map_err(|_| format!("{s} is not a time in epoch seconds"))
+    };
+    let selector = match range {
+        None => None,
+        Some((a, b)) => {
+            let (start, end) = (at(a)?, at(b)?);
+            Some(if server {
+                FragmentSelector::Server { start, end }
+            } else {
+                FragmentSelector::Producer { start, end }
+            })
         }
-    });
+    };
     let mut frags = runtime()?
         .block_on(c.list_fragments(StreamId::from(stream), selector))
         .map_err(|e| e.to_string())?;

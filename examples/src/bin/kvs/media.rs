@@ -403,6 +403,7 @@ async fn produce(
                     producer_timestamp,
                     code,
                     retriable,
+                    ..
                 } => {
                     r.errors += 1;
                     r.resent += usize::from(retriable);

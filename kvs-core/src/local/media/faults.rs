@@ -21,11 +21,17 @@ pub struct Faults {
     /// The first this many PutMedia connections get no ACKs at all (the
     /// fragments are stored).
     pub silent_connections: u64,
+    /// Every GetMedia response stops after N fragments with the service's
+    /// error chunk of this id (`AWS_KINESISVIDEO_ERROR_ID`, with its
+    /// `ERROR_CODE` and the next fragment's number), as the service does
+    /// when it cannot go on (GetMedia API reference): `(N, id)`.
+    pub get_media_error: Option<(usize, u64)>,
 }
 
 impl Faults {
     /// Adds a fault from its `kvs local --fault` spelling:
-    /// `drop-after-bytes=N`, `error-ack=CODE@K`, `ack-delay-ms=N`, `throttle=P`.
+    /// `drop-after-bytes=N`, `error-ack=CODE@K`, `ack-delay-ms=N`, `throttle=P`,
+    /// `get-media-error=ID@N`.
     pub fn apply(&mut self, spec: &str) -> Result<(), String> {
         let (name, value) = spec
             .split_once('=')
@@ -35,6 +41,7 @@ impl Faults {
                 "drop-after-bytes" => "drop-after-bytes=N (bytes)",
                 "error-ack" => "error-ack=CODE@K (e.g. 4006@2: the 2nd fragment gets ERROR 4006)",
                 "ack-delay-ms" => "ack-delay-ms=N (milliseconds)",
+                "get-media-error" => "get-media-error=ID@N (e.g. 4500@2: GetMedia stops after 2 fragments with error 4500)",
                 _ => "throttle=P (a fraction, 0 to 1)",
             };
             format!("bad value in fault {spec:?}; expected {form}")
@@ -49,6 +56,10 @@ impl Faults {
                 }
                 self.error_ack = Some((crate::protocol::ServiceErrorCode::from_id(code.parse().map_err(|_| bad())?), k));
             }
+            "get-media-error" => {
+                let (id, n) = value.split_once('@').ok_or_else(bad)?;
+                self.get_media_error = Some((n.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?));
+            }
             "ack-delay-ms" => self.ack_delay = std::time::Duration::from_millis(value.parse().map_err(|_| bad())?),
             "throttle" => {
                 let p: f64 = value.parse().map_err(|_| bad())?;
@@ -57,7 +68,7 @@ impl Faults {
                 }
                 self.throttle = p;
             }
-            _ => return Err(format!("unknown fault {name:?} (known: drop-after-bytes, error-ack, ack-delay-ms, throttle)")),
+            _ => return Err(format!("unknown fault {name:?} (known: drop-after-bytes, error-ack, ack-delay-ms, throttle, get-media-error)")),
         }
         Ok(())
     }

@@ -53,7 +53,19 @@ pub(crate) async fn run_get_media(
     // being sent with how many of its parts went.
     let mut sent_live: VecDeque<String> = VecDeque::new();
     let mut following: Option<(Arc<Live>, usize)> = None;
+    let mut fragments_sent = 0usize;
     loop {
+        if let Some((n, id)) = faults.get_media_error.filter(|(n, _)| fragments_sent >= *n) {
+            let next = store
+                .streams
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&stream)
+                .and_then(|m| m.fragments.get(index).map(|f| f.number.clone()));
+            tracing::debug!(after = n, id, "GetMedia ends with an error chunk (fault)");
+            let _ = w.send(error_chunk(id, next.as_deref())).await;
+            return;
+        }
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -91,6 +103,7 @@ pub(crate) async fn run_get_media(
                 if !w.send(trailer(f.server_ms, Some(&f.number))).await {
                     return;
                 }
+                fragments_sent += 1;
             }
             Step::Live(parts, end) => {
                 let idle = parts.is_empty() && end.is_none();
@@ -128,6 +141,7 @@ pub(crate) async fn run_get_media(
                             return;
                         }
                     }
+                    fragments_sent += 1;
                     if sent_live.len() == 64 {
                         sent_live.pop_front();
                     }
@@ -167,6 +181,40 @@ fn trailer(server_ms: u64, token: Option<&str>) -> Bytes {
         tags.push(("AWS_KINESISVIDEO_CONTINUATION_TOKEN", t.to_owned()));
     }
     let mut out = Vec::new();
+    tags_element(&mut out, &tags);
+    Bytes::from(out)
+}
+
+/// The service's error chunk that ends a GetMedia response: an EBML
+/// document whose Tags carry the fragment number, `AWS_KINESISVIDEO_ERROR_ID`
+/// and `AWS_KINESISVIDEO_ERROR_CODE` (GetMedia API reference, whose
+/// descriptions of the ids are the codes' text).
+fn error_chunk(id: u64, fragment: Option<&str>) -> Bytes {
+    let code = match id {
+        3002 => "Error writing to the stream",
+        4000 => "Requested fragment is not found",
+        4500 => "Access denied for the stream's KMS key",
+        4501 => "Stream's KMS key is disabled",
+        4502 => "Validation error on the stream's KMS key",
+        4503 => "KMS key specified in the stream is unavailable",
+        4504 => "Invalid usage of the KMS key specified in the stream",
+        4505 => "Invalid state of the KMS key specified in the stream",
+        4506 => "Unable to find the KMS key specified in the stream",
+        _ => "Internal error",
+    };
+    let mut out = Vec::new();
+    crate::ebml::writer::ebml_header(&mut out, "matroska", 2);
+    crate::ebml::writer::master_unknown(&mut out, crate::mkv::ids::SEGMENT);
+    let mut tags = vec![
+        (crate::mkv::fragment::TAG_GETMEDIA_ERROR_ID, id.to_string()),
+        (
+            crate::mkv::fragment::TAG_GETMEDIA_ERROR_CODE,
+            code.to_owned(),
+        ),
+    ];
+    if let Some(n) = fragment {
+        tags.insert(0, (crate::mkv::fragment::TAG_FRAGMENT_NUMBER, n.to_owned()));
+    }
     tags_element(&mut out, &tags);
     Bytes::from(out)
 }

@@ -55,6 +55,8 @@ pub enum ProducerEvent {
     ServiceError {
         /// The producer timestamp of the fragment it names, if any, UTC.
         producer_timestamp: Option<SystemTime>,
+        /// The service's number of that fragment, when the ACK gives it.
+        fragment_number: Option<String>,
         /// The error.
         code: ServiceErrorCode,
         /// Whether sending it again can succeed.

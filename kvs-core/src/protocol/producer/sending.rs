@@ -249,12 +249,14 @@ impl ProducerCore {
             }
             Ack::Error {
                 fragment_timecode,
+                fragment_number,
                 code,
                 ..
             } => {
                 let retriable = code.is_retryable();
                 self.events.push_back(ProducerEvent::ServiceError {
                     producer_timestamp: fragment_timecode.map(utc),
+                    fragment_number: fragment_number.clone(),
                     code: *code,
                     retriable,
                 });

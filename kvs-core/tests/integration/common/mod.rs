@@ -98,7 +98,7 @@ pub async fn put_all(
     let opts = PutMediaOptions {
         stream: StreamId::from(stream),
         timecode_type,
-        producer_start_ms,
+        producer_start: crate::support::at_ms(producer_start_ms),
     };
     let mut s = c.put_media(&opts).await.unwrap();
     for piece in data.chunks(16_384) {
