@@ -308,6 +308,30 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// An H.264/H.265 access unit whose form is not said: Annex-B or AVCC
+    /// (4-byte NAL unit lengths). ITU-T H.264 B.1.2 (and H.265 B.2.2) puts a
+    /// 4-byte start code (`00 00 00 01`) before the first NAL unit of an
+    /// access unit, which as AVCC would be a 1-byte NAL unit — nothing a
+    /// decoder uses: so that prefix is Annex-B. Otherwise the bytes are
+    /// AVCC when their lengths cover them exactly (a NAL unit of 256–511
+    /// bytes starts `00 00 01` as AVCC too), else Annex-B if they start
+    /// with a 3-byte start code, else taken as they are.
+    pub fn video(data: Bytes) -> Self {
+        if data.starts_with(&[0, 0, 0, 1]) {
+            return Self::AnnexB(data);
+        }
+        let mut at = 0usize;
+        while let Some(len) = data.get(at..at + 4) {
+            let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            at = at.saturating_add(4).saturating_add(n);
+        }
+        if at == data.len() || !data.starts_with(&[0, 0, 1]) {
+            Self::Raw(data)
+        } else {
+            Self::AnnexB(data)
+        }
+    }
+
     /// Bytes as the application gave them.
     pub fn len(&self) -> usize {
         match self {
@@ -670,6 +694,22 @@ mod tests {
             key,
             payload: Payload::Raw(Bytes::from_static(b"x")),
         }
+    }
+
+    #[test]
+    fn video_payloads_are_told_apart_by_their_start_code() {
+        let annexb = Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88]);
+        let short = Bytes::from_static(&[0, 0, 1, 0x65, 0x88]);
+        let avcc = Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]);
+        assert_eq!(Payload::video(annexb.clone()), Payload::AnnexB(annexb));
+        assert_eq!(Payload::video(short.clone()), Payload::AnnexB(short));
+        assert_eq!(Payload::video(avcc.clone()), Payload::Raw(avcc));
+        assert_eq!(Payload::video(Bytes::new()), Payload::Raw(Bytes::new()));
+        // A 300-byte NAL unit as AVCC begins 00 00 01 2C: still AVCC.
+        let mut nal300 = vec![0, 0, 1, 0x2C, 0x41];
+        nal300.resize(304, 0x9A);
+        let nal300 = Bytes::from(nal300);
+        assert_eq!(Payload::video(nal300.clone()), Payload::Raw(nal300));
     }
 
     #[test]

@@ -1,0 +1,169 @@
+//! Every error of kvs-core as a Python exception, in one place.
+//!
+//! ```text
+//! KvsError                      the root; .kind .retryable .code .fragment_number .offset
+//! ├── NotFoundError             ResourceNotFoundException (stream, fragment)
+//! ├── AccessDeniedError         AccessDenied / NotAuthorized, no or bad credentials
+//! ├── ThrottledError            ClientLimitExceeded / ConnectionLimitExceeded
+//! ├── ConnectionFailedError     connecting, TLS, a broken connection
+//! ├── KvsTimeoutError           no answer in time; finish() with fragments unacknowledged
+//! ├── InvalidMediaError         a frame that breaks the rules, bytes that are not valid media
+//! ├── ServiceError              any other service exception or in-stream error (.code)
+//! └── ConfigError               settings that cannot work (region, endpoint, tracks)
+//! ```
+
+use kvs_core::client::ServiceException;
+use kvs_core::{Error, ErrorKind};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+create_exception!(
+    kvs,
+    KvsError,
+    PyException,
+    "The root of every kvs error. Attributes: kind (str), retryable (bool: the same call may succeed later), code (the service's exception name or numeric error, or None), fragment_number (str or None), offset (byte offset in the input, or None)."
+);
+create_exception!(
+    kvs,
+    NotFoundError,
+    KvsError,
+    "The stream (or fragment) does not exist: ResourceNotFoundException."
+);
+create_exception!(
+    kvs,
+    AccessDeniedError,
+    KvsError,
+    "The credentials are missing, wrong, expired, or not allowed to do this."
+);
+create_exception!(
+    kvs,
+    ThrottledError,
+    KvsError,
+    "The service limits this call (ClientLimitExceeded, ConnectionLimitExceeded): try again later."
+);
+create_exception!(
+    kvs,
+    ConnectionFailedError,
+    KvsError,
+    "Connecting, TLS, or the connection failed."
+);
+create_exception!(
+    kvs,
+    KvsTimeoutError,
+    KvsError,
+    "No answer in time, or finish() ran out of time with fragments unacknowledged."
+);
+create_exception!(
+    kvs,
+    InvalidMediaError,
+    KvsError,
+    "A frame that breaks the rules, or bytes that are not valid media (with where)."
+);
+create_exception!(kvs, ServiceError, KvsError, "The service refused the call or stopped the media: .code names its exception or numeric error.");
+create_exception!(
+    kvs,
+    ConfigError,
+    KvsError,
+    "Settings that cannot work (no region, a bad endpoint, a bad track)."
+);
+
+/// Adds the exception classes to the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("KvsError", py.get_type::<KvsError>())?;
+    m.add("NotFoundError", py.get_type::<NotFoundError>())?;
+    m.add("AccessDeniedError", py.get_type::<AccessDeniedError>())?;
+    m.add("ThrottledError", py.get_type::<ThrottledError>())?;
+    m.add(
+        "ConnectionFailedError",
+        py.get_type::<ConnectionFailedError>(),
+    )?;
+    m.add("KvsTimeoutError", py.get_type::<KvsTimeoutError>())?;
+    m.add("InvalidMediaError", py.get_type::<InvalidMediaError>())?;
+    m.add("ServiceError", py.get_type::<ServiceError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    // Every instance answers these, also one raised before kvs-core was
+    // asked (a bad argument).
+    let root = py.get_type::<KvsError>();
+    root.setattr("kind", "Config")?;
+    root.setattr("retryable", false)?;
+    for name in ["code", "fragment_number", "offset", "hint"] {
+        root.setattr(name, py.None())?;
+    }
+    Ok(())
+}
+
+/// A settings error raised by the bindings themselves.
+pub(crate) fn config(msg: impl Into<String>) -> PyErr {
+    ConfigError::new_err(msg.into())
+}
+
+/// Any kvs-core error as the Python exception of its kind, with what to do
+/// about it and its attributes.
+pub(crate) fn to_py(py: Python<'_>, e: impl Into<Error>) -> PyErr {
+    let e: Error = e.into();
+    let service = e.service_error().cloned();
+    let in_stream = match &e {
+        Error::Client(kvs_core::client::ClientError::InStream { error_id, .. }) => *error_id,
+        _ => None,
+    };
+    // Signing and key problems come as 403s with their own names.
+    let client = match &e {
+        Error::Client(c) | Error::Producer(kvs_core::producer::ProducerError::Bootstrap(c)) => {
+            Some(c)
+        }
+        _ => None,
+    };
+    let denied = matches!(
+        client,
+        Some(kvs_core::client::ClientError::Service { status: 403, .. })
+    ) || matches!(
+        &service,
+        Some(ServiceException::AccessDenied | ServiceException::NotAuthorized)
+    );
+    let (err, hint) = match (e.kind(), &service) {
+        (ErrorKind::Service, Some(ServiceException::ResourceNotFound)) => (
+            NotFoundError::new_err(e.to_string()),
+            "check the stream name, the region and the endpoint",
+        ),
+        (ErrorKind::Service, _) | (ErrorKind::Credentials, _) if denied || e.kind() == ErrorKind::Credentials => (
+            AccessDeniedError::new_err(e.to_string()),
+            "check the credentials (access key, secret, session token, profile) and what they may do",
+        ),
+        (
+            ErrorKind::Service,
+            Some(ServiceException::ClientLimitExceeded | ServiceException::ConnectionLimitExceeded),
+        ) => (
+            ThrottledError::new_err(e.to_string()),
+            "the service limits this call: try again later, or make fewer calls at once",
+        ),
+        (ErrorKind::Service, _) => (ServiceError::new_err(e.to_string()), ""),
+        (ErrorKind::Transport, _) => (
+            ConnectionFailedError::new_err(e.to_string()),
+            "check endpoint_url, the network and TLS",
+        ),
+        (ErrorKind::Timeout, _) => (KvsTimeoutError::new_err(e.to_string()), ""),
+        (ErrorKind::InvalidData | ErrorKind::InvalidFrame, _) => {
+            (InvalidMediaError::new_err(e.to_string()), "")
+        }
+        (ErrorKind::Config, _) => (ConfigError::new_err(e.to_string()), ""),
+        _ => (KvsError::new_err(e.to_string()), ""),
+    };
+    let value = err.value(py);
+    let code = service
+        .map(|s| s.name().to_owned())
+        .or_else(|| in_stream.map(|i| i.to_string()));
+    let _ = value.setattr("kind", format!("{:?}", e.kind()));
+    let _ = value.setattr("retryable", e.is_retryable());
+    let _ = value.setattr("code", code);
+    let _ = value.setattr("fragment_number", e.fragment_number().map(str::to_owned));
+    let _ = value.setattr("offset", e.offset());
+    if !hint.is_empty() {
+        let _ = value.setattr("hint", hint);
+        if let Ok(note) = value.getattr("add_note") {
+            let _ = note.call1((format!("What to do: {hint}."),));
+        }
+    }
+    err
+}

@@ -1,0 +1,110 @@
+"""Every exception class comes from a real condition, with its attributes
+and a note that says what to do."""
+
+import datetime
+import threading
+import _thread
+import time
+
+import pytest
+
+import kvs
+
+
+def test_a_missing_stream_is_not_found(client):
+    with pytest.raises(kvs.NotFoundError) as e:
+        client.describe_stream("nope")
+    assert isinstance(e.value, kvs.KvsError)
+    assert e.value.code == "ResourceNotFoundException"
+    assert e.value.retryable is False
+    assert any("stream name" in n for n in e.value.__notes__)
+
+
+def test_wrong_keys_are_access_denied():
+    with kvs.LocalEndpoint(access_key_id="AKIDGOOD", secret_access_key="good") as ep:
+        good = kvs.Client(region="us-east-1", endpoint_url=ep.endpoint_url,
+                          access_key_id="AKIDGOOD", secret_access_key="good")
+        good.create_stream("s", retention_hours=1)
+        bad = kvs.Client(region="us-east-1", endpoint_url=ep.endpoint_url,
+                         access_key_id="AKIDGOOD", secret_access_key="wrong")
+        with pytest.raises(kvs.AccessDeniedError) as e:
+            bad.describe_stream("s")
+        assert any("credentials" in n for n in e.value.__notes__)
+
+
+def test_throttling_is_throttled():
+    with kvs.LocalEndpoint(faults=["throttle=1.0"]) as ep:
+        c = kvs.Client(region="us-east-1", endpoint_url=ep.endpoint_url,
+                       access_key_id="a", secret_access_key="b")
+        with pytest.raises(kvs.ThrottledError) as e:
+            c.list_streams()
+        assert e.value.retryable is True
+        assert e.value.code == "ClientLimitExceededException"
+
+
+def test_no_endpoint_is_a_connection_failure():
+    with kvs.LocalEndpoint() as ep:
+        url = ep.endpoint_url
+    c = kvs.Client(region="us-east-1", endpoint_url=url, access_key_id="a", secret_access_key="b")
+    with pytest.raises(kvs.ConnectionFailedError) as e:
+        c.list_streams()
+    assert e.value.retryable is True
+
+
+def test_a_frame_against_the_rules_is_invalid_media(client, clip):
+    with client.producer("cam", video=kvs.H264()) as p:
+        p.put_frame(clip[0][0], pts=1.0, key=True)
+        p.put_frame(clip[1][0], pts=1.04)
+        # Decode times must increase.
+        with pytest.raises(kvs.InvalidMediaError) as e:
+            p.put_frame(clip[2][0], pts=1.02)
+        assert "not after" in str(e.value)
+        assert e.value.kind == "InvalidFrame"
+
+
+def test_bad_settings_are_config_errors(endpoint, monkeypatch, tmp_path):
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(kvs.ConfigError):
+        kvs.Client(endpoint_url=endpoint.endpoint_url, access_key_id="a", secret_access_key="b")
+    with pytest.raises(kvs.ConfigError):
+        kvs.Client(region="us-east-1", access_key_id="a")
+    with pytest.raises(kvs.ConfigError):
+        kvs.LocalEndpoint(faults=["no-such-fault=1"])
+    with pytest.raises(ValueError):
+        kvs.Client(region="us-east-1", endpoint_url=endpoint.endpoint_url,
+                   access_key_id="a", secret_access_key="b").list_fragments(
+            "x", datetime.datetime(2025, 1, 1), datetime.datetime(2025, 1, 2))
+
+
+def test_ctrl_c_stops_a_blocked_iteration(client):
+    client.create_stream("quiet", retention_hours=1)
+    frames = client.frames("quiet", start="now")
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    began = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        next(frames)
+    assert time.monotonic() - began < 2.0
+
+
+def test_another_thread_runs_while_one_waits(client):
+    client.create_stream("quiet", retention_hours=1)
+    counter = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    began = time.monotonic()
+    assert list(client.frames("quiet", start="now", idle_timeout=1.0)) == []
+    waited = time.monotonic() - began
+    stop.set()
+    t.join()
+    assert 0.9 < waited < 3.0
+    # The waiting thread released the GIL: the other one ran freely.
+    assert counter[0] > 100_000

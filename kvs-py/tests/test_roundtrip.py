@@ -1,0 +1,80 @@
+"""What is put comes back, frame for frame and byte for byte, through the
+local endpoint: live frames, whole fragments, and an archived range."""
+
+import datetime
+import threading
+import time
+
+from conftest import avcc, put_clip
+
+import kvs
+
+
+def test_put_frames_come_back_byte_identical(client, clip):
+    events = put_clip(client, clip)
+    acked = [e for e in events if e["type"] == "acked"]
+    assert len(acked) == 4, events
+    assert all(e["latency"] >= 0 and len(e["fragment_number"]) == 47 for e in acked)
+    got = list(client.frames("cam", start="earliest", idle_timeout=2))
+    assert len(got) == len(clip)
+    for i, (f, (au, key)) in enumerate(zip(got, clip)):
+        assert f.track == 1
+        assert f.key == key, i
+        assert bytes(f.data) == avcc(au), f"frame {i} differs"
+        assert isinstance(f.data, memoryview) and f.data.readonly
+        assert f.pts_ns // 1_000_000 == got[0].pts_ns // 1_000_000 + i * 40
+        assert abs(f.pts - f.pts_ns / 1e9) < 1e-6
+        assert f.fragment_number and f.fragment_number.isdigit()
+        assert f.producer_timestamp.tzinfo is not None
+    # Four fragments, one per key frame, their numbers increasing.
+    numbers = sorted({f.fragment_number for f in got})
+    assert len(numbers) == 4
+
+
+def test_fragments_and_an_archived_range(client, clip):
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=60)
+    put_clip(client, clip, start_time=start)
+    fragments = list(client.fragments("cam", start="earliest", idle_timeout=2))
+    assert [len(f.frames) for f in fragments] == [50, 50, 50, 50]
+    assert fragments[0].producer_timestamp == start.replace(
+        microsecond=start.microsecond // 1000 * 1000
+    )
+    assert all(f.continuation_token for f in fragments)
+    listed = client.list_fragments("cam")
+    assert [x["number"] for x in listed] == [f.number for f in fragments]
+    assert all(abs(x["duration"] - 1.96) < 0.05 for x in listed)
+    # The middle two fragments (2 s to 6 s of producer time), from the archive.
+    lo = start + datetime.timedelta(seconds=2)
+    hi = start + datetime.timedelta(seconds=5.9)
+    ranged = list(client.frames("cam", start=lo, end=hi))
+    assert [bytes(f.data) for f in ranged] == [avcc(au) for au, _ in clip[50:150]]
+    # Resuming after a fragment (its number or its continuation token).
+    after = list(client.frames("cam", start=fragments[1].number, idle_timeout=2))
+    assert len(after) == 100
+    after_token = list(client.frames("cam", start=fragments[2].continuation_token, idle_timeout=2))
+    assert len(after_token) == 50
+
+
+def test_live_frames_arrive_while_the_fragment_is_open(client, clip):
+    """A live reader gets each frame while its fragment is still being
+    uploaded (no fragment stored yet)."""
+    client.create_stream("live", retention_hours=1)
+    frames = client.frames("live", start="now", idle_timeout=10)
+    seen = []
+
+    def read():
+        for f in frames:
+            seen.append(f)
+            if len(seen) == 10:
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.3)
+    with client.producer("live", video=kvs.H264()) as p:
+        for i, (au, key) in enumerate(clip[:10]):
+            p.put_frame(au, pts=i * 0.04, key=key)
+        reader.join(timeout=10)
+        assert len(seen) == 10
+        assert client.list_fragments("live") == []
+        assert [bytes(f.data) for f in seen] == [avcc(au) for au, _ in clip[:10]]
