@@ -1,7 +1,7 @@
 //! The consumer for Python: `Client.frames` / `Client.fragments` iterators
 //! over kvs-core's Consumer, and the `Frame` and `Fragment` they yield.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kvs_core::client::{ClientError, FragmentSelector, KvsClient, StartSelector};
@@ -64,14 +64,14 @@ fn idle(idle_timeout: Option<f64>) -> PyResult<Option<Duration>> {
 /// Frames as they arrive (`for frame in client.frames(...)`).
 #[pyclass(module = "kvs._kvs")]
 pub(crate) struct FrameIterator {
-    stream: Mutex<Option<FrameStream>>,
+    stream: Shared<FrameStream>,
     idle: Option<Duration>,
 }
 
 impl FrameIterator {
     pub(crate) fn new(s: FragmentStream, idle_timeout: Option<f64>) -> PyResult<Self> {
         Ok(Self {
-            stream: Mutex::new(Some(s.frames())),
+            stream: Arc::new(tokio::sync::Mutex::new(Some(s.frames()))),
             idle: idle(idle_timeout)?,
         })
     }
@@ -89,6 +89,22 @@ impl FrameIterator {
         Ok(pull(py, &self.stream, self.idle)?.map(|(head, frame)| Frame { head, frame }))
     }
 
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// `async for`: the next frame, awaited on the module's runtime.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::runtime::runtime()?;
+        let (m, idle) = (self.stream.clone(), self.idle);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            Ok(pull_async(&m, idle)
+                .await?
+                .map(|(head, frame)| Frame { head, frame }))
+            .and_then(stop_async_iteration)
+        })
+    }
+
     /// Stops reading (also when the iterator is dropped).
     fn close(&self) {
         stop(&self.stream);
@@ -98,14 +114,14 @@ impl FrameIterator {
 /// Whole fragments (`for fragment in client.fragments(...)`).
 #[pyclass(module = "kvs._kvs")]
 pub(crate) struct FragmentIterator {
-    stream: Mutex<Option<FragmentStream>>,
+    stream: Shared<FragmentStream>,
     idle: Option<Duration>,
 }
 
 impl FragmentIterator {
     pub(crate) fn new(s: FragmentStream, idle_timeout: Option<f64>) -> PyResult<Self> {
         Ok(Self {
-            stream: Mutex::new(Some(s)),
+            stream: Arc::new(tokio::sync::Mutex::new(Some(s))),
             idle: idle(idle_timeout)?,
         })
     }
@@ -120,6 +136,22 @@ impl FragmentIterator {
     /// The next fragment; StopIteration as for frames.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Fragment>> {
         Ok(pull(py, &self.stream, self.idle)?.map(|f| Fragment { inner: Arc::new(f) }))
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// `async for`: the next fragment, awaited on the module's runtime.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::runtime::runtime()?;
+        let (m, idle) = (self.stream.clone(), self.idle);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            Ok(pull_async(&m, idle)
+                .await?
+                .map(|f| Fragment { inner: Arc::new(f) }))
+            .and_then(stop_async_iteration)
+        })
     }
 
     /// Stops reading (also when the iterator is dropped).
@@ -154,35 +186,65 @@ impl Pull for FragmentStream {
     }
 }
 
+/// An iterator's stream: shared with the futures of `async for`.
+type Shared<S> = Arc<tokio::sync::Mutex<Option<S>>>;
+
 /// The next item of an iterator's stream (GIL released while waiting);
 /// `None` at its end, after `idle`, or once an error was raised.
 fn pull<S: Pull>(
     py: Python<'_>,
-    m: &Mutex<Option<S>>,
+    m: &Shared<S>,
     idle: Option<Duration>,
 ) -> PyResult<Option<S::Item>> {
     let mut guard = m
         .try_lock()
-        .map_err(|_| config("this iterator is being read by another thread"))?;
+        .map_err(|_| config("this iterator is being read elsewhere (another thread or task)"))?;
     let Some(s) = guard.as_mut() else {
         return Ok(None);
     };
-    match wait_until(py, s.pull(), idle)? {
-        Some(Some(Ok(item))) => Ok(Some(item)),
-        Some(Some(Err(e))) => {
-            *guard = None;
-            Err(to_py(py, e))
+    let got = wait_until(py, s.pull(), idle)?;
+    settle(&mut guard, got.flatten()).map_err(|e| to_py(py, e))
+}
+
+/// As [`pull`], awaited (for `async for`).
+async fn pull_async<S: Pull>(m: &Shared<S>, idle: Option<Duration>) -> PyResult<Option<S::Item>> {
+    let mut guard = m.lock().await;
+    let Some(s) = guard.as_mut() else {
+        return Ok(None);
+    };
+    let got = match idle {
+        Some(d) => tokio::time::timeout(d, s.pull()).await.ok().flatten(),
+        None => s.pull().await,
+    };
+    settle(&mut guard, got).map_err(|e| Python::attach(|py| to_py(py, e)))
+}
+
+/// An item, or the end (the stream dropped after its end or an error).
+fn settle<S, T>(
+    slot: &mut Option<S>,
+    got: Option<Result<T, ClientError>>,
+) -> Result<Option<T>, ClientError> {
+    match got {
+        Some(Ok(item)) => Ok(Some(item)),
+        Some(Err(e)) => {
+            *slot = None;
+            Err(e)
         }
-        Some(None) | None => {
-            *guard = None;
+        None => {
+            *slot = None;
             Ok(None)
         }
     }
 }
 
+/// `None` ends an `async for`.
+fn stop_async_iteration<T>(item: Option<T>) -> PyResult<T> {
+    item.ok_or_else(|| pyo3::exceptions::PyStopAsyncIteration::new_err(()))
+}
+
 /// Stops an iterator's stream.
-fn stop<S>(m: &Mutex<Option<S>>) {
-    if let Ok(mut g) = m.lock() {
+fn stop<S>(m: &Shared<S>) {
+    if let Ok(mut g) = m.try_lock() {
         *g = None;
     }
 }

@@ -11,19 +11,24 @@ use pyo3::prelude::*;
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// The runtime every client, producer, consumer and local endpoint of the
-/// module runs on (two worker threads), started on first use.
+/// module runs on (two worker threads), started on first use; `async for`
+/// awaits on it too (through pyo3-async-runtimes).
 pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("kvs-io")
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| crate::errors::config(format!("cannot start the I/O runtime: {e}")))
+    let rt = RT
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("kvs-io")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| crate::errors::config(format!("cannot start the I/O runtime: {e}")))?;
+    // `async for` awaits on the same runtime (an error: it already has it).
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(rt);
+    Ok(rt)
 }
 
 /// Runs `fut` to completion on the module's runtime, the GIL released.
