@@ -24,7 +24,7 @@ use crate::time::{from_datetime, seconds_since_epoch, to_datetime};
 ///
 /// Raises ConfigError (no region, a bad URL) and AccessDeniedError (no
 /// credentials found).
-#[pyclass(frozen, module = "kvs._kvs")]
+#[pyclass(frozen, subclass, module = "kvs._kvs")]
 pub(crate) struct Client {
     pub(crate) inner: Arc<KvsClient>,
 }

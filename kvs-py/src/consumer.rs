@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvs_core::client::{ClientError, FragmentSelector, KvsClient, StartSelector};
+use kvs_core::codec::Codec;
 use kvs_core::consumer::{Consumer, FragmentStream, FrameStream};
 use kvs_core::mkv::fragment::FragmentHead;
 use kvs_core::mkv::types::ParsedFrame;
@@ -86,7 +87,13 @@ impl FrameIterator {
     /// The next frame; StopIteration at the end of a range, after
     /// `idle_timeout`, or after an error was raised.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
-        Ok(pull(py, &self.stream, self.idle)?.map(|(head, frame)| Frame { head, frame }))
+        Ok(
+            pull(py, &self.stream, self.idle)?.map(|(head, frame)| Frame {
+                head,
+                frame,
+                image: None,
+            }),
+        )
     }
 
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -98,9 +105,11 @@ impl FrameIterator {
         crate::runtime::runtime()?;
         let (m, idle) = (self.stream.clone(), self.idle);
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            Ok(pull_async(&m, idle)
-                .await?
-                .map(|(head, frame)| Frame { head, frame }))
+            Ok(pull_async(&m, idle).await?.map(|(head, frame)| Frame {
+                head,
+                frame,
+                image: None,
+            }))
             .and_then(stop_async_iteration)
         })
     }
@@ -255,11 +264,17 @@ fn stop<S>(m: &Shared<S>) {
 /// `pts_ns` (the same in ns, int), `key` (bool), `fragment_number` (str),
 /// `producer_timestamp` / `server_timestamp` (the fragment's, aware UTC
 /// datetimes), `data` (the frame's bytes as a read-only memoryview, no
-/// copy: AVCC for H.264/H.265, raw for audio).
-#[pyclass(frozen, module = "kvs._kvs")]
+/// copy: AVCC for H.264/H.265, raw for audio), `codec` ("h264", "h265",
+/// "aac", "g711" or the Matroska CodecID) and `codec_private` (its
+/// CodecPrivate: avcC/hvcC, AudioSpecificConfig …), `image` (the decoded
+/// picture as a numpy array with `decode=`, else None).
+#[pyclass(module = "kvs._kvs")]
 pub(crate) struct Frame {
     head: Arc<FragmentHead>,
     frame: ParsedFrame,
+    /// Set by the decoding iterator.
+    #[pyo3(get, set)]
+    image: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -308,6 +323,34 @@ impl Frame {
     #[getter]
     fn data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         memoryview(py, &self.frame)
+    }
+
+    #[getter]
+    fn codec(&self) -> Option<String> {
+        let t = self
+            .head
+            .tracks
+            .iter()
+            .find(|t| t.number == self.frame.track)?;
+        Some(match Codec::from_codec_id(&t.codec_id) {
+            Codec::H264 => "h264".to_owned(),
+            Codec::H265 => "h265".to_owned(),
+            Codec::Aac => "aac".to_owned(),
+            Codec::G711 => "g711".to_owned(),
+            _ => t.codec_id.clone(),
+        })
+    }
+
+    #[getter]
+    fn codec_private<'py>(&self, py: Python<'py>) -> Option<Bound<'py, pyo3::types::PyBytes>> {
+        let t = self
+            .head
+            .tracks
+            .iter()
+            .find(|t| t.number == self.frame.track)?;
+        t.codec_private
+            .as_ref()
+            .map(|cp| pyo3::types::PyBytes::new(py, cp))
     }
 
     fn __repr__(&self) -> String {
@@ -386,6 +429,7 @@ impl Fragment {
             out.append(Frame {
                 head: head.clone(),
                 frame: f.clone(),
+                image: None,
             })?;
         }
         Ok(out)

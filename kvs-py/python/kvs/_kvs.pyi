@@ -2,7 +2,7 @@
 
 import datetime
 import os
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 from collections.abc import Awaitable
 from typing import Any, final
 
@@ -69,6 +69,11 @@ class Frame:
     def server_timestamp(self) -> datetime.datetime | None: ...
     @property
     def data(self) -> memoryview: ...
+    @property
+    def codec(self) -> str | None: ...
+    @property
+    def codec_private(self) -> bytes | None: ...
+    image: Any
 
 @final
 class Fragment:
@@ -135,7 +140,7 @@ class Producer:
     def __enter__(self) -> Producer: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
-@final
+@disjoint_base
 class Client:
     def __new__(
         cls,
