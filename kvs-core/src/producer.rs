@@ -585,6 +585,31 @@ impl Producer {
         }
     }
 
+    /// Puts frames in order (a file's, from [`crate::mkv::mux`]): as fast as
+    /// the buffer takes them, or with `realtime` each at its presentation
+    /// time (pts) after the call began, as a camera would. Returns how many
+    /// were taken (leading frames skipped before the first video key frame
+    /// are not counted). A refused frame stops it with the error (those
+    /// before it are put).
+    pub async fn put_frames(
+        &self,
+        frames: impl IntoIterator<Item = Frame>,
+        realtime: bool,
+    ) -> Result<usize, ProducerError> {
+        let t0 = Instant::now();
+        let skipped_before = self.shared.core().leading_skipped().0;
+        let mut n = 0;
+        for f in frames {
+            if realtime {
+                tokio::time::sleep_until(t0 + f.pts).await;
+            }
+            self.put_frame(f).await?;
+            n += 1;
+        }
+        let skipped = self.shared.core().leading_skipped().0 - skipped_before;
+        Ok(n - skipped)
+    }
+
     /// Adds a fragment metadata tag to the next fragment (the service's
     /// limits apply: at most 10 per fragment, names not starting with `AWS`).
     pub fn tag_next_fragment(&self, name: &str, value: &str) -> Result<(), ProducerError> {

@@ -231,6 +231,60 @@ impl Client {
         crate::consumer::FragmentIterator::new(s, idle_timeout)
     }
 
+    /// Uploads a video file to `stream` and waits until every fragment is
+    /// acknowledged: Matroska/WebM (`.mkv`, `.webm`, with their tracks) or
+    /// an Annex-B H.264/H.265 elementary stream (`.h264`, `.h265`) at
+    /// `fps`. Without `realtime` it goes as fast as the upload takes it,
+    /// nothing dropped, its producer time ending now (the file's length
+    /// back); with `realtime` each frame goes at its time, as from a
+    /// camera, from now. Returns the number of frames put.
+    ///
+    /// Raises InvalidMediaError for a file that is not valid media,
+    /// ConfigError for an unknown kind of file, KvsTimeoutError when the
+    /// ACKs do not come, and the errors of `producer`.
+    #[pyo3(signature = (stream, path, fps=25.0, realtime=false, create_if_missing=true, retention_hours=24))]
+    #[allow(clippy::too_many_arguments)]
+    fn put_file(
+        &self,
+        py: Python<'_>,
+        stream: String,
+        path: std::path::PathBuf,
+        fps: f64,
+        realtime: bool,
+        create_if_missing: bool,
+        retention_hours: u32,
+    ) -> PyResult<usize> {
+        let input = file_input(&path, fps)?;
+        let now = std::time::SystemTime::now();
+        let start = if realtime {
+            now
+        } else {
+            now - input.duration() - std::time::Duration::from_secs(1)
+        };
+        let mut b = kvs_core::producer::Producer::builder(self.inner.clone(), stream.as_str())
+            .start_time(start);
+        for t in input.tracks {
+            b = b.track(t);
+        }
+        if create_if_missing {
+            b = b.create_if_missing(CreateStream {
+                data_retention_in_hours: retention_hours,
+                ..CreateStream::default()
+            });
+        }
+        if !realtime {
+            b = b.pressure(kvs_core::producer::PressurePolicy::Wait);
+        }
+        let frames = input.frames;
+        wait(py, async move {
+            let p = b.build().await?;
+            let n = p.put_frames(frames, realtime).await?;
+            p.finish(std::time::Duration::from_secs(60)).await?;
+            Ok::<_, kvs_core::producer::ProducerError>(n)
+        })?
+        .map_err(|e| to_py(py, e))
+    }
+
     /// A producer of `stream` (see `kvs.Producer`): a context manager that
     /// waits, on exit, until every fragment is acknowledged.
     ///
@@ -270,6 +324,33 @@ impl Client {
             },
         )
     }
+}
+
+/// Reads a video file into a producer's input: Matroska/WebM (`.mkv`,
+/// `.webm`: its tracks and frames) or an Annex-B elementary stream
+/// (`.h264`/`.264`, `.h265`/`.hevc`) at `fps`.
+fn file_input(path: &std::path::Path, fps: f64) -> PyResult<kvs_core::mkv::mux::FrameInput> {
+    use kvs_core::codec::annexb::VideoCodec;
+    let data = bytes::Bytes::from(std::fs::read(path)?);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let r = match ext.as_str() {
+        "mkv" | "webm" => kvs_core::mkv::mux::matroska_frames(data),
+        "h264" | "264" => kvs_core::mkv::mux::annexb_frames(VideoCodec::H264, &data, fps, None),
+        "h265" | "265" | "hevc" => {
+            kvs_core::mkv::mux::annexb_frames(VideoCodec::H265, &data, fps, None)
+        }
+        _ => {
+            return Err(config(format!(
+                "{}: not a .mkv, .webm, .h264 or .h265 file",
+                path.display()
+            )))
+        }
+    };
+    r.map_err(|e| crate::errors::invalid_media(format!("{}: {e}", path.display())))
 }
 
 /// A StreamInfo as a dict.

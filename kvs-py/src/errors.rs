@@ -99,6 +99,11 @@ pub(crate) fn config(msg: impl Into<String>) -> PyErr {
     ConfigError::new_err(msg.into())
 }
 
+/// Media the bindings were given that is not valid (a file).
+pub(crate) fn invalid_media(msg: impl Into<String>) -> PyErr {
+    InvalidMediaError::new_err(msg.into())
+}
+
 /// Any kvs-core error as the Python exception of its kind, with what to do
 /// about it and its attributes.
 pub(crate) fn to_py(py: Python<'_>, e: impl Into<Error>) -> PyErr {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::builder::{BuildError, TrackConfig};
+use super::builder::{BuildError, Payload, TrackConfig};
 use crate::codec::annexb::{access_units, VideoCodec};
 use crate::codec::poc::presentation_order;
 use crate::codec::{aac, h264, h265, CodecError};
@@ -47,6 +47,12 @@ pub enum MuxError {
     /// No picture in the input.
     #[error("the video input holds no picture")]
     NoVideo,
+    /// The Matroska input declares no track.
+    #[error("no Matroska tracks found")]
+    NoTracks,
+    /// The Matroska input is not valid.
+    #[error(transparent)]
+    Parse(#[from] crate::mkv::ParseError),
     /// No picture of the input is a key frame.
     #[error("the video input holds no key frame ({0} pictures, all skipped)")]
     NoKeyFrame(usize),
@@ -72,6 +78,23 @@ pub struct FrameInput {
     pub tracks: Vec<TrackConfig>,
     /// Every frame, in decode order (tracks interleaved by decode time).
     pub frames: Vec<Frame>,
+    /// Why the input ended early, if it was cut inside an element (the
+    /// frames before the cut are kept).
+    pub cut: Option<crate::mkv::ParseError>,
+}
+
+impl FrameInput {
+    /// From the first frame's presentation to the last one's (0 without
+    /// frames): how far back a producer's start time goes so that the
+    /// whole input lies in the past.
+    pub fn duration(&self) -> Duration {
+        let first = self.frames.iter().map(|f| f.pts).min();
+        let last = self.frames.iter().map(|f| f.pts).max();
+        match (first, last) {
+            (Some(a), Some(b)) => b - a,
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// What a mux produced.
@@ -99,6 +122,132 @@ fn ms_round(ns: f64) -> Duration {
     Duration::from_millis((ns / 1e6).round().max(0.0) as u64)
 }
 
+/// The frames of a Matroska/WebM file (or a GetMedia/PutMedia stream) as
+/// a producer's input: its first stream header's tracks, and every frame
+/// with presentation times from 0 and decode times (per track, the sorted
+/// presentation times; presentation moved later, all tracks alike, just
+/// enough that no frame is shown before it is decoded). A later stream
+/// header with other H.264/H.265 parameter sets (a camera reconfigured)
+/// puts them in band, Annex-B, in front of the track's next key frame, so a
+/// producer starts a new fragment with a new header there. Input cut short
+/// keeps the frames before the cut (with a warning).
+///
+/// Errors: [`MuxError::Parse`] for bad Matroska, [`MuxError::NoTracks`],
+/// [`MuxError::Codec`] for a frame whose NAL lengths run past its end.
+pub fn matroska_frames(data: Bytes) -> Result<FrameInput, MuxError> {
+    let (events, err) = crate::mkv::parse_all(data, crate::mkv::ParserConfig::default());
+    let cut = match err {
+        Some(e) if e.is_truncated() => {
+            tracing::warn!(error = %e, "Matroska input cut short; the frames before the cut are kept");
+            Some(e)
+        }
+        Some(e) => return Err(MuxError::Parse(e)),
+        None => None,
+    };
+    let mut tracks: Vec<TrackConfig> = Vec::new();
+    // A later stream header with other parameter sets (a camera
+    // reconfigured): they go in band in front of the next key frame of the
+    // track, so the producer starts a fragment with a new header there.
+    let mut pending_sets: Vec<(u64, Bytes, usize)> = Vec::new();
+    let mut raw = Vec::new();
+    for e in events {
+        match e {
+            crate::mkv::Event::Tracks(t) => {
+                let new: Vec<TrackConfig> = t.iter().map(TrackConfig::from).collect();
+                for n in &new {
+                    let hevc = match n.codec_id.as_str() {
+                        crate::codec::h264::CODEC_ID => false,
+                        crate::codec::h265::CODEC_ID => true,
+                        _ => continue,
+                    };
+                    let Some((sets, size)) = n
+                        .codec_private
+                        .as_ref()
+                        .and_then(|p| crate::codec::annexb::record_parameter_sets(p, hevc))
+                    else {
+                        continue;
+                    };
+                    let before = tracks.iter().find(|o| o.number == n.number);
+                    if before.is_some_and(|o| o.codec_private != n.codec_private) {
+                        pending_sets.retain(|(t, _, _)| *t != n.number);
+                        pending_sets.push((n.number, Bytes::from(sets), size));
+                    }
+                }
+                if tracks.is_empty() {
+                    tracks = new;
+                }
+            }
+            crate::mkv::Event::Frame(mut f) => {
+                if let Some(i) = pending_sets
+                    .iter()
+                    .position(|(t, _, _)| *t == f.track && f.key)
+                {
+                    let (_, sets, size) = pending_sets.remove(i);
+                    let au = crate::codec::annexb::to_annexb(&f.payload, size)?;
+                    f.payload = Bytes::from([&sets[..], &au[..]].concat());
+                    raw.push((f, true));
+                } else {
+                    raw.push((f, false));
+                }
+            }
+            _ => {}
+        }
+    }
+    if tracks.is_empty() {
+        return Err(MuxError::NoTracks);
+    }
+    let origin = raw.iter().map(|(f, _)| f.timestamp_ns).min().unwrap_or(0);
+    // Decode times: per track, the sorted presentation times; presentation
+    // moved later (all tracks alike) just enough that no frame is shown
+    // before it is decoded.
+    let sorted: Vec<Vec<i64>> = tracks
+        .iter()
+        .map(|t| {
+            let mut v: Vec<i64> = raw
+                .iter()
+                .filter(|(f, _)| f.track == t.number)
+                .map(|(f, _)| f.timestamp_ns - origin)
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    let mut next = vec![0usize; tracks.len()];
+    let mut shift = 0i64;
+    for (f, _) in &raw {
+        if let Some(ti) = tracks.iter().position(|t| t.number == f.track) {
+            shift = shift.max(sorted[ti][next[ti]] - (f.timestamp_ns - origin));
+            next[ti] += 1;
+        }
+    }
+    let mut next = vec![0usize; tracks.len()];
+    let mut frames: Vec<Frame> = Vec::with_capacity(raw.len());
+    for (f, annexb) in raw {
+        let Some(ti) = tracks.iter().position(|t| t.number == f.track) else {
+            continue;
+        };
+        let pts = f.timestamp_ns - origin + shift;
+        let dts = sorted[ti][next[ti]];
+        next[ti] += 1;
+        let ns = |v: i64| Duration::from_nanos(v.max(0) as u64);
+        frames.push(Frame {
+            track: f.track,
+            pts: ns(pts),
+            dts: (dts != pts).then(|| ns(dts)),
+            key: f.key,
+            payload: if annexb {
+                Payload::AnnexB(f.payload)
+            } else {
+                Payload::Raw(f.payload)
+            },
+        });
+    }
+    Ok(FrameInput {
+        tracks,
+        frames,
+        cut,
+    })
+}
 /// Frames of an Annex-B video elementary stream at `fps` (and optional AAC).
 ///
 /// Video frames carry Annex-B payloads ([`crate::mkv::builder::Payload::AnnexB`])
@@ -194,6 +343,7 @@ pub fn annexb_frames(
     Ok(FrameInput {
         tracks,
         frames: frames.into_iter().map(|(_, f)| f).collect(),
+        cut: None,
     })
 }
 

@@ -912,3 +912,20 @@ async fn error_chunks_stop_or_resume_the_consumer_by_their_id() {
     let got = read_back(&c, clip.expected.len()).await;
     assert_same(&by_track(&got), &by_track(&clip.expected), "5000 resumed");
 }
+
+/// A whole input at once (`put_frames`, as a file upload does): every frame
+/// put, counted, and read back.
+#[tokio::test]
+async fn put_frames_puts_a_whole_input() {
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    assert_eq!(
+        p.put_frames(clip.frames.clone(), false).await.unwrap(),
+        clip.frames.len()
+    );
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let got = read_back(&c, clip.expected.len()).await;
+    assert_same(&by_track(&got), &by_track(&clip.expected), "put_frames");
+}

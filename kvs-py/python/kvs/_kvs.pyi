@@ -184,6 +184,15 @@ class Client:
         end: datetime.datetime | None = None,
         idle_timeout: float | None = None,
     ) -> FragmentIterator: ...
+    def put_file(
+        self,
+        stream: str,
+        path: str | os.PathLike[str],
+        fps: float = 25.0,
+        realtime: bool = False,
+        create_if_missing: bool = True,
+        retention_hours: int = 24,
+    ) -> int: ...
     def producer(
         self,
         stream: str,

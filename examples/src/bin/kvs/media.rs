@@ -11,13 +11,11 @@ use kvs_core::auth::Credentials;
 use kvs_core::client::{ClientConfig, CreateStream, KvsClient, StartSelector, StreamId};
 use kvs_core::codec::aac;
 use kvs_core::codec::annexb::VideoCodec;
-use kvs_core::codec::annexb::{record_parameter_sets, to_annexb};
 use kvs_core::consumer::Consumer;
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
 use kvs_core::mkv::fragment::Fragment;
-use kvs_core::mkv::mux::{annexb_frames, mux_frames, AacInput, MuxOutput};
-use kvs_core::mkv::{parse_all, Event, ParserConfig};
+use kvs_core::mkv::mux::{annexb_frames, matroska_frames, mux_frames, AacInput, MuxOutput};
 use kvs_core::producer::{AckLevel, Frame, PressurePolicy, Producer, ProducerEvent};
 
 /// The bundled clip (H.264 Annex-B and ADTS AAC), built into the binary.
@@ -118,116 +116,17 @@ pub fn input(file: &Path, fps: f64, audio: Option<&Path>) -> Result<Input, Strin
         return Err("--audio goes with an elementary-stream (.h264/.h265) input".into());
     }
     let data = read(file)?;
-    let (events, err) = parse_all(data, ParserConfig::default());
-    match err {
-        Some(e) if e.is_truncated() => eprintln!(
+    let input = matroska_frames(data).map_err(|e| format!("{}: {e}", file.display()))?;
+    if let Some(e) = &input.cut {
+        eprintln!(
             "  warning: {}: {e}; the frames before the cut are uploaded",
             file.display()
-        ),
-        Some(e) => return Err(format!("{}: {e}", file.display())),
-        None => {}
+        );
     }
-    let mut tracks: Vec<TrackConfig> = Vec::new();
-    // A later stream header with other parameter sets (a camera
-    // reconfigured): they go in band in front of the next key frame of the
-    // track, so the producer starts a fragment with a new header there.
-    let mut pending_sets: Vec<(u64, Bytes, usize)> = Vec::new();
-    let mut raw = Vec::new();
-    for e in events {
-        match e {
-            Event::Tracks(t) => {
-                let new: Vec<TrackConfig> = t.iter().map(TrackConfig::from).collect();
-                for n in &new {
-                    let hevc = match n.codec_id.as_str() {
-                        kvs_core::codec::h264::CODEC_ID => false,
-                        kvs_core::codec::h265::CODEC_ID => true,
-                        _ => continue,
-                    };
-                    let Some((sets, size)) = n
-                        .codec_private
-                        .as_ref()
-                        .and_then(|p| record_parameter_sets(p, hevc))
-                    else {
-                        continue;
-                    };
-                    let before = tracks.iter().find(|o| o.number == n.number);
-                    if before.is_some_and(|o| o.codec_private != n.codec_private) {
-                        pending_sets.retain(|(t, _, _)| *t != n.number);
-                        pending_sets.push((n.number, Bytes::from(sets), size));
-                    }
-                }
-                if tracks.is_empty() {
-                    tracks = new;
-                }
-            }
-            Event::Frame(mut f) => {
-                if let Some(i) = pending_sets
-                    .iter()
-                    .position(|(t, _, _)| *t == f.track && f.key)
-                {
-                    let (_, sets, size) = pending_sets.remove(i);
-                    let au = to_annexb(&f.payload, size).map_err(|e| {
-                        format!("{}: frame at {} ns: {e}", file.display(), f.timestamp_ns)
-                    })?;
-                    f.payload = Bytes::from([&sets[..], &au[..]].concat());
-                    raw.push((f, true));
-                } else {
-                    raw.push((f, false));
-                }
-            }
-            _ => {}
-        }
-    }
-    if tracks.is_empty() {
-        return Err(format!("{}: no Matroska tracks found", file.display()));
-    }
-    let origin = raw.iter().map(|(f, _)| f.timestamp_ns).min().unwrap_or(0);
-    // Decode times: per track, the sorted presentation times; presentation
-    // moved later (all tracks alike) just enough that no frame is shown
-    // before it is decoded.
-    let sorted: Vec<Vec<i64>> = tracks
-        .iter()
-        .map(|t| {
-            let mut v: Vec<i64> = raw
-                .iter()
-                .filter(|(f, _)| f.track == t.number)
-                .map(|(f, _)| f.timestamp_ns - origin)
-                .collect();
-            v.sort_unstable();
-            v
-        })
-        .collect();
-    let mut next = vec![0usize; tracks.len()];
-    let mut shift = 0i64;
-    for (f, _) in &raw {
-        if let Some(ti) = tracks.iter().position(|t| t.number == f.track) {
-            shift = shift.max(sorted[ti][next[ti]] - (f.timestamp_ns - origin));
-            next[ti] += 1;
-        }
-    }
-    let mut next = vec![0usize; tracks.len()];
-    let mut frames: Vec<Frame> = Vec::with_capacity(raw.len());
-    for (f, annexb) in raw {
-        let Some(ti) = tracks.iter().position(|t| t.number == f.track) else {
-            continue;
-        };
-        let pts = f.timestamp_ns - origin + shift;
-        let dts = sorted[ti][next[ti]];
-        next[ti] += 1;
-        let ns = |v: i64| Duration::from_nanos(v.max(0) as u64);
-        frames.push(Frame {
-            track: f.track,
-            pts: ns(pts),
-            dts: (dts != pts).then(|| ns(dts)),
-            key: f.key,
-            payload: if annexb {
-                Payload::AnnexB(f.payload)
-            } else {
-                Payload::Raw(f.payload)
-            },
-        });
-    }
-    Ok(Input { tracks, frames })
+    Ok(Input {
+        tracks: input.tracks,
+        frames: input.frames,
+    })
 }
 
 /// A UTC time as ms since the epoch.
