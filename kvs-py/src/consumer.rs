@@ -435,6 +435,13 @@ impl Fragment {
         Ok(out)
     }
 
+    /// The fragment as a Matroska file of its own (bytes) that players and
+    /// FFmpeg read. Raises InvalidMediaError for a fragment without frames.
+    fn to_mkv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let chunks = self.inner.to_mkv().map_err(|e| to_py(py, e))?;
+        Ok(pyo3::types::PyBytes::new(py, &chunks.concat()))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Fragment({}, {} frames)",

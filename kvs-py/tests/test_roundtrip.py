@@ -78,3 +78,21 @@ def test_live_frames_arrive_while_the_fragment_is_open(client, clip):
         assert len(seen) == 10
         assert client.list_fragments("live") == []
         assert [bytes(f.data) for f in seen] == [avcc(au) for au, _ in clip[:10]]
+
+
+def test_a_fragment_saved_as_mkv_plays_in_ffprobe(client, clip, tmp_path):
+    import json
+    import subprocess
+
+    put_clip(client, clip)
+    fragment = next(iter(client.fragments("cam", start="earliest", idle_timeout=2)))
+    path = tmp_path / "fragment.mkv"
+    path.write_bytes(fragment.to_mkv())
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    stream = json.loads(out)["streams"][0]
+    assert stream["codec_name"] == "h264"
+    assert (stream["width"], stream["height"]) == (640, 360)
+    assert int(stream["nb_read_frames"]) == len(fragment.frames) == 50

@@ -147,6 +147,32 @@ impl Fragment {
         self.frames.iter().map(|f| f.payload.len() as u64).sum()
     }
 
+    /// The fragment as a Matroska file of its own (a stream header with its
+    /// tracks, then one Cluster with its frames at their timestamps, ms),
+    /// which players and FFmpeg read: for saving a fragment, or handing it
+    /// to a tool. Chunks, in order.
+    ///
+    /// Errors: [`BuildError`] for a fragment without frames, one whose first
+    /// frame is not a key frame, or tracks the builder refuses.
+    pub fn to_mkv(&self) -> Result<Vec<Bytes>, super::builder::BuildError> {
+        use super::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
+        let tracks: Vec<TrackConfig> = self.tracks.iter().map(TrackConfig::from).collect();
+        let mut b = FragmentBuilder::new(StreamConfig::new(tracks))?;
+        let frames: Vec<FrameIn> = self
+            .frames
+            .iter()
+            .map(|f| FrameIn {
+                track: f.track,
+                timecode: f.timestamp_ns.div_euclid(1_000_000),
+                key: f.key,
+                payload: Payload::Raw(f.payload.clone()),
+            })
+            .collect();
+        let mut out = vec![b.header()];
+        b.fragment(&frames, &[], &mut out)?;
+        Ok(out)
+    }
+
     fn apply(&mut self, t: &SimpleTag) {
         let v = t.string.as_deref().unwrap_or("").trim_end_matches('\0');
         match t.name.as_str() {
