@@ -4,6 +4,7 @@ in presentation order, H.265, sampling."""
 import subprocess
 
 import av
+import pytest
 import numpy as np
 from conftest import MEDIA, put_clip
 
@@ -107,3 +108,22 @@ def test_bad_decode_arguments(client):
         client.frames("cam", decode="yuv9")
     with pytest.raises(ValueError):
         client.frames("cam", sample_fps=2)
+
+
+def test_put_image_encodes_pictures_that_decode_back(client):
+    # A smooth picture (gradients), moved a little each time.
+    y, x = np.mgrid[0:120, 0:160]
+    base = np.stack([x * 255 // 159, y * 255 // 119, np.full_like(x, 128)], axis=2).astype(np.uint8)
+    with client.producer("img", video=kvs.H264(), retention_hours=1) as p:
+        for i in range(30):
+            picture = np.roll(base, i * 4, axis=1)
+            p.put_image(picture, pts=i * 0.1, key_interval=1.0)
+    got = list(client.frames("img", start="earliest", idle_timeout=2, decode="bgr24"))
+    assert len(got) == 30
+    assert sum(f.key for f in got) == 3
+    # Lossy, but close: the mean error of a picture is small.
+    err = np.abs(got[5].image.astype(int) - np.roll(base, 20, axis=1).astype(int)).mean()
+    assert err < 8, err
+    with pytest.raises(ValueError):
+        with client.producer("img2", video=kvs.H264()) as p:
+            p.put_image(np.zeros((121, 160, 3), np.uint8), pts=0.0)

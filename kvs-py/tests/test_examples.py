@@ -101,3 +101,36 @@ def test_face_alerts_puts_events_into_kinesis(endpoint, client, tmp_path, moto_k
     records = kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"]
     assert [json.loads(r["Data"]) for r in records] == events
     assert len(events) >= 15
+
+
+def test_annotate_and_reingest_draws_boxes_into_a_second_stream(endpoint, client, tmp_path):
+    import numpy as np
+
+    client.put_file("cam", moving_face(tmp_path))
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "annotate_and_reingest.py"), "cam", "boxed",
+         "--endpoint-url", endpoint.endpoint_url, "--start", "earliest", "--idle-timeout", "3"],
+        check=True, capture_output=True, text=True, env=env_for(endpoint.endpoint_url), timeout=180,
+    )
+    assert out.stdout.strip() == "40 pictures annotated into boxed"
+    pictures = list(client.frames("boxed", start="earliest", idle_timeout=3, decode="bgr24"))
+    assert len(pictures) == 40
+    # Green boxes: pixels far greener than the grey canvas and the photo.
+    img = pictures[20].image.astype(int)
+    green = (img[:, :, 1] > 180) & (img[:, :, 0] < 90) & (img[:, :, 2] < 90)
+    assert green.sum() > 300
+    # Same producer times as the source.
+    source = [f.pts for f in client.frames("cam", start="earliest", idle_timeout=3)]
+    assert abs(pictures[0].pts - source[0]) < 0.002
+
+
+def test_the_notebook_saves_its_plots(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "notebook.py"), "--out", str(tmp_path), "--fps", "50"],
+        check=True, capture_output=True, text=True, timeout=180,
+    )
+    fields = dict(kv.split("=") for kv in out.stdout.split())
+    assert int(fields["frames"]) == 200
+    assert float(fields["delay_p50_ms"]) < 1000
+    for name in ("arrival.png", "ack_latency.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

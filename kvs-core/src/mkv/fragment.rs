@@ -152,7 +152,7 @@ impl Fragment {
     /// which players and FFmpeg read: for saving a fragment, or handing it
     /// to a tool. Chunks, in order.
     ///
-    /// Errors: [`BuildError`] for a fragment without frames, one whose first
+    /// Errors: [`BuildError`](super::builder::BuildError) for a fragment without frames, one whose first
     /// frame is not a key frame, or tracks the builder refuses.
     pub fn to_mkv(&self) -> Result<Vec<Bytes>, super::builder::BuildError> {
         use super::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};

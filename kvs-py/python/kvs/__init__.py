@@ -19,6 +19,8 @@ producer time since the epoch; timestamps are aware UTC datetimes.
 Errors derive from :class:`KvsError`.
 """
 
+from __future__ import annotations
+
 import datetime as _datetime
 from typing import Any as _Any
 
@@ -41,7 +43,6 @@ from ._kvs import (
     KvsTimeoutError,
     LocalEndpoint,
     NotFoundError,
-    Producer,
     ServiceError,
     ThrottledError,
 )
@@ -109,3 +110,87 @@ class Client(_kvs.Client):
         from ._decode import DecodedFrames
 
         return DecodedFrames(frames, decode, sample_fps)
+
+    def producer(  # type: ignore[override]
+        self,
+        stream: str,
+        video: H264 | H265 | None = None,
+        audio: AAC | G711 | None = None,
+        create_if_missing: bool = True,
+        retention_hours: int = 24,
+        start_time: _datetime.datetime | None = None,
+        wait_when_full: bool = False,
+    ) -> Producer:
+        """A producer of ``stream`` (see :class:`Producer`); arguments and
+        errors as the native ``Client.producer``."""
+        return Producer(
+            super().producer(
+                stream, video, audio, create_if_missing, retention_hours, start_time, wait_when_full
+            )
+        )
+
+
+class Producer:
+    """A producer of one stream (from :meth:`Client.producer`): a context
+    manager that, on exit, waits until every fragment is acknowledged.
+
+    ``put_frame``, ``tag_next_fragment``, ``events`` and ``finish`` are the
+    native producer's; ``put_image`` encodes pictures to H.264 first.
+    """
+
+    def __init__(self, native: _kvs.Producer) -> None:
+        self._native = native
+        self._encoder: _Any = None
+
+    def put_frame(
+        self,
+        data: _Any,
+        pts: float,
+        key: bool = False,
+        track: int | None = None,
+        dts: float | None = None,
+    ) -> None:
+        """Puts one frame (see the native ``Producer.put_frame``)."""
+        self._native.put_frame(data, pts, key, track, dts)
+
+    def put_image(self, image: _Any, pts: float, key_interval: float = 2.0) -> None:
+        """Encodes a picture — a ``(height, width, 3)`` BGR or ``(height,
+        width)`` gray uint8 numpy array, as OpenCV has them — to H.264 with
+        PyAV (libx264, no B-frames, no delay) and puts it on the video track
+        (created ``video=kvs.H264()``). ``pts`` in seconds from the
+        producer's start; a key frame at least every ``key_interval``
+        seconds. Raises ValueError for a picture of another shape or size,
+        ImportError without PyAV, and what ``put_frame`` raises."""
+        from ._encode import ImageEncoder
+
+        if self._encoder is None:
+            self._encoder = ImageEncoder(key_interval)
+        for unit, t, key in self._encoder.encode(image, pts):
+            self._native.put_frame(unit, t, key)
+
+    def tag_next_fragment(self, name: str, value: str) -> None:
+        """Adds a metadata tag to the next fragment to close."""
+        self._native.tag_next_fragment(name, value)
+
+    def events(self) -> list[dict[str, _Any]]:
+        """The events since the last call (see the native ``events``)."""
+        return self._native.events()
+
+    def finish(self, timeout: float = 30.0) -> None:
+        """Puts what the picture encoder still holds, closes the open
+        fragment and waits until every fragment is acknowledged."""
+        if self._encoder is not None:
+            for unit, t, key in self._encoder.flush():
+                self._native.put_frame(unit, t, key)
+            self._encoder = None
+        self._native.finish(timeout)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.finish(30.0)
+        except Exception:
+            if exc_type is None:
+                raise
