@@ -336,11 +336,10 @@ async fn follow(
                 continue;
             }
         };
-        let mut session = if tx.frames() {
-            session.yield_frames()
-        } else {
-            session
-        };
+        // Frames are always assembled as they arrive: whether they are
+        // delivered so is decided frame by frame (`frames()` may be asked
+        // for after the session opened).
+        let mut session = session.yield_frames();
         if read_session(&mut session, &mut once, &mut selector, &mut attempt, &tx)
             .await
             .is_err()
@@ -365,7 +364,7 @@ async fn read_session(
     loop {
         match session.next_item().await {
             Some(Ok(Assembled::Frame(head, fr))) => {
-                if once.frame(&head) && tx.frames() {
+                if once.frame(&head, tx.frames()) {
                     tx.send(Ok(Delivered::Frame(head, fr))).await?;
                     once.sent_frame();
                 }
@@ -433,8 +432,13 @@ struct ExactlyOnce {
 }
 
 impl ExactlyOnce {
-    /// A frame of `head` arrived: whether it is new (not yet delivered).
-    fn frame(&mut self, head: &Arc<FragmentHead>) -> bool {
+    /// A frame of `head` arrived: whether to deliver it now — with
+    /// `frames_on`, when it is the next of its fragment after those
+    /// delivered (frames already delivered, after a cut, are not again; a
+    /// frame after a gap — frame by frame was asked for inside this
+    /// fragment — is left for the whole fragment, which brings every frame
+    /// not yet delivered).
+    fn frame(&mut self, head: &Arc<FragmentHead>, frames_on: bool) -> bool {
         let key = head.producer_timestamp_ms;
         if key.is_some_and(|k| self.seen.contains(&k)) {
             return false;
@@ -449,13 +453,14 @@ impl ExactlyOnce {
                 0
             }
         };
-        match self.partial {
-            Some((k, sent)) if k == key && key.is_some() => index >= sent,
+        let sent = match self.partial {
+            Some((k, sent)) if k == key && key.is_some() => sent,
             _ => {
                 self.partial = Some((key, 0));
-                true
+                0
             }
-        }
+        };
+        frames_on && index == sent
     }
 
     /// The frame [`Self::frame`] called new was delivered.

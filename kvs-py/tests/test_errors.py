@@ -108,3 +108,23 @@ def test_another_thread_runs_while_one_waits(client):
     assert 0.9 < waited < 3.0
     # The waiting thread released the GIL: the other one ran freely.
     assert counter[0] > 100_000
+
+
+def test_a_stream_that_exists_is_a_service_error(client):
+    client.create_stream("twice", retention_hours=1)
+    with pytest.raises(kvs.ServiceError) as e:
+        client.create_stream("twice", retention_hours=1)
+    assert e.value.code == "ResourceInUseException"
+    assert e.value.retryable is False
+
+
+def test_acks_that_do_not_come_in_time_are_a_timeout(clip):
+    with kvs.LocalEndpoint(faults=["ack-delay-ms=3000"]) as ep:
+        c = kvs.Client(region="us-east-1", endpoint_url=ep.endpoint_url,
+                       access_key_id="a", secret_access_key="b")
+        p = c.producer("slow", video=kvs.H264(), retention_hours=1)
+        for i, (au, key) in enumerate(clip[:60]):
+            p.put_frame(au, pts=i * 0.04, key=key)
+        with pytest.raises(kvs.KvsTimeoutError) as e:
+            p.finish(timeout=0.5)
+        assert "unacknowledged" in str(e.value) or "acknowledged" in str(e.value)

@@ -929,3 +929,50 @@ async fn put_frames_puts_a_whole_input() {
     let got = read_back(&c, clip.expected.len()).await;
     assert_same(&by_track(&got), &by_track(&clip.expected), "put_frames");
 }
+
+/// `frames()` asked for while a fragment is already arriving: the frames
+/// of that fragment come with it whole once it ends (none twice, none
+/// lost), and the next fragments frame by frame.
+#[tokio::test]
+async fn frames_asked_for_mid_fragment_lose_and_double_nothing() {
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    let stream = Consumer::builder(c.clone(), "cam")
+        .backoff(Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(100),
+        })
+        .start(StartSelector::Earliest);
+    let split = clip
+        .frames
+        .iter()
+        .position(|f| f.pts >= Duration::from_secs(1))
+        .unwrap();
+    for f in &clip.frames[..split] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    // The first fragment's frames reach the consumer before frames() is
+    // asked for.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut frames = stream.frames();
+    for f in &clip.frames[split..] {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < clip.expected.len() {
+        let (_, fr) = tokio::time::timeout(Duration::from_secs(10), frames.next())
+            .await
+            .expect("every frame comes")
+            .unwrap()
+            .unwrap();
+        got.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
+    }
+    assert_same(&by_track(&got), &by_track(&clip.expected), "late frames()");
+    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), frames.next()).await
+    {
+        panic!("an extra frame: {:?}", extra.map(|(_, f)| f.timestamp_ns));
+    }
+}
