@@ -971,8 +971,7 @@ async fn frames_asked_for_mid_fragment_lose_and_double_nothing() {
         got.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
     }
     assert_same(&by_track(&got), &by_track(&clip.expected), "late frames()");
-    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), frames.next()).await
-    {
+    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), frames.next()).await {
         panic!("an extra frame: {:?}", extra.map(|(_, f)| f.timestamp_ns));
     }
 }
