@@ -233,21 +233,25 @@ fn spawn_reader(client: &Arc<KvsClient>, put: PutTimes, start_ms: u64, by_frame:
             unknown_frame(key);
         }
     };
-    let task = tokio::spawn(async move {
-        if by_frame {
-            let mut frames = stream.frames();
+    // frames() is asked for before the reader starts, so every fragment
+    // comes frame by frame.
+    let task = if by_frame {
+        let mut frames = stream.frames();
+        tokio::spawn(async move {
             while let Some(Ok((_, f))) = frames.next().await {
                 record(f.track, f.timestamp_ns);
             }
-        } else {
-            let mut fragments = stream;
+        })
+    } else {
+        let mut fragments = stream;
+        tokio::spawn(async move {
             while let Some(Ok(frag)) = fragments.next().await {
                 for f in &frag.frames {
                     record(f.track, f.timestamp_ns);
                 }
             }
-        }
-    });
+        })
+    };
     Reader { task, latencies }
 }
 

@@ -29,6 +29,7 @@ fn _kvs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<consumer::FragmentIterator>()?;
     m.add_class::<buffer::FrameData>()?;
     m.add_class::<producer::Producer>()?;
+    m.add_class::<producer::EventIterator>()?;
     m.add_class::<producer::H264>()?;
     m.add_class::<producer::H265>()?;
     m.add_class::<producer::Aac>()?;

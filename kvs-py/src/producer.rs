@@ -10,7 +10,7 @@ use kvs_core::mkv::builder::{Payload, TrackConfig};
 use kvs_core::producer::{DropReason, Events, Frame, PressurePolicy, ProducerEvent};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 
 use crate::errors::{config, to_py};
 use crate::runtime::wait;
@@ -140,7 +140,7 @@ pub(crate) struct Settings<'py> {
 #[pyclass(module = "kvs._kvs")]
 pub(crate) struct Producer {
     inner: kvs_core::producer::Producer,
-    events: Mutex<Events>,
+    events: Arc<tokio::sync::Mutex<Events>>,
     video: Option<u64>,
     audio: Option<u64>,
     finished: Mutex<bool>,
@@ -210,7 +210,7 @@ impl Producer {
             b = b.pressure(PressurePolicy::Wait);
         }
         let inner = wait(py, b.build())?.map_err(|e| to_py(py, e))?;
-        let events = Mutex::new(inner.subscribe());
+        let events = Arc::new(tokio::sync::Mutex::new(inner.subscribe()));
         Ok(Self {
             inner,
             events,
@@ -272,23 +272,22 @@ impl Producer {
             .map_err(|e| to_py(py, e))
     }
 
-    /// The events since the last call (at most 256 kept), as dicts with a
+    /// The producer's events as they come, an iterator of dicts with a
     /// "type": "acked" (fragment_number, producer_timestamp, latency in
     /// seconds, frames), "service_error" (code, name, retriable,
     /// fragment_number, producer_timestamp), "fragment_dropped"
     /// (producer_timestamp, frames, reason), "connected", "disconnected",
     /// "reconnecting", "rotating", "leading_frames_skipped", "stats",
-    /// "events_lost".
-    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let out = PyList::empty(py);
-        let mut rx = self
-            .events
-            .lock()
-            .map_err(|_| config("the event queue is unusable"))?;
-        while let Some(e) = rx.try_recv() {
-            out.append(event(py, &e)?)?;
-        }
-        Ok(out)
+    /// "events_lost" (at most 256 are kept unread). Each step waits up to
+    /// `timeout` seconds (GIL released) for the next event; the iteration
+    /// ends when none comes in that time — with the default 0, once the
+    /// events so far are read.
+    #[pyo3(signature = (timeout=0.0))]
+    fn events(&self, timeout: f64) -> PyResult<EventIterator> {
+        Ok(EventIterator {
+            events: self.events.clone(),
+            timeout: seconds("timeout", timeout)?,
+        })
     }
 
     /// Closes the open fragment and waits (GIL released) until every
@@ -329,6 +328,38 @@ impl Producer {
             r?;
         }
         Ok(false)
+    }
+}
+
+/// The events of a producer (`Producer.events`).
+#[pyclass(module = "kvs._kvs")]
+pub(crate) struct EventIterator {
+    events: Arc<tokio::sync::Mutex<Events>>,
+    timeout: Duration,
+}
+
+#[pymethods]
+impl EventIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next event; StopIteration when none comes within the timeout.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let mut rx = self
+            .events
+            .try_lock()
+            .map_err(|_| config("the events are being read elsewhere"))?;
+        if let Some(e) = rx.try_recv() {
+            return event(py, &e).map(Some);
+        }
+        if self.timeout.is_zero() {
+            return Ok(None);
+        }
+        match crate::runtime::wait_until(py, rx.recv(), Some(self.timeout))? {
+            Some(Some(e)) => event(py, &e).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -96,3 +96,33 @@ def test_a_fragment_saved_as_mkv_plays_in_ffprobe(client, clip, tmp_path):
     assert stream["codec_name"] == "h264"
     assert (stream["width"], stream["height"]) == (640, 360)
     assert int(stream["nb_read_frames"]) == len(fragment.frames) == 50
+
+
+def test_events_are_watched_as_they_come(client, clip):
+    """Another thread follows the ACKs with events(timeout=...) while
+    frames are put."""
+    p = client.producer("watched", video=kvs.H264(), retention_hours=1)
+    seen = []
+
+    def watch():
+        for e in p.events(timeout=5):
+            seen.append(e)
+            if sum(x["type"] == "acked" for x in seen) == 4:
+                return
+
+    t = threading.Thread(target=watch)
+    t.start()
+    for i, (au, key) in enumerate(clip):
+        p.put_frame(au, pts=i * 0.04, key=key)
+    p.finish(30)
+    t.join(timeout=10)
+    acked = [e for e in seen if e["type"] == "acked"]
+    assert len(acked) == 4
+    assert all(e["frames"] == 50 and e["latency"] >= 0 for e in acked)
+    assert any(e["type"] == "connected" for e in seen)
+    # The default timeout 0 does not wait: what is left comes at once, no
+    # further ACK among it.
+    began = time.monotonic()
+    rest = list(p.events())
+    assert time.monotonic() - began < 2
+    assert all(e["type"] != "acked" for e in rest)

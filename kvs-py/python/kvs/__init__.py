@@ -30,6 +30,7 @@ from ._kvs import (
     AccessDeniedError,
     ConfigError,
     ConnectionFailedError,
+    EventIterator,
     Fragment,
     FragmentIterator,
     Frame,
@@ -53,6 +54,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "ConnectionFailedError",
+    "EventIterator",
     "Fragment",
     "FragmentIterator",
     "Frame",
@@ -172,9 +174,10 @@ class Producer:
         """Adds a metadata tag to the next fragment to close."""
         self._native.tag_next_fragment(name, value)
 
-    def events(self) -> list[dict[str, _Any]]:
-        """The events since the last call (see the native ``events``)."""
-        return self._native.events()
+    def events(self, timeout: float = 0.0) -> EventIterator:
+        """The events as they come, each waited for up to ``timeout``
+        seconds (see the native ``Producer.events``)."""
+        return self._native.events(timeout)
 
     def finish(self, timeout: float = 30.0) -> None:
         """Puts what the picture encoder still holds, closes the open

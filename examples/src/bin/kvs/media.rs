@@ -259,8 +259,19 @@ async fn produce(
     let mut events = p.subscribe();
     let r = report.clone();
     let listener = tokio::spawn(async move {
+        // On a terminal the progress line (stderr) is cleared before an
+        // event's line, so the two do not run together.
+        let tty = std::io::stderr().is_terminal();
         while let Some(e) = events.recv().await {
             let mut r = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tty
+                && !matches!(
+                    e,
+                    ProducerEvent::Stats { .. } | ProducerEvent::Connected { .. }
+                )
+            {
+                eprint!("\r\x1b[K");
+            }
             match e {
                 ProducerEvent::Acked {
                     producer_timestamp,
