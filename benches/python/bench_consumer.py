@@ -56,6 +56,19 @@ def peak_rss_mib() -> float:
 def run_child(mode: str, arg: str, extra: str) -> None:
     if mode == "baseline":
         print(json.dumps({"rss_mib": peak_rss_mib()}))
+    elif mode == "baseline-kvs":
+        # The library loaded and its runtime running, no stream read.
+        import kvs
+
+        client = kvs.Client(region="us-east-1", endpoint_url=arg, access_key_id="a", secret_access_key="b")
+        client.list_streams()
+        print(json.dumps({"rss_mib": peak_rss_mib()}))
+    elif mode == "baseline-aws":
+        sys.path.insert(0, extra)
+        from amazon_kinesis_video_consumer_library.kinesis_video_streams_parser import KvsConsumerLibrary
+
+        KvsConsumerLibrary("bench", {"Payload": []}, None, None, None)  # loads its schema
+        print(json.dumps({"rss_mib": peak_rss_mib()}))
     elif mode == "kvs" or mode == "kvs-decode":
         import kvs
 
@@ -161,9 +174,11 @@ def main() -> int:
             floor = child("pyav", str(path), "")
             ours_dec = child("kvs-decode", ep.endpoint_url, f"{name}:{ours['frames'] - 2}")
             floor_dec = child("pyav-decode", str(path), "")
-            base = child("baseline", "", "")["rss_mib"]
-            for r in (ours, aws, floor):
-                r["rss_mib"] -= base  # beyond an interpreter that does nothing
+            # Memory for reading the stream: beyond each library loaded (and
+            # kvs's runtime started) with nothing read.
+            ours["rss_mib"] -= child("baseline-kvs", ep.endpoint_url, "")["rss_mib"]
+            aws["rss_mib"] -= child("baseline-aws", "", args.aws_lib)["rss_mib"]
+            floor["rss_mib"] -= child("baseline", "", "")["rss_mib"]
             mb = lambda r: r["bytes"] / 1e6 / r["seconds"]  # noqa: E731
             print(f"{name}: kvs {ours['frames'] / ours['seconds']:.0f} frames/s {mb(ours):.1f} MB/s "
                   f"{ours['rss_mib']:.0f} MiB | AWS library {mb(aws):.2f} MB/s {aws['rss_mib']:.0f} MiB "
