@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyString};
 use crate::buffer::FrameData;
 use crate::errors::{config, to_py};
 use crate::runtime::wait_until;
-use crate::time::{from_datetime, ms_to_datetime, seconds};
+use crate::time::{from_datetime, ms_to_datetime_opt, seconds};
 
 /// Starts kvs-core's consumer for `Client.frames`/`fragments` arguments.
 pub(crate) fn open(
@@ -306,18 +306,12 @@ impl Frame {
 
     #[getter]
     fn producer_timestamp<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.head
-            .producer_timestamp_ms
-            .map(|ms| ms_to_datetime(py, ms))
-            .transpose()
+        ms_to_datetime_opt(py, self.head.producer_timestamp_ms)
     }
 
     #[getter]
     fn server_timestamp<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.head
-            .server_timestamp_ms
-            .map(|ms| ms_to_datetime(py, ms))
-            .transpose()
+        ms_to_datetime_opt(py, self.head.server_timestamp_ms)
     }
 
     #[getter]
@@ -388,18 +382,12 @@ impl Fragment {
 
     #[getter]
     fn producer_timestamp<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.inner
-            .producer_timestamp_ms
-            .map(|ms| ms_to_datetime(py, ms))
-            .transpose()
+        ms_to_datetime_opt(py, self.inner.producer_timestamp_ms)
     }
 
     #[getter]
     fn server_timestamp<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.inner
-            .server_timestamp_ms
-            .map(|ms| ms_to_datetime(py, ms))
-            .transpose()
+        ms_to_datetime_opt(py, self.inner.server_timestamp_ms)
     }
 
     #[getter]

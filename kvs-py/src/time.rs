@@ -24,6 +24,14 @@ pub(crate) fn ms_to_datetime<'py>(py: Python<'py>, ms: u64) -> PyResult<Bound<'p
     to_datetime(py, UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+/// Optional epoch milliseconds as an optional aware UTC `datetime`.
+pub(crate) fn ms_to_datetime_opt<'py>(
+    py: Python<'py>,
+    ms: Option<u64>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    ms.map(|ms| ms_to_datetime(py, ms)).transpose()
+}
+
 /// An aware `datetime` (any zone) as a UTC instant. A naive one is refused:
 /// it names no instant.
 pub(crate) fn from_datetime(obj: &Bound<'_, PyAny>) -> PyResult<SystemTime> {

@@ -180,24 +180,39 @@ fn frames_from_start(c: &Arc<KvsClient>) -> kvs_core::consumer::FrameStream {
         .frames()
 }
 
-/// Reads frames from the start until `n` have come (or 20 s pass).
-async fn read_back(c: &Arc<KvsClient>, n: usize) -> Vec<Expected> {
-    let mut frames = frames_from_start(c);
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+/// Frames of `frames` until the stream holds `n` in all (or `within`
+/// passes; the count then tells).
+async fn take(
+    frames: &mut kvs_core::consumer::FrameStream,
+    out: &mut Vec<Expected>,
+    n: usize,
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
     while out.len() < n {
         let next = tokio::time::timeout_at(deadline, frames.next()).await;
         let Ok(Some(f)) = next else { break };
         let (_, fr) = f.unwrap();
         out.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
     }
-    // Nothing more (no duplicates after the last frame either).
+}
+
+/// Nothing more comes (no duplicate after the last frame either).
+async fn assert_no_more(frames: &mut kvs_core::consumer::FrameStream) {
     if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), frames.next()).await {
         panic!(
             "an extra frame: {:?}",
             extra.map(|(_, f)| (f.track, f.timestamp_ns))
         );
     }
+}
+
+/// Reads frames from the start until `n` have come (or 20 s pass).
+async fn read_back(c: &Arc<KvsClient>, n: usize) -> Vec<Expected> {
+    let mut frames = frames_from_start(c);
+    let mut out = Vec::new();
+    take(&mut frames, &mut out, n, Duration::from_secs(20)).await;
+    assert_no_more(&mut frames).await;
     out
 }
 
@@ -816,18 +831,15 @@ async fn live_frames_arrive_before_their_fragment_closes() {
         p.put_frame(f.clone()).await.unwrap();
     }
     p.finish(Duration::from_secs(20)).await.unwrap();
-    while got.len() < clip.expected.len() {
-        let (_, fr) = tokio::time::timeout(Duration::from_secs(10), frames.next())
-            .await
-            .expect("the rest arrives")
-            .unwrap()
-            .unwrap();
-        got.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
-    }
+    take(
+        &mut frames,
+        &mut got,
+        clip.expected.len(),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_same(&by_track(&got), &by_track(&clip.expected), "live");
-    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), frames.next()).await {
-        panic!("an extra frame: {:?}", extra.map(|(_, f)| f.timestamp_ns));
-    }
+    assert_no_more(&mut frames).await;
 }
 
 /// A live reader while every PutMedia and GetMedia connection is cut at a
@@ -962,16 +974,13 @@ async fn frames_asked_for_mid_fragment_lose_and_double_nothing() {
     }
     p.finish(Duration::from_secs(20)).await.unwrap();
     let mut got = Vec::new();
-    while got.len() < clip.expected.len() {
-        let (_, fr) = tokio::time::timeout(Duration::from_secs(10), frames.next())
-            .await
-            .expect("every frame comes")
-            .unwrap()
-            .unwrap();
-        got.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
-    }
+    take(
+        &mut frames,
+        &mut got,
+        clip.expected.len(),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_same(&by_track(&got), &by_track(&clip.expected), "late frames()");
-    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), frames.next()).await {
-        panic!("an extra frame: {:?}", extra.map(|(_, f)| f.timestamp_ns));
-    }
+    assert_no_more(&mut frames).await;
 }

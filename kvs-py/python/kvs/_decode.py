@@ -92,7 +92,7 @@ class _Track:
             and self.key_interval <= d.step_ns
         ):
             return []
-        packet = av.Packet(bytes(frame.data))
+        packet = av.Packet(frame.data)  # one copy, into FFmpeg's packet
         packet.pts = frame.pts_ns
         packet.time_base = _NS
         self.pending[frame.pts_ns] = frame

@@ -115,28 +115,23 @@ pub(crate) async fn run_get_media(
                         return;
                     }
                 }
+                // With its end, every part of it has been sent: `sent` of
+                // them, the first `sent` of the stored document.
                 let ended = match end {
-                    Some(end) => following.take().map(|(live, _)| (end, live)),
+                    Some(end) => following.take().map(|(live, sent)| (end, live, sent)),
                     None => None,
                 };
-                if let Some((end, live)) = ended {
-                    let tail: Vec<Bytes> = match &end {
-                        // The rest of its document: the producer's Tags
-                        // after the Cluster.
-                        LiveEnd::Stored(f) => {
-                            let cluster_end = live.since(0).0.len();
-                            f.doc
-                                .get(cluster_end..)
-                                .map(<[Bytes]>::to_vec)
-                                .unwrap_or_default()
-                        }
-                        LiveEnd::Abandoned => Vec::new(),
+                if let Some((end, live, sent)) = ended {
+                    // The rest of a stored fragment's document (the
+                    // producer's Tags after its Cluster) and its token.
+                    let (tail, token) = match &end {
+                        LiveEnd::Stored(f) => (
+                            f.doc.get(sent..).unwrap_or_default(),
+                            Some(f.number.as_str()),
+                        ),
+                        LiveEnd::Abandoned => (&[][..], None),
                     };
-                    let token = match &end {
-                        LiveEnd::Stored(f) => Some(f.number.as_str()),
-                        LiveEnd::Abandoned => None,
-                    };
-                    for part in tail.into_iter().chain([trailer(live.server_ms, token)]) {
+                    for part in tail.iter().cloned().chain([trailer(live.server_ms, token)]) {
                         if !w.send(part).await {
                             return;
                         }
