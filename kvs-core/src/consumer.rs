@@ -364,10 +364,7 @@ async fn read_session(
     loop {
         match session.next_item().await {
             Some(Ok(Assembled::Frame(head, fr))) => {
-                if once.frame(&head, tx.frames()) {
-                    tx.send(Ok(Delivered::Frame(head, fr))).await?;
-                    once.sent_frame();
-                }
+                deliver_frame(session, once, head, fr, tx).await?
             }
             // Cut: by a broken connection (the session ends next), or
             // abandoned by the producer (it comes again, resent).
@@ -515,6 +512,29 @@ where
     }
 }
 
+/// Delivers a frame that arrived, if it is the next of its fragment
+/// ([`ExactlyOnce::frame`]); `Err` when the caller went away. A fragment
+/// delivered frame by frame is not kept for its whole
+/// [`Delivered::Fragment`] (which then brings no frames).
+async fn deliver_frame(
+    session: &mut GetMediaSession,
+    once: &mut ExactlyOnce,
+    head: Arc<FragmentHead>,
+    frame: ParsedFrame,
+    tx: &Out,
+) -> Result<(), ()> {
+    if once.frame(&head, tx.frames()) {
+        // Every earlier frame of this fragment went: none need be kept.
+        session.release_frames(&head);
+        tx.send(Ok(Delivered::Frame(head, frame))).await?;
+        once.sent_frame();
+    }
+    Ok(())
+}
+
+/// Fragments asked for in one GetMediaForFragmentList request.
+const BATCH: usize = 100;
+
 async fn range(
     client: Arc<KvsClient>,
     stream: StreamId,
@@ -535,27 +555,89 @@ async fn range(
     };
     list.sort_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp));
     list.dedup_by(|b, a| a.producer_timestamp == b.producer_timestamp);
-    for batch in list.chunks(100) {
-        let numbers: Vec<String> = batch.iter().map(|f| f.fragment_number.clone()).collect();
-        let got = retried(backoff, || {
-            client.get_media_for_fragment_list(stream.clone(), &numbers)
-        })
-        .await;
-        let fragments = match got {
-            Ok(f) => f,
-            Err(e) => {
+    let numbers: Vec<String> = list.into_iter().map(|f| f.fragment_number).collect();
+    let mut once = ExactlyOnce::default();
+    // The first fragment not yet delivered whole.
+    let mut next = 0;
+    let mut attempt = 0u32;
+    while next < numbers.len() {
+        let batch = &numbers[next..numbers.len().min(next + BATCH)];
+        let got = client
+            .get_media_for_fragment_list_session(stream.clone(), batch)
+            .await;
+        let mut session = match got {
+            Ok(s) => s.yield_frames(),
+            Err(e) if fatal(&e) || attempt >= 5 => {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
+            Err(_) => {
+                tokio::time::sleep(backoff.delay(attempt)).await;
+                attempt += 1;
+                continue;
+            }
         };
-        for f in fragments {
-            if f.error_id.is_some() || f.error_code.is_some() {
-                let _ = tx.send(Err(in_stream("GetMediaForFragmentList", f))).await;
+        let before = next;
+        let broke = loop {
+            match session.next_item().await {
+                Some(Ok(Assembled::Frame(head, fr))) => {
+                    if deliver_frame(&mut session, &mut once, head, fr, &tx)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                // Cut by a broken connection: asked for again.
+                Some(Ok(Assembled::Fragment(f))) if !f.complete => {}
+                Some(Ok(Assembled::Fragment(f)))
+                    if f.error_id.is_some() || f.error_code.is_some() =>
+                {
+                    let _ = tx.send(Err(in_stream("GetMediaForFragmentList", f))).await;
+                    return;
+                }
+                Some(Ok(Assembled::Fragment(f))) => {
+                    attempt = 0;
+                    // Fragments come in the order asked; one the service
+                    // left out is passed over.
+                    if let Some(i) = f
+                        .fragment_number
+                        .as_ref()
+                        .and_then(|n| numbers[next..].iter().position(|m| m == n))
+                    {
+                        next += i + 1;
+                    }
+                    if let Some(sent) = once.fragment(f.producer_timestamp_ms) {
+                        if tx.send(Ok(Delivered::Fragment(f, sent))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                None => break session.broken().map(str::to_owned),
+            }
+        };
+        match broke {
+            Some(why) if attempt >= 5 => {
+                let _ = tx.send(Err(ClientError::Transport(why))).await;
                 return;
             }
-            if tx.send(Ok(Delivered::Fragment(f, 0))).await.is_err() {
-                return;
+            Some(why) => {
+                tracing::debug!(error = %why, attempt, "GetMediaForFragmentList broke; resuming");
+                tokio::time::sleep(backoff.delay(attempt)).await;
+                attempt += 1;
             }
+            None if next == before => {
+                tracing::warn!(
+                    fragments = batch.len(),
+                    "GetMediaForFragmentList returned none of the fragments asked for; passing them over"
+                );
+                next += batch.len();
+            }
+            None => {}
         }
     }
 }

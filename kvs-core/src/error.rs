@@ -78,6 +78,8 @@ pub enum ErrorKind {
     Timeout,
     /// The producer was already finished.
     Finished,
+    /// Fragments were given up (a full buffer, refused by the service).
+    Lost,
 }
 
 impl Error {
@@ -93,6 +95,7 @@ impl Error {
                 ProducerError::Config(_) => ErrorKind::Config,
                 ProducerError::Timeout { .. } => ErrorKind::Timeout,
                 ProducerError::Finished => ErrorKind::Finished,
+                ProducerError::FragmentsLost(_) => ErrorKind::Lost,
             },
             Self::Frame(_) => ErrorKind::InvalidFrame,
             Self::Build(_) => ErrorKind::Config,

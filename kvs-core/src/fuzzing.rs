@@ -79,15 +79,20 @@ pub fn mkv_parser(data: &[u8]) {
 /// The fragment assembler: no panic, frames never exceed the input; with
 /// frames handed out as they are parsed, the same fragments come out, and
 /// each fragment's frames are exactly the frames handed out before it
-/// (since the previous fragment).
+/// (since the previous fragment); releasing each fragment's frames as they
+/// are handed out leaves the same frames and fragments, the latter without
+/// frames.
 pub fn fragment_assembler(data: &[u8]) {
     use crate::mkv::fragment::Assembled;
-    let run = |frames: bool| {
+    let run = |frames: bool, release: bool| {
         let mut a = FragmentAssembler::default();
         a.yield_frames(frames);
         let mut out = Vec::new();
         let drain = |a: &mut FragmentAssembler, out: &mut Vec<Assembled>| {
             while let Ok(Some(item)) = a.next_item() {
+                if let (true, Assembled::Frame(head, _)) = (release, &item) {
+                    a.release_frames(head);
+                }
                 out.push(item);
             }
         };
@@ -101,7 +106,7 @@ pub fn fragment_assembler(data: &[u8]) {
         drain(&mut a, &mut out);
         out
     };
-    let whole = run(false);
+    let whole = run(false, false);
     let total: u64 = whole
         .iter()
         .map(|i| match i {
@@ -115,10 +120,12 @@ pub fn fragment_assembler(data: &[u8]) {
     );
     let mut fragments = Vec::new();
     let mut since = Vec::new();
-    for item in run(true) {
+    let mut all_frames = Vec::new();
+    for item in run(true, false) {
         match item {
             Assembled::Frame(head, fr) => {
                 assert!(head.timecode_scale > 0);
+                all_frames.push(fr.clone());
                 since.push(fr);
             }
             Assembled::Fragment(f) => {
@@ -129,6 +136,30 @@ pub fn fragment_assembler(data: &[u8]) {
         }
     }
     assert_eq!(fragments, whole, "frames handed out change the fragments");
+    let mut released_frames = Vec::new();
+    let mut released = Vec::new();
+    for item in run(true, true) {
+        match item {
+            Assembled::Frame(_, fr) => released_frames.push(fr),
+            Assembled::Fragment(f) => released.push(f),
+        }
+    }
+    assert_eq!(released_frames, all_frames, "releasing changes the frames");
+    let emptied: Vec<Assembled> = fragments
+        .into_iter()
+        .map(|i| match i {
+            Assembled::Fragment(mut f) => {
+                f.frames.clear();
+                Assembled::Fragment(f)
+            }
+            other => other,
+        })
+        .collect();
+    let released: Vec<Assembled> = released.into_iter().map(Assembled::Fragment).collect();
+    assert_eq!(
+        released, emptied,
+        "releasing changes the fragments' metadata"
+    );
 }
 
 /// Annex-B splitting, AVCC conversion, SPS/VPS decoding and ADTS on arbitrary bytes.

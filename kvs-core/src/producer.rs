@@ -177,6 +177,35 @@ pub enum ProducerError {
     /// The producer was finished already.
     #[error("the producer is finished")]
     Finished,
+    /// Fragments were given up over the producer's life
+    /// ([`Producer::losses`], [`Losses::check`]).
+    #[error("{} fragments ({} frames) were lost; the last because {}", .0.fragments, .0.frames, .0.last.as_ref().map_or_else(String::new, ToString::to_string))]
+    FragmentsLost(Losses),
+}
+
+/// Fragments a producer gave up ([`ProducerEvent::FragmentDropped`]),
+/// counted over its life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Fragments given up.
+    pub fragments: usize,
+    /// Frames lost with them.
+    pub frames: usize,
+    /// Why the last one was.
+    pub last: Option<DropReason>,
+}
+
+impl Losses {
+    /// `Ok` when nothing was lost, else [`ProducerError::FragmentsLost`]:
+    /// for callers (an upload of a file, a context manager's exit) to
+    /// whom a lost fragment is a failure, after [`Producer::finish`].
+    pub fn check(self) -> Result<(), ProducerError> {
+        if self.fragments == 0 {
+            Ok(())
+        } else {
+            Err(ProducerError::FragmentsLost(self))
+        }
+    }
 }
 
 /// Settings for [`Producer::builder`].
@@ -378,6 +407,7 @@ impl ProducerBuilder {
             events,
             finishing: std::sync::atomic::AtomicBool::new(false),
             abandoned: Mutex::new(None),
+            losses: Mutex::new(Losses::default()),
         });
         let client = self.client.clone();
         let driver = client
@@ -409,6 +439,8 @@ struct Shared {
     finishing: std::sync::atomic::AtomicBool,
     /// Set when every handle is gone: the driver stops by then.
     abandoned: Mutex<Option<Instant>>,
+    /// Fragments given up so far.
+    losses: Mutex<Losses>,
 }
 
 impl Shared {
@@ -441,6 +473,15 @@ impl Shared {
     /// Forwards the core's events to subscribers.
     fn publish(&self, core: &mut ProducerCore) {
         while let Some(e) = core.next_event() {
+            if let ProducerEvent::FragmentDropped { frames, reason, .. } = &e {
+                let mut l = self
+                    .losses
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                l.fragments += 1;
+                l.frames += frames;
+                l.last = Some(reason.clone());
+            }
             match &e {
                 ProducerEvent::Acked { .. } | ProducerEvent::FragmentDropped { .. } => {
                     self.space.notify_waiters();
@@ -587,7 +628,8 @@ impl Producer {
 
     /// Puts frames in order (a file's, from [`crate::mkv::mux`]): as fast as
     /// the buffer takes them, or with `realtime` each at its presentation
-    /// time (pts) after the call began, as a camera would. Returns how many
+    /// time (pts) after the call began (counted from the first frame's), as
+    /// a camera would. Returns how many
     /// were taken (leading frames skipped before the first video key frame
     /// are not counted). A refused frame stops it with the error (those
     /// before it are put).
@@ -599,15 +641,78 @@ impl Producer {
         let t0 = Instant::now();
         let skipped_before = self.shared.core().leading_skipped().0;
         let mut n = 0;
+        let mut first = None;
         for f in frames {
             if realtime {
-                tokio::time::sleep_until(t0 + f.pts).await;
+                let first = *first.get_or_insert(f.pts);
+                tokio::time::sleep_until(t0 + f.pts.saturating_sub(first)).await;
             }
             self.put_frame(f).await?;
             n += 1;
         }
         let skipped = self.shared.core().leading_skipped().0 - skipped_before;
         Ok(n - skipped)
+    }
+
+    /// Puts a file's frames ([`crate::mkv::mux::matroska_frames`],
+    /// [`crate::mkv::mux::annexb_frames`]) as [`Self::put_frames`] does,
+    /// on this producer's timeline: the first frame at the file's own pts
+    /// when nothing was put before, otherwise one frame interval (the
+    /// file's first, 33 ms when it has one frame) after the latest frame
+    /// put, so files put one after another play one after another.
+    ///
+    /// Errors: [`ProducerError::Config`] when a track of the file is not
+    /// one of the producer's (same track number and codec ID), before any
+    /// frame is put; then as [`Self::put_frames`].
+    pub async fn put_file(
+        &self,
+        input: crate::mkv::mux::FrameInput,
+        realtime: bool,
+    ) -> Result<usize, ProducerError> {
+        let reached = {
+            let core = self.shared.core();
+            let ours = &core.config().tracks;
+            for t in &input.tracks {
+                if !ours
+                    .iter()
+                    .any(|o| o.number == t.number && o.codec_id == t.codec_id)
+                {
+                    let have: Vec<String> = ours
+                        .iter()
+                        .map(|o| format!("{} {}", o.number, o.codec_id))
+                        .collect();
+                    return Err(ProducerError::Config(format!(
+                        "the file's track {} ({}) is not one of this producer's tracks ({})",
+                        t.number,
+                        t.codec_id,
+                        have.join(", ")
+                    )));
+                }
+            }
+            core.time_reached()
+        };
+        let mut frames = input.frames;
+        // The earliest time of the file, decode times included (B-frames).
+        let first = frames
+            .iter()
+            .flat_map(|f| [Some(f.pts), f.dts])
+            .flatten()
+            .min();
+        if let (Some(reached), Some(first)) = (reached, first) {
+            let mut pts: Vec<Duration> = frames.iter().map(|f| f.pts).collect();
+            pts.sort_unstable();
+            pts.dedup();
+            let interval = match pts.as_slice() {
+                [a, b, ..] => *b - *a,
+                _ => Duration::from_millis(33),
+            };
+            let to = Duration::from_millis(reached) + interval;
+            for f in &mut frames {
+                f.pts = f.pts - first + to;
+                f.dts = f.dts.map(|d| d - first + to);
+            }
+        }
+        self.put_frames(frames, realtime).await
     }
 
     /// Adds a fragment metadata tag to the next fragment (the service's
@@ -619,15 +724,28 @@ impl Producer {
             .map_err(|e| ProducerError::Frame(FrameError::Build(e)))
     }
 
+    /// Fragments given up so far (each also reported as
+    /// [`ProducerEvent::FragmentDropped`]): by a full buffer
+    /// ([`PressurePolicy::DropOldest`]) or refused by the service.
+    pub fn losses(&self) -> Losses {
+        self.shared
+            .losses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Media bytes buffered and not yet acknowledged.
     pub fn buffered_bytes(&self) -> usize {
         self.shared.core().buffered_bytes()
     }
 
     /// Closes the open fragment and waits until every fragment is
-    /// acknowledged (PERSISTED, or RECEIVED without retention), then ends
-    /// the connection. Fails with [`ProducerError::Timeout`] if that takes
-    /// longer than `timeout` (the producer stops either way).
+    /// acknowledged (PERSISTED, or RECEIVED without retention) or given
+    /// up, then ends the connection. Fails with [`ProducerError::Timeout`]
+    /// if that takes longer than `timeout` (the producer stops either
+    /// way). Fragments given up are not an error here: see
+    /// [`Self::losses`] and [`Losses::check`].
     pub async fn finish(&self, timeout: Duration) -> Result<(), ProducerError> {
         {
             let mut core = self.shared.core();

@@ -150,6 +150,24 @@ impl Client {
         .map_err(|e| to_py(py, e))
     }
 
+    /// Sets the stream's data retention to `retention_hours` (0: nothing
+    /// kept once acknowledged): UpdateDataRetention by the difference from
+    /// its current retention. Raises NotFoundError, ServiceError
+    /// (VersionMismatch when the stream changed meanwhile, InvalidArgument
+    /// past 87,600 hours).
+    fn update_data_retention(
+        &self,
+        py: Python<'_>,
+        stream: String,
+        retention_hours: u32,
+    ) -> PyResult<()> {
+        let c = self.inner.clone();
+        wait(py, async move {
+            c.set_data_retention(stream.as_str(), retention_hours).await
+        })?
+        .map_err(|e| to_py(py, e))
+    }
+
     /// ListFragments (every page) with producer timestamps in
     /// [start, end] (aware datetimes; both or neither): dicts with number,
     /// producer_timestamp and server_timestamp (aware datetimes),
@@ -241,7 +259,8 @@ impl Client {
     ///
     /// Raises InvalidMediaError for a file that is not valid media,
     /// ConfigError for an unknown kind of file, KvsTimeoutError when the
-    /// ACKs do not come, and the errors of `producer`.
+    /// ACKs do not come, FragmentsLostError when the service refused
+    /// fragments, and the errors of `producer`.
     #[pyo3(signature = (stream, path, fps=25.0, realtime=false, create_if_missing=true, retention_hours=24))]
     #[allow(clippy::too_many_arguments)]
     fn put_file(
@@ -254,7 +273,7 @@ impl Client {
         create_if_missing: bool,
         retention_hours: u32,
     ) -> PyResult<usize> {
-        let input = file_input(&path, fps)?;
+        let input = crate::producer::file_input(&path, fps)?;
         let now = std::time::SystemTime::now();
         let start = if realtime {
             now
@@ -280,6 +299,7 @@ impl Client {
             let p = b.build().await?;
             let n = p.put_frames(frames, realtime).await?;
             p.finish(std::time::Duration::from_secs(60)).await?;
+            p.losses().check()?;
             Ok::<_, kvs_core::producer::ProducerError>(n)
         })?
         .map_err(|e| to_py(py, e))
@@ -324,33 +344,6 @@ impl Client {
             },
         )
     }
-}
-
-/// Reads a video file into a producer's input: Matroska/WebM (`.mkv`,
-/// `.webm`: its tracks and frames) or an Annex-B elementary stream
-/// (`.h264`/`.264`, `.h265`/`.hevc`) at `fps`.
-fn file_input(path: &std::path::Path, fps: f64) -> PyResult<kvs_core::mkv::mux::FrameInput> {
-    use kvs_core::codec::annexb::VideoCodec;
-    let data = bytes::Bytes::from(std::fs::read(path)?);
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let r = match ext.as_str() {
-        "mkv" | "webm" => kvs_core::mkv::mux::matroska_frames(data),
-        "h264" | "264" => kvs_core::mkv::mux::annexb_frames(VideoCodec::H264, &data, fps, None),
-        "h265" | "265" | "hevc" => {
-            kvs_core::mkv::mux::annexb_frames(VideoCodec::H265, &data, fps, None)
-        }
-        _ => {
-            return Err(config(format!(
-                "{}: not a .mkv, .webm, .h264 or .h265 file",
-                path.display()
-            )))
-        }
-    };
-    r.map_err(|e| crate::errors::invalid_media(format!("{}: {e}", path.display())))
 }
 
 /// A StreamInfo as a dict.

@@ -9,6 +9,7 @@
 //! ├── KvsTimeoutError           no answer in time; finish() with fragments unacknowledged
 //! ├── InvalidMediaError         a frame that breaks the rules, bytes that are not valid media
 //! ├── ServiceError              any other service exception or in-stream error (.code)
+//! ├── FragmentsLostError        finish(): fragments given up (.fragments .frames; .code of a refusal)
 //! └── ConfigError               settings that cannot work (region, endpoint, tracks)
 //! ```
 
@@ -63,6 +64,12 @@ create_exception!(
 create_exception!(kvs, ServiceError, KvsError, "The service refused the call or stopped the media: .code names its exception or numeric error.");
 create_exception!(
     kvs,
+    FragmentsLostError,
+    KvsError,
+    "finish() found fragments given up over the producer's life: refused by the service (.code: its numeric error) or dropped from a full buffer. Attributes: fragments, frames (int)."
+);
+create_exception!(
+    kvs,
     ConfigError,
     KvsError,
     "Settings that cannot work (no region, a bad endpoint, a bad track)."
@@ -83,6 +90,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidMediaError", py.get_type::<InvalidMediaError>())?;
     m.add("ServiceError", py.get_type::<ServiceError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("FragmentsLostError", py.get_type::<FragmentsLostError>())?;
     // Every instance answers these, also one raised before kvs-core was
     // asked (a bad argument).
     let root = py.get_type::<KvsError>();
@@ -153,12 +161,28 @@ pub(crate) fn to_py(py: Python<'_>, e: impl Into<Error>) -> PyErr {
             (InvalidMediaError::new_err(e.to_string()), "")
         }
         (ErrorKind::Config, _) => (ConfigError::new_err(e.to_string()), ""),
+        (ErrorKind::Lost, _) => (
+            FragmentsLostError::new_err(e.to_string()),
+            "see the producer's events: a refused fragment names the service's error; for a full buffer raise its limits or use wait_when_full",
+        ),
         _ => (KvsError::new_err(e.to_string()), ""),
     };
     let value = err.value(py);
+    let lost = match &e {
+        Error::Producer(kvs_core::producer::ProducerError::FragmentsLost(l)) => Some(l.clone()),
+        _ => None,
+    };
+    let refused = match lost.as_ref().and_then(|l| l.last.as_ref()) {
+        Some(kvs_core::producer::DropReason::Rejected(code)) => Some(u64::from(code.id())),
+        _ => None,
+    };
+    if let Some(l) = &lost {
+        let _ = value.setattr("fragments", l.fragments);
+        let _ = value.setattr("frames", l.frames);
+    }
     let code = service
         .map(|s| s.name().to_owned())
-        .or_else(|| in_stream.map(|i| i.to_string()));
+        .or_else(|| in_stream.or(refused).map(|i| i.to_string()));
     let _ = value.setattr("kind", format!("{:?}", e.kind()));
     let _ = value.setattr("retryable", e.is_retryable());
     let _ = value.setattr("code", code);

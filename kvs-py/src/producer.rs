@@ -263,6 +263,32 @@ impl Producer {
         wait(py, async move { p.put_frame(frame).await })?.map_err(|e| to_py(py, e))
     }
 
+    /// Puts a video file's frames: Matroska/WebM (`.mkv`, `.webm`, whose
+    /// tracks must be this producer's: same numbers and codecs) or an
+    /// Annex-B H.264/H.265 stream (`.h264`, `.h265`) at `fps` frames a
+    /// second. They go on this producer's timeline — at the file's own
+    /// times when nothing was put before, else one frame interval after
+    /// the latest frame put — as fast as the buffer takes them, or with
+    /// `realtime` each at its time from now, as a camera would. Returns
+    /// the number of frames put (leading frames before the first key frame
+    /// are skipped).
+    ///
+    /// Raises ConfigError for a file of another kind or with tracks this
+    /// producer lacks, InvalidMediaError for a file that is not valid
+    /// media, and what put_frame raises.
+    #[pyo3(signature = (path, fps=25.0, realtime=false))]
+    fn put_file(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        fps: f64,
+        realtime: bool,
+    ) -> PyResult<usize> {
+        let input = file_input(&path, fps)?;
+        let p = self.inner.clone();
+        wait(py, async move { p.put_file(input, realtime).await })?.map_err(|e| to_py(py, e))
+    }
+
     /// Adds a metadata tag (the service's limits: 10 a fragment, no `AWS`
     /// prefix, name ≤ 128 bytes, value ≤ 256) to the next fragment to
     /// close. Raises InvalidMediaError / ConfigError past the limits.
@@ -292,7 +318,10 @@ impl Producer {
 
     /// Closes the open fragment and waits (GIL released) until every
     /// fragment is acknowledged, at most `timeout` seconds. Raises
-    /// KvsTimeoutError naming what was not acknowledged.
+    /// KvsTimeoutError naming what was not acknowledged, and
+    /// FragmentsLostError when fragments were given up over the
+    /// producer's life (refused by the service, or dropped from a full
+    /// buffer; each also an event).
     #[pyo3(signature = (timeout=30.0))]
     fn finish(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
         let t = seconds("timeout", timeout)?;
@@ -307,7 +336,11 @@ impl Producer {
             *done = true;
         }
         let p = self.inner.clone();
-        wait(py, async move { p.finish(t).await })?.map_err(|e| to_py(py, e))
+        wait(py, async move {
+            p.finish(t).await?;
+            p.losses().check()
+        })?
+        .map_err(|e| to_py(py, e))
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -469,4 +502,35 @@ fn event<'py>(py: Python<'py>, e: &ProducerEvent) -> PyResult<Bound<'py, PyDict>
         }
     }
     Ok(d)
+}
+
+/// Reads a video file into a producer's input: Matroska/WebM (`.mkv`,
+/// `.webm`: its tracks and frames) or an Annex-B elementary stream
+/// (`.h264`/`.264`, `.h265`/`.hevc`) at `fps`, told apart by the
+/// file's extension.
+pub(crate) fn file_input(
+    path: &std::path::Path,
+    fps: f64,
+) -> PyResult<kvs_core::mkv::mux::FrameInput> {
+    use kvs_core::codec::annexb::VideoCodec;
+    let data = bytes::Bytes::from(std::fs::read(path)?);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let r = match ext.as_str() {
+        "mkv" | "webm" => kvs_core::mkv::mux::matroska_frames(data),
+        "h264" | "264" => kvs_core::mkv::mux::annexb_frames(VideoCodec::H264, &data, fps, None),
+        "h265" | "265" | "hevc" => {
+            kvs_core::mkv::mux::annexb_frames(VideoCodec::H265, &data, fps, None)
+        }
+        _ => {
+            return Err(config(format!(
+                "{}: not a .mkv, .webm, .h264 or .h265 file",
+                path.display()
+            )))
+        }
+    };
+    r.map_err(|e| crate::errors::invalid_media(format!("{}: {e}", path.display())))
 }

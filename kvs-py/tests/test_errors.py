@@ -128,3 +128,18 @@ def test_acks_that_do_not_come_in_time_are_a_timeout(clip):
         with pytest.raises(kvs.KvsTimeoutError) as e:
             p.finish(timeout=0.5)
         assert "unacknowledged" in str(e.value) or "acknowledged" in str(e.value)
+
+
+def test_fragments_the_service_refused_are_lost_on_exit(client, clip):
+    # Producer time a minute ahead of the clock: the service refuses every
+    # fragment (InvalidProducerTimestamp, 4009...); leaving the with block
+    # says so rather than passing as delivered.
+    ahead = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)
+    with pytest.raises(kvs.FragmentsLostError) as e:
+        with client.producer("ahead", video=kvs.H264(), start_time=ahead) as p:
+            for i, (au, key) in enumerate(clip[:100]):
+                p.put_frame(au, pts=i * 0.04, key=key)
+    assert (e.value.fragments, e.value.frames) == (2, 100)
+    assert e.value.code is not None and e.value.code.isdigit()
+    assert "wait_when_full" in " ".join(e.value.__notes__)
+    assert client.list_fragments("ahead") == []

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use super::control::{ApiName, KvsClient, StreamId};
 use super::error::ClientError;
-use crate::mkv::fragment::{Fragment, FragmentAssembler};
+use super::media::GetMediaSession;
+use crate::mkv::fragment::Fragment;
 
 /// One entry of ListFragments.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -432,13 +433,43 @@ impl KvsClient {
         }
     }
 
-    /// GetMediaForFragmentList: the named fragments, in the order asked.
+    /// GetMediaForFragmentList: the named fragments, in the order asked,
+    /// read whole into memory. [`Self::get_media_for_fragment_list_session`]
+    /// hands them out one at a time (or frame by frame) as they arrive.
+    ///
+    /// Errors: [`ClientError::Transport`] when the connection breaks
+    /// before the response ends; [`ClientError::Media`] for bytes that are
+    /// not Matroska; the service's errors.
     pub async fn get_media_for_fragment_list(
         &self,
         stream: impl Into<StreamId>,
         numbers: &[String],
     ) -> Result<Vec<Fragment>, ClientError> {
-        let mut body = self
+        let mut session = self
+            .get_media_for_fragment_list_session(stream, numbers)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(f) = session.next_fragment().await {
+            out.push(f?);
+        }
+        match session.broken() {
+            Some(e) => Err(ClientError::Transport(e.to_owned())),
+            None => Ok(out),
+        }
+    }
+
+    /// GetMediaForFragmentList as a [`GetMediaSession`]: the named
+    /// fragments in the order asked, each handed out as soon as the next
+    /// one starts (or its frames as they arrive, with
+    /// [`GetMediaSession::yield_frames`]), so memory holds one fragment at
+    /// most. A fragment the connection broke inside comes out with
+    /// `complete == false`; [`GetMediaSession::broken`] then says why.
+    pub async fn get_media_for_fragment_list_session(
+        &self,
+        stream: impl Into<StreamId>,
+        numbers: &[String],
+    ) -> Result<GetMediaSession, ClientError> {
+        let body = self
             .open_json(
                 &stream.into(),
                 ApiName::GetMediaForFragmentList,
@@ -446,31 +477,6 @@ impl KvsClient {
                 json!({"Fragments": numbers}),
             )
             .await?;
-        let mut asm = FragmentAssembler::default();
-        let mut out = Vec::new();
-        let decode = |e: crate::mkv::fragment::FragmentError| ClientError::Media {
-            operation: "GetMediaForFragmentList",
-            source: e,
-        };
-        loop {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        asm.push(data);
-                    }
-                }
-                Some(Err(e)) => return Err(ClientError::Transport(super::http::error_chain(&e))),
-                None => {
-                    asm.finish();
-                    while let Some(f) = asm.next_fragment().map_err(decode)? {
-                        out.push(f);
-                    }
-                    return Ok(out);
-                }
-            }
-            while let Some(f) = asm.next_fragment().map_err(decode)? {
-                out.push(f);
-            }
-        }
+        Ok(GetMediaSession::new(body, "GetMediaForFragmentList"))
     }
 }

@@ -467,6 +467,30 @@ impl KvsClient {
         Ok(())
     }
 
+    /// Sets a stream's data retention to `hours` (0: none kept): looks up
+    /// its current retention and version (DescribeStream), then
+    /// UpdateDataRetention by the difference. Nothing is sent when it is
+    /// already `hours`. Errors: the service's (ResourceNotFound,
+    /// VersionMismatch when the stream changed in between,
+    /// InvalidArgument past the service's limit of 87,600 hours).
+    pub async fn set_data_retention(
+        &self,
+        stream: impl Into<StreamId>,
+        hours: u32,
+    ) -> Result<(), ClientError> {
+        let stream = stream.into();
+        let info = self.describe_stream(stream.clone()).await?;
+        let now = info.data_retention_in_hours.unwrap_or(0);
+        let version = info.version.unwrap_or_default();
+        let (change, by) = match hours.cmp(&now) {
+            std::cmp::Ordering::Equal => return Ok(()),
+            std::cmp::Ordering::Greater => (RetentionChange::Increase, hours - now),
+            std::cmp::Ordering::Less => (RetentionChange::Decrease, now - hours),
+        };
+        self.update_data_retention(stream, &version, change, by)
+            .await
+    }
+
     /// TagStream.
     pub async fn tag_stream(
         &self,

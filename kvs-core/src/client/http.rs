@@ -23,6 +23,12 @@ pub(crate) struct Response {
     pub body: Bytes,
 }
 
+/// The most a connection reads ahead of its reader, bytes. Response bytes
+/// are handed on without copying (GetMedia frames are slices of them), so
+/// a read buffer stays allocated while any frame cut from it lives: hyper's
+/// default (about 400 KiB) would keep that much alive per frame in flight.
+const READ_BUFFER: usize = 32 << 10;
+
 /// Shared connection pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Transport {
@@ -45,6 +51,7 @@ impl Transport {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .http1_max_buf_size(READ_BUFFER)
             .build(https);
         Self {
             client,

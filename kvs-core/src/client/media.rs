@@ -152,20 +152,35 @@ impl PutMediaSession {
     }
 }
 
-/// An open GetMedia connection yielding fragments.
+/// An open GetMedia (or GetMediaForFragmentList) response yielding
+/// fragments, or frames as they arrive.
 #[derive(Debug)]
 pub struct GetMediaSession {
     body: Incoming,
     assembler: FragmentAssembler,
+    /// `GetMedia` or `GetMediaForFragmentList`.
+    operation: &'static str,
     done: bool,
-    /// The connection broke (rather than the service ending the response).
-    broken: bool,
+    /// Why the connection broke (rather than the service ending the response).
+    broken: Option<String>,
     last_token: Option<String>,
     /// The service's bytes, kept when asked for with [`GetMediaSession::keep_raw`].
     raw: Option<crate::ebml::reader::ChunkQueue>,
 }
 
 impl GetMediaSession {
+    pub(crate) fn new(body: Incoming, operation: &'static str) -> Self {
+        Self {
+            body,
+            assembler: FragmentAssembler::default(),
+            operation,
+            done: false,
+            broken: None,
+            last_token: None,
+            raw: None,
+        }
+    }
+
     /// Keeps the service's bytes as received, to be taken with
     /// [`GetMediaSession::take_raw`].
     pub fn keep_raw(mut self) -> Self {
@@ -206,6 +221,19 @@ impl GetMediaSession {
         self
     }
 
+    /// Keeps no more frames of the fragment `head` names, for a reader
+    /// that took them all one by one: its [`Assembled::Fragment`] comes with
+    /// `frames` empty ([`FragmentAssembler::release_frames`]).
+    pub fn release_frames(&mut self, head: &std::sync::Arc<crate::mkv::fragment::FragmentHead>) {
+        self.assembler.release_frames(head);
+    }
+
+    /// Why the connection broke, when it did (the service did not end the
+    /// response): fragments after the break are not whole.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
     /// The next frame (with [`Self::yield_frames`]) or fragment, in stream
     /// order; `None` when the service ended the response.
     ///
@@ -221,10 +249,15 @@ impl GetMediaSession {
                     let ended_by_service = f.millis_behind_now.is_some()
                         || f.error_code.is_some()
                         || f.error_id.is_some();
-                    let whole = f.continuation_token.is_some()
-                        || f.error_code.is_some()
+                    // GetMediaForFragmentList's fragments carry no trailing
+                    // tags: whole unless the connection broke.
+                    let whole = if self.operation == "GetMedia" {
+                        f.continuation_token.is_some()
+                    } else {
+                        self.broken.is_none()
+                    } || f.error_code.is_some()
                         || f.error_id.is_some();
-                    if (self.broken || ended_by_service) && !whole {
+                    if (self.broken.is_some() || ended_by_service) && !whole {
                         f.complete = false;
                     }
                     if f.complete {
@@ -240,7 +273,7 @@ impl GetMediaSession {
                 Err(FragmentError::Parse(e)) if e.is_truncated() => return None,
                 Err(e) => {
                     return Some(Err(ClientError::Media {
-                        operation: "GetMedia",
+                        operation: self.operation,
                         source: e,
                     }))
                 }
@@ -256,9 +289,9 @@ impl GetMediaSession {
                 }
                 Some(Err(e)) => {
                     self.done = true;
-                    self.broken = true;
+                    self.broken = Some(super::http::error_chain(&e));
                     self.assembler.finish();
-                    tracing::debug!(error = %e, "GetMedia connection broke");
+                    tracing::debug!(error = %e, operation = self.operation, "connection broke");
                 }
                 None => {
                     self.done = true;
@@ -470,13 +503,6 @@ impl KvsClient {
                 json!({"StartSelector": start.to_json()}),
             )
             .await?;
-        Ok(GetMediaSession {
-            body,
-            assembler: FragmentAssembler::default(),
-            done: false,
-            broken: false,
-            last_token: None,
-            raw: None,
-        })
+        Ok(GetMediaSession::new(body, "GetMedia"))
     }
 }

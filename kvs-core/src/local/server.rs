@@ -423,6 +423,15 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
             });
         }
         return Ok(match super::media::fragments_by_number(media, &json) {
+            Ok(parts) if s.cfg.faults.drop_after_bytes.is_some() => {
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                tokio::spawn(super::media::send_parts(
+                    parts,
+                    tx,
+                    s.cfg.faults.drop_after_bytes,
+                ));
+                streaming_response("video/webm", rx)
+            }
             Ok(parts) => chunks_response(200, "video/webm", parts),
             Err(e) => error_response(&e),
         });

@@ -296,6 +296,8 @@ pub struct FragmentAssembler {
     frames: bool,
     /// The current fragment's head, once its first frame came.
     head: Option<Arc<FragmentHead>>,
+    /// The current fragment's frames are not kept ([`Self::release_frames`]).
+    released: bool,
     ready: VecDeque<Assembled>,
     failed: Option<FragmentError>,
 }
@@ -321,6 +323,7 @@ impl FragmentAssembler {
             after: Vec::new(),
             frames: false,
             head: None,
+            released: false,
             ready: VecDeque::new(),
             failed: None,
         }
@@ -331,6 +334,23 @@ impl FragmentAssembler {
     /// its fragment once the fragment ends.
     pub fn yield_frames(&mut self, on: bool) {
         self.frames = on;
+    }
+
+    /// Drops the frames of the fragment being assembled and keeps none of
+    /// its later ones: its [`Assembled::Fragment`] comes with `frames`
+    /// empty (its metadata, tags and `complete` as ever). For a reader that
+    /// took every frame of it as [`Assembled::Frame`]s, so a fragment's
+    /// frames are not held twice — memory stays at the frames in flight
+    /// rather than a whole fragment. Its size limit
+    /// ([`AssemblerLimits::max_fragment_bytes`]) no longer applies to it.
+    /// `head` names the fragment (that of its frames handed out); nothing
+    /// happens when the fragment being assembled is another.
+    pub fn release_frames(&mut self, head: &Arc<FragmentHead>) {
+        let same = self.head.as_ref().is_some_and(|h| Arc::ptr_eq(h, head));
+        if let (true, Some(f)) = (same, self.cur.as_mut()) {
+            self.released = true;
+            f.frames = Vec::new();
+        }
     }
 
     /// Feeds a chunk (kept, not copied).
@@ -406,6 +426,7 @@ impl FragmentAssembler {
         self.after.clear();
         self.cluster_open = false;
         self.head = None;
+        self.released = false;
     }
 
     fn on_event(&mut self, ev: Event) -> Result<(), FragmentError> {
@@ -462,6 +483,7 @@ impl FragmentAssembler {
                 f.tags = tags;
                 self.cur = Some(f);
                 self.head = None;
+                self.released = false;
                 self.cur_bytes = 0;
                 self.cluster_open = true;
             }
@@ -472,7 +494,7 @@ impl FragmentAssembler {
             }
             Event::Frame(fr) => {
                 self.cur_bytes += fr.payload.len() as u64;
-                if self.cur_bytes > self.limits.max_fragment_bytes {
+                if !self.released && self.cur_bytes > self.limits.max_fragment_bytes {
                     return Err(FragmentError::TooLarge {
                         offset: fr.offset,
                         limit: self.limits.max_fragment_bytes,
@@ -486,7 +508,9 @@ impl FragmentAssembler {
                         self.ready
                             .push_back(Assembled::Frame(head.clone(), fr.clone()));
                     }
-                    f.frames.push(fr);
+                    if !self.released {
+                        f.frames.push(fr);
+                    }
                 }
             }
             Event::ClusterEnd => self.cluster_open = false,

@@ -124,6 +124,14 @@ async fn every_control_plane_api_through_our_client() {
         .await
         .unwrap_err();
     assert_eq!(code(&under), ServiceException::InvalidArgument);
+    // Set outright: up, down, unchanged.
+    for hours in [48, 3, 3, 0] {
+        c.set_data_retention("front-door", hours).await.unwrap();
+        let info = c.describe_stream("front-door").await.unwrap();
+        assert_eq!(info.data_retention_in_hours, Some(hours));
+    }
+    let gone = c.set_data_retention("no-such", 1).await.unwrap_err();
+    assert_eq!(code(&gone), ServiceException::ResourceNotFound);
 
     // Tags.
     c.tag_stream(

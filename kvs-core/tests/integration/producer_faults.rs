@@ -536,18 +536,39 @@ async fn the_consumer_resumes_after_cuts_and_reads_time_ranges() {
     let c = client(ep.url(), 4);
     let got = read_back(&c, clip.expected.len()).await;
     assert_same(&by_track(&got), &by_track(&clip.expected), "GetMedia cuts");
-    // A time range, 2 s to 6 s of producer time: the two middle fragments.
-    let mut range =
-        Consumer::builder(c.clone(), "cam").range(kvs_core::client::FragmentSelector::Producer {
-            start: crate::support::at_ms(START_MS + 2000),
-            end: crate::support::at_ms(START_MS + 5999),
-        });
+    // A time range, 2 s to 6 s of producer time: the two middle fragments
+    // (GetMediaForFragmentList, cut at 250 KB too: asked for again from the
+    // fragment it broke in).
+    let range = || {
+        Consumer::builder(c.clone(), "cam")
+            .backoff(Backoff {
+                base: Duration::from_millis(5),
+                cap: Duration::from_millis(100),
+            })
+            .range(kvs_core::client::FragmentSelector::Producer {
+                start: crate::support::at_ms(START_MS + 2000),
+                end: crate::support::at_ms(START_MS + 5999),
+            })
+    };
+    let mut whole = range();
     let mut frames = Vec::new();
-    while let Some(f) = range.next().await {
+    while let Some(f) = whole.next().await {
         for fr in f.unwrap().frames {
             frames.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
         }
     }
+    // Frame by frame: each once, though the fragment cut comes again.
+    let mut one_by_one = range().frames();
+    let mut by_frame = Vec::new();
+    while let Some(f) = one_by_one.next().await {
+        let (_, fr) = f.unwrap();
+        by_frame.push((fr.track, (fr.timestamp_ns / 1_000_000) as u64, fr.payload));
+    }
+    assert_same(
+        &by_track(&by_frame),
+        &by_track(&frames),
+        "time range, frame by frame",
+    );
     let want: Vec<Expected> = clip
         .expected
         .iter()
@@ -983,4 +1004,56 @@ async fn frames_asked_for_mid_fragment_lose_and_double_nothing() {
     .await;
     assert_same(&by_track(&got), &by_track(&clip.expected), "late frames()");
     assert_no_more(&mut frames).await;
+}
+
+/// Files put one after another on one producer (`put_file`) play one after
+/// another: the second copy of the clip comes whole, every frame shifted by
+/// one constant past the first copy's last; a file with a track the
+/// producer lacks is refused before any frame is put.
+#[tokio::test]
+async fn put_file_continues_the_producers_timeline() {
+    use kvs_core::mkv::mux::FrameInput;
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    let input = || FrameInput {
+        tracks: clip.tracks.clone(),
+        frames: clip.frames.clone(),
+        cut: None,
+    };
+    let n = clip.frames.len();
+    assert_eq!(p.put_file(input(), false).await.unwrap(), n);
+    assert_eq!(p.put_file(input(), false).await.unwrap(), n);
+    let mut other = input();
+    other.tracks[0].codec_id = kvs_core::codec::h265::CODEC_ID.into();
+    let e = p.put_file(other, false).await.unwrap_err();
+    assert!(
+        matches!(&e, kvs_core::producer::ProducerError::Config(m) if m.contains("track 1 (V_MPEGH/ISO/HEVC)")),
+        "{e}"
+    );
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    let got = by_track(&read_back(&c, 2 * n).await);
+    let want = by_track(&clip.expected);
+    // Per track: the first copy, then the second.
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for track in [1, 2] {
+        let g: Vec<&Expected> = got.iter().filter(|e| e.0 == track).collect();
+        let half = g.len() / 2;
+        first.extend(g[..half].iter().map(|e| (*e).clone()));
+        second.extend(g[half..].iter().map(|e| (*e).clone()));
+    }
+    assert_same(&first, &want, "first file");
+    let last = want.iter().map(|e| e.1).max().unwrap();
+    let shift = second[0].1 - want[0].1;
+    assert!(second[0].1 > last, "the second file starts after the first");
+    for (g, w) in second.iter().zip(&want) {
+        assert_eq!((g.0, &g.2), (w.0, &w.2), "second file: same frames");
+        assert!(
+            (g.1 - w.1).abs_diff(shift) <= 1,
+            "second file: one shift ({shift} ms), frame at {} for {}",
+            g.1,
+            w.1
+        );
+    }
 }

@@ -14,7 +14,9 @@ use kvs_core::codec::annexb::{access_units, nal_units, VideoCodec};
 use kvs_core::codec::h264;
 use kvs_core::local::{Faults, LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::{Payload, TrackConfig};
-use kvs_core::producer::{Backoff, DropReason, Frame, PressurePolicy, Producer, ProducerEvent};
+use kvs_core::producer::{
+    Backoff, DropReason, Frame, PressurePolicy, Producer, ProducerError, ProducerEvent,
+};
 use kvs_core::protocol::ServiceErrorCode;
 
 const START_MS: u64 = 1_750_000_000_000;
@@ -103,11 +105,29 @@ async fn upload(c: &Arc<KvsClient>, buffer: Option<usize>) -> Vec<ProducerEvent>
         p.put_frame(f).await.unwrap();
     }
     p.finish(Duration::from_secs(30)).await.unwrap();
+    let losses = p.losses();
     drop(p);
-    tokio::time::timeout(Duration::from_secs(5), events)
+    let events = tokio::time::timeout(Duration::from_secs(5), events)
         .await
         .expect("the producer's events end once it is gone")
-        .unwrap()
+        .unwrap();
+    // The losses counted are those the events reported.
+    let dropped: Vec<(usize, &DropReason)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProducerEvent::FragmentDropped { frames, reason, .. } => Some((*frames, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(losses.fragments, dropped.len());
+    assert_eq!(losses.frames, dropped.iter().map(|d| d.0).sum::<usize>());
+    assert_eq!(losses.last.as_ref(), dropped.last().map(|d| d.1));
+    match losses.clone().check() {
+        Ok(()) => assert!(dropped.is_empty()),
+        Err(ProducerError::FragmentsLost(l)) => assert_eq!(l, losses),
+        Err(e) => panic!("{e}"),
+    }
+    events
 }
 
 /// Producer timestamps (ms) of every fragment the endpoint stored.

@@ -22,6 +22,7 @@ Errors derive from :class:`KvsError`.
 from __future__ import annotations
 
 import datetime as _datetime
+import os as _os
 from typing import Any as _Any
 
 from . import _kvs
@@ -36,6 +37,7 @@ from ._kvs import (
     Frame,
     FrameData,
     FrameIterator,
+    FragmentsLostError,
     G711,
     H264,
     H265,
@@ -60,6 +62,7 @@ __all__ = [
     "Frame",
     "FrameData",
     "FrameIterator",
+    "FragmentsLostError",
     "G711",
     "H264",
     "H265",
@@ -169,6 +172,11 @@ class Producer:
             self._encoder = ImageEncoder(key_interval)
         for unit, t, key in self._encoder.encode(image, pts):
             self._native.put_frame(unit, t, key)
+
+    def put_file(self, path: str | _os.PathLike[str], fps: float = 25.0, realtime: bool = False) -> int:
+        """Puts a video file's frames on this producer's timeline (see the
+        native ``Producer.put_file``); returns how many were put."""
+        return self._native.put_file(path, fps, realtime)
 
     def tag_next_fragment(self, name: str, value: str) -> None:
         """Adds a metadata tag to the next fragment to close."""

@@ -224,8 +224,8 @@ enum Cmd {
         /// Port (0: any free port; the URL is printed).
         #[arg(long, default_value_t = 4567)]
         port: u16,
-        /// Fault to inject (may repeat): `drop-after-bytes=N` (every PutMedia
-        /// and GetMedia connection is cut after N body bytes: fires every time), `error-ack=CODE@K` (the K-th
+        /// Fault to inject (may repeat): `drop-after-bytes=N` (every PutMedia,
+        /// GetMedia and GetMediaForFragmentList connection is cut after N body bytes: fires every time), `error-ack=CODE@K` (the K-th
         /// fragment the endpoint receives, counted over all connections, gets
         /// an ERROR ACK with CODE and the connection ends: fires once), `ack-delay-ms=N` (every ACK is sent N ms late;
         /// ingest goes on), `throttle=P` (each control-plane call is refused

@@ -3,8 +3,9 @@
 /// Faults the endpoint injects, for tests of clients under failure.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
-    /// Cut every PutMedia and GetMedia connection after this many body bytes
-    /// (request bytes for PutMedia, response bytes for GetMedia).
+    /// Cut every PutMedia, GetMedia and GetMediaForFragmentList connection
+    /// after this many body bytes (request bytes for PutMedia, response
+    /// bytes for the others).
     pub drop_after_bytes: Option<u64>,
     /// Answer the K-th fragment received by the endpoint (counted over all
     /// connections, from 1) with an ERROR ACK of this code instead of

@@ -215,6 +215,21 @@ fn error_chunk(id: u64, fragment: Option<&str>) -> Bytes {
 }
 
 /// The response body, with the `drop-after-bytes` fault applied.
+/// Sends `parts` as a response body, cut after `limit` bytes when a
+/// fault asks for it (GetMediaForFragmentList under `drop-after-bytes`).
+pub(crate) async fn send_parts(parts: Vec<Bytes>, out: Out, limit: Option<u64>) {
+    let mut w = Writer {
+        out,
+        limit,
+        sent: 0,
+    };
+    for p in parts {
+        if !w.send(p).await {
+            return;
+        }
+    }
+}
+
 struct Writer {
     out: Out,
     limit: Option<u64>,

@@ -374,6 +374,12 @@ impl ProducerCore {
         }
     }
 
+    /// The latest presentation time of any frame taken so far, ms since the
+    /// start time (`None` before the first).
+    pub fn time_reached(&self) -> Option<u64> {
+        self.reached.iter().map(|(_, ms)| *ms).max()
+    }
+
     /// Frames skipped before the first video key frame so far (frames,
     /// bytes).
     pub fn leading_skipped(&self) -> (usize, usize) {
