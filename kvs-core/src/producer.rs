@@ -58,7 +58,7 @@ use tokio::time::Instant;
 pub use crate::client::Backoff;
 use crate::client::{
     ClientError, CreateStream, KvsClient, PutMediaOptions, RetryPolicy, ServiceException, StreamId,
-    TimecodeType,
+    StreamInfo, TimecodeType,
 };
 use crate::mkv::builder::TrackConfig;
 pub use crate::protocol::producer::PutOutcome;
@@ -348,32 +348,40 @@ impl ProducerBuilder {
     }
 
     /// Looks the stream up (creating it if asked) and starts the producer.
+    /// Errors: [`ProducerError::Config`] for no tracks or tracks that
+    /// cannot work, [`ProducerError::Bootstrap`] when the stream cannot be
+    /// looked up or created.
     pub async fn build(self) -> Result<Producer, ProducerError> {
         if self.tracks.is_empty() {
             return Err(ProducerError::Config("no tracks".into()));
         }
-        let info = match self.client.describe_stream(self.stream.clone()).await {
-            Ok(i) => i,
-            Err(e)
-                if e.service_code() == Some(&ServiceException::ResourceNotFound)
-                    && self.create.is_some() =>
-            {
-                let mut create = self.create.clone().unwrap_or_default();
-                if let StreamId::Name(n) = &self.stream {
-                    create.stream_name = n.clone();
-                }
-                match self.client.create_stream(&create).await {
-                    Ok(_) => {}
-                    Err(e) if e.service_code() == Some(&ServiceException::ResourceInUse) => {}
-                    Err(e) => return Err(ProducerError::Bootstrap(e)),
-                }
-                self.client
-                    .describe_stream(self.stream.clone())
-                    .await
-                    .map_err(ProducerError::Bootstrap)?
-            }
-            Err(e) => return Err(ProducerError::Bootstrap(e)),
-        };
+        let info = bootstrap(&self.client, &self.stream, self.create.as_ref())
+            .await
+            .map_err(ProducerError::Bootstrap)?;
+        self.launch(Some(info))
+    }
+
+    /// Starts the producer at once, without waiting on the network (for an
+    /// app's UI thread): frames are taken into the buffer while the stream
+    /// is looked up (and created if asked) in the background, retried with
+    /// the reconnect backoff — each failure reported as
+    /// [`ProducerEvent::Reconnecting`] with the error — until it works.
+    /// Until then the ACK level is PERSISTED; a stream without retention
+    /// switches it to RECEIVED once found.
+    ///
+    /// Errors: [`ProducerError::Config`] as for [`Self::build`];
+    /// [`ProducerError::Bootstrap`] with [`ClientError::NoRuntime`] when
+    /// the client has no runtime to run on.
+    pub fn start(self) -> Result<Producer, ProducerError> {
+        if self.tracks.is_empty() {
+            return Err(ProducerError::Config("no tracks".into()));
+        }
+        self.launch(None)
+    }
+
+    /// The producer over a stream found (`info`), or to be found by the
+    /// driver first.
+    fn launch(self, info: Option<StreamInfo>) -> Result<Producer, ProducerError> {
         let start = self.start.unwrap_or_else(SystemTime::now);
         let start_ms = start
             .duration_since(UNIX_EPOCH)
@@ -392,11 +400,7 @@ impl ProducerBuilder {
         } else {
             o.rotation_age
         };
-        cfg.ack_level = if info.data_retention_in_hours.unwrap_or(0) == 0 {
-            AckLevel::Received
-        } else {
-            AckLevel::Persisted
-        };
+        cfg.ack_level = info.as_ref().map_or(AckLevel::Persisted, ack_level);
         let core = ProducerCore::new(cfg).map_err(|e| ProducerError::Config(e.to_string()))?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let shared = Arc::new(Shared {
@@ -407,14 +411,21 @@ impl ProducerBuilder {
             events,
             finishing: std::sync::atomic::AtomicBool::new(false),
             abandoned: Mutex::new(None),
-            losses: Mutex::new(Losses::default()),
+            tally: Mutex::new(Tally::default()),
+            paused: std::sync::atomic::AtomicBool::new(false),
+            reconnect_now: std::sync::atomic::AtomicBool::new(false),
         });
+        let (stream, lookup) = match info {
+            Some(i) => (StreamId::Arn(i.stream_arn), None),
+            None => (self.stream, Some(self.create)),
+        };
         let client = self.client.clone();
         let driver = client
             .spawn(drive(
                 shared.clone(),
                 self.client,
-                StreamId::Arn(info.stream_arn),
+                stream,
+                lookup,
                 self.options.reconnect,
             ))
             .map_err(ProducerError::Bootstrap)?;
@@ -423,6 +434,44 @@ impl ProducerBuilder {
             shared,
             driver: Arc::new(Mutex::new(Some(driver))),
         })
+    }
+}
+
+/// The ACK level a stream's retention calls for: PERSISTED, or RECEIVED
+/// for a stream that keeps nothing.
+fn ack_level(info: &StreamInfo) -> AckLevel {
+    if info.data_retention_in_hours.unwrap_or(0) == 0 {
+        AckLevel::Received
+    } else {
+        AckLevel::Persisted
+    }
+}
+
+/// Looks the stream up (DescribeStream), creating it first when asked and
+/// missing.
+async fn bootstrap(
+    client: &KvsClient,
+    stream: &StreamId,
+    create: Option<&CreateStream>,
+) -> Result<StreamInfo, ClientError> {
+    match client.describe_stream(stream.clone()).await {
+        Ok(i) => Ok(i),
+        Err(e)
+            if e.service_code() == Some(&ServiceException::ResourceNotFound)
+                && create.is_some() =>
+        {
+            let mut create = create.cloned().unwrap_or_default();
+            if let StreamId::Name(n) = stream {
+                create.stream_name = n.clone();
+            }
+            match client.create_stream(&create).await {
+                Ok(_) => {}
+                Err(e) if e.service_code() == Some(&ServiceException::ResourceInUse) => {}
+                Err(e) => return Err(e),
+            }
+            client.describe_stream(stream.clone()).await
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -439,8 +488,29 @@ struct Shared {
     finishing: std::sync::atomic::AtomicBool,
     /// Set when every handle is gone: the driver stops by then.
     abandoned: Mutex<Option<Instant>>,
-    /// Fragments given up so far.
-    losses: Mutex<Losses>,
+    /// Fragments acknowledged and given up so far.
+    tally: Mutex<Tally>,
+    /// The app asked for no connection ([`Producer::pause`]).
+    paused: std::sync::atomic::AtomicBool,
+    /// The connection is to be replaced now ([`Producer::network_changed`]).
+    reconnect_now: std::sync::atomic::AtomicBool,
+}
+
+/// What a producer delivered and gave up, counted over its life.
+#[derive(Debug, Default)]
+struct Tally {
+    acked: Acked,
+    lost: Losses,
+}
+
+/// Fragments acknowledged ([`ProducerEvent::Acked`]), counted over a
+/// producer's life ([`Producer::acked`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acked {
+    /// Fragments acknowledged.
+    pub fragments: usize,
+    /// Frames in them.
+    pub frames: usize,
 }
 
 impl Shared {
@@ -473,14 +543,23 @@ impl Shared {
     /// Forwards the core's events to subscribers.
     fn publish(&self, core: &mut ProducerCore) {
         while let Some(e) = core.next_event() {
-            if let ProducerEvent::FragmentDropped { frames, reason, .. } = &e {
-                let mut l = self
-                    .losses
+            {
+                let mut t = self
+                    .tally
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                l.fragments += 1;
-                l.frames += frames;
-                l.last = Some(reason.clone());
+                match &e {
+                    ProducerEvent::FragmentDropped { frames, reason, .. } => {
+                        t.lost.fragments += 1;
+                        t.lost.frames += frames;
+                        t.lost.last = Some(reason.clone());
+                    }
+                    ProducerEvent::Acked { frames, .. } => {
+                        t.acked.fragments += 1;
+                        t.acked.frames += frames;
+                    }
+                    _ => {}
+                }
             }
             match &e {
                 ProducerEvent::Acked { .. } | ProducerEvent::FragmentDropped { .. } => {
@@ -729,10 +808,65 @@ impl Producer {
     /// ([`PressurePolicy::DropOldest`]) or refused by the service.
     pub fn losses(&self) -> Losses {
         self.shared
-            .losses
+            .tally
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lost
             .clone()
+    }
+
+    /// Fragments acknowledged so far, and the frames in them.
+    pub fn acked(&self) -> Acked {
+        self.shared
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .acked
+    }
+
+    /// Parameter sets given apart from the frames, applied from the
+    /// track's next key frame (a new fragment under a new stream header
+    /// when they change the CodecPrivate): see
+    /// [`ProducerCore::set_parameter_sets`]. For Android MediaCodec's
+    /// codec-config buffer and iOS VideoToolbox's format description.
+    pub fn set_parameter_sets(
+        &self,
+        track: u64,
+        sets: &[bytes::Bytes],
+    ) -> Result<(), ProducerError> {
+        self.shared
+            .core()
+            .set_parameter_sets(track, sets)
+            .map_err(ProducerError::Frame)
+    }
+
+    /// The network changed (Wi-Fi to cellular, say): the connection is
+    /// replaced now — what it had not had acknowledged is sent again on
+    /// the new one — instead of after the ACK timeout on a dead socket.
+    pub fn network_changed(&self) {
+        self.shared
+            .reconnect_now
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.work.notify_one();
+    }
+
+    /// No connection until [`Self::resume`] (an app sent to the
+    /// background): the connection ends (its last ACKs waited for up to
+    /// 2 s); frames are still taken into the buffer, within its limits
+    /// and pressure policy, and sent on resume.
+    pub fn pause(&self) {
+        self.shared
+            .paused
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.work.notify_one();
+    }
+
+    /// Connects again after [`Self::pause`] (at once, no backoff).
+    pub fn resume(&self) {
+        self.shared
+            .paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.shared.work.notify_one();
     }
 
     /// Media bytes buffered and not yet acknowledged.
@@ -865,17 +999,58 @@ enum Ended {
     Failed(String),
 }
 
-async fn drive(shared: Arc<Shared>, client: Arc<KvsClient>, stream: StreamId, reconnect: Backoff) {
+async fn drive(
+    shared: Arc<Shared>,
+    client: Arc<KvsClient>,
+    mut stream: StreamId,
+    lookup: Option<Option<CreateStream>>,
+    reconnect: Backoff,
+) {
     // The reconnect loop is the retry: the calls in it are made once.
     let client = client.with_retry(RetryPolicy::none());
     let mut attempt: u32 = 0;
     let mut stats_at = Instant::now();
+    if let Some(create) = lookup {
+        // Started without waiting (`ProducerBuilder::start`): the stream is
+        // found (or created) first, frames buffering meanwhile.
+        loop {
+            match bootstrap(&client, &stream, create.as_ref()).await {
+                Ok(info) => {
+                    shared.core().set_ack_level(ack_level(&info));
+                    stream = StreamId::Arn(info.stream_arn);
+                    attempt = 0;
+                    break;
+                }
+                Err(e) => {
+                    if shared.past_grace() {
+                        return;
+                    }
+                    let delay = next_try(
+                        &shared,
+                        reconnect,
+                        &mut attempt,
+                        format!("stream lookup: {e}"),
+                    );
+                    let work = shared.work.notified();
+                    // A network change cuts the wait short.
+                    let _ = tokio::time::timeout(delay, work).await;
+                    shared
+                        .reconnect_now
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    }
     loop {
-        // Connect only when there is something to send.
+        // Connect only when there is something to send, and not paused.
         loop {
             let work = shared.work.notified();
             tokio::pin!(work);
             work.as_mut().enable();
+            shared
+                .reconnect_now
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            let paused = shared.paused.load(std::sync::atomic::Ordering::SeqCst);
             let (has_work, finishing_idle) = {
                 let mut core = shared.core();
                 core.tick(now());
@@ -888,7 +1063,7 @@ async fn drive(shared: Arc<Shared>, client: Arc<KvsClient>, stream: StreamId, re
             if finishing_idle || shared.past_grace() {
                 return;
             }
-            if has_work {
+            if has_work && !paused {
                 break;
             }
             // Asleep until a frame comes or something falls due.
@@ -941,17 +1116,34 @@ async fn drive(shared: Arc<Shared>, client: Arc<KvsClient>, stream: StreamId, re
             {
                 return;
             }
-            let delay = reconnect.delay(attempt);
-            attempt = attempt.saturating_add(1);
-            let _ = shared.events.send(ProducerEvent::Reconnecting {
-                attempt,
-                delay,
-                error,
-            });
+            if error == PAUSED || error == NETWORK_CHANGED {
+                // Asked for: no backoff (a pause waits for resume above).
+                attempt = 0;
+                continue;
+            }
+            let delay = next_try(&shared, reconnect, &mut attempt, error);
             tokio::time::sleep(delay).await;
         }
     }
 }
+
+/// Counts a failed try and reports it ([`ProducerEvent::Reconnecting`]);
+/// returns the wait before the next.
+fn next_try(shared: &Shared, reconnect: Backoff, attempt: &mut u32, error: String) -> Duration {
+    let delay = reconnect.delay(*attempt);
+    *attempt = attempt.saturating_add(1);
+    let _ = shared.events.send(ProducerEvent::Reconnecting {
+        attempt: *attempt,
+        delay,
+        error,
+    });
+    delay
+}
+
+/// Why a connection ended on [`Producer::pause`].
+const PAUSED: &str = "paused";
+/// Why a connection ended on [`Producer::network_changed`].
+const NETWORK_CHANGED: &str = "the network changed";
 
 /// How long a broken connection's remaining ACKs are waited for.
 const DRAIN_ACKS: Duration = Duration::from_secs(2);
@@ -980,6 +1172,22 @@ async fn run_connection(
     let mut sender = Some(sender);
     let mut next: Option<bytes::Bytes> = None;
     loop {
+        if shared
+            .reconnect_now
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // The old network is gone: its socket would only time out.
+            return Ended::Failed(NETWORK_CHANGED.into());
+        }
+        if shared.paused.load(std::sync::atomic::Ordering::SeqCst) {
+            // Between fragments the body ends and the last ACKs are
+            // waited for; inside one it is cut (dropped: abandoned), as
+            // a body ending there would end the fragment early.
+            if !shared.core().mid_fragment() {
+                drain_acks(shared, &mut session, conn).await;
+            }
+            return Ended::Failed(PAUSED.into());
+        }
         // What to write next, and whether the body should end.
         let end_body = {
             let mut core = shared.core();

@@ -1,6 +1,6 @@
 //! The HTTP transport: hyper 1 over rustls (webpki roots), HTTP/1.1.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,7 +32,7 @@ const READ_BUFFER: usize = 32 << 10;
 /// Shared connection pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Transport {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, BoxBody<Bytes, Infallible>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, BoxBody<Bytes, BoxError>>,
     timeout: Duration,
     max_body: usize,
 }
@@ -69,7 +69,7 @@ impl Transport {
         let fut = async {
             let resp = self
                 .client
-                .request(req.map(BodyExt::boxed))
+                .request(req.map(|b| b.map_err(|never| match never {}).boxed()))
                 .await
                 .map_err(|e| ClientError::Transport(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
@@ -93,7 +93,7 @@ impl Transport {
     /// headers arrive (within the timeout), leaving the body to the caller.
     pub(crate) async fn open(
         &self,
-        req: http::Request<BoxBody<Bytes, Infallible>>,
+        req: http::Request<BoxBody<Bytes, BoxError>>,
     ) -> Result<http::Response<Incoming>, ClientError> {
         tokio::time::timeout(self.timeout, self.client.request(req))
             .await
@@ -114,19 +114,59 @@ impl Transport {
     }
 }
 
-/// A request body fed from a channel; ends when the sender is dropped.
-pub(crate) struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+/// A request body fed from a channel; ends when the sender is dropped, or
+/// fails — hyper then closes the connection without the body's end, so the
+/// server sees it cut, not complete — when its abort signal fires.
+#[derive(Debug)]
+pub(crate) struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    abort: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl ChannelBody {
+    /// A body of what `rx` brings; `abort` cuts it (dropping its sender
+    /// unsent does not).
+    pub(crate) fn new(
+        rx: tokio::sync::mpsc::Receiver<Bytes>,
+        abort: tokio::sync::oneshot::Receiver<()>,
+    ) -> Self {
+        Self {
+            rx,
+            abort: Some(abort),
+        }
+    }
+}
+
+/// The body was cut on purpose ([`ChannelBody`]'s abort signal).
+#[derive(Debug, thiserror::Error)]
+#[error("request body abandoned")]
+pub(crate) struct Abandoned;
 
 impl Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(a) = self.abort.as_mut() {
+            match Pin::new(a).poll(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Some(Err(Box::new(Abandoned)))),
+                Poll::Ready(Err(_)) => self.abort = None,
+                Poll::Pending => {}
+            }
+        }
+        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
+}
+
+/// A request body's error.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A whole request body, boxed as the transport takes bodies.
+pub(crate) fn full(b: Bytes) -> BoxBody<Bytes, BoxError> {
+    Full::new(b).map_err(|never| match never {}).boxed()
 }
 
 /// An error with its sources, on one line (hyper hides the cause in the chain).

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use aws_credential_types::provider::ProvideCredentials;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -92,6 +92,8 @@ impl StartSelector {
 #[derive(Debug)]
 pub struct PutMediaSession {
     body: Option<mpsc::Sender<Bytes>>,
+    /// Cuts the body (see [`PutMediaSession::abandon`]).
+    abort: Option<tokio::sync::oneshot::Sender<()>>,
     acks: mpsc::Receiver<Result<Ack, ClientError>>,
     credentials_expiry: Option<SystemTime>,
 }
@@ -108,6 +110,14 @@ impl PutMediaSender {
             .send(chunk)
             .await
             .map_err(|_| ClientError::Transport("the PutMedia connection is closed".into()))
+    }
+}
+
+impl Drop for PutMediaSession {
+    /// A session dropped unfinished is abandoned, not ended: see
+    /// [`PutMediaSession::abandon`].
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 
@@ -143,6 +153,21 @@ impl PutMediaSession {
     /// Ends the body (the terminating chunk); ACKs keep coming until the
     /// service closes the response.
     pub fn finish(&mut self) {
+        self.body = None;
+        // Dropped unsent: the body ends cleanly once the handles are gone.
+        self.abort = None;
+    }
+
+    /// Cuts the connection without ending the body: the service sees a
+    /// broken upload, so a fragment it was in the middle of is not taken
+    /// as whole (a body that ends cleanly inside a Cluster would end that
+    /// fragment there [I]). What this connection sent but did not get
+    /// acknowledged must be sent again. Dropping a session that was not
+    /// finished does this too.
+    pub fn abandon(&mut self) {
+        if let Some(a) = self.abort.take() {
+            let _ = a.send(());
+        }
         self.body = None;
     }
 
@@ -398,7 +423,7 @@ impl KvsClient {
                 SignedBody::Bytes(&body),
             )
             .await?
-            .body(Full::new(body.clone()).boxed())
+            .body(super::http::full(body.clone()))
             .map_err(|e| ClientError::Config(format!("bad request to {url}: {e}")))?;
         let resp = match self.transport.open(req).await {
             Ok(r) => r,
@@ -436,11 +461,12 @@ impl KvsClient {
             ("x-amzn-fragment-acknowledgment-required", "1"),
         ];
         let (tx, rx) = mpsc::channel(32);
+        let (abort, aborted) = tokio::sync::oneshot::channel();
         let creds = self.credentials().await?;
         let credentials_expiry = creds.expiry();
         let req = self
             .signed_with(&creds, &url, &headers, SignedBody::StreamingEmptyHash)?
-            .body(ChannelBody(rx).boxed())
+            .body(ChannelBody::new(rx, aborted).boxed())
             .map_err(|e| ClientError::Config(format!("bad PutMedia request: {e}")))?;
         let resp = match self.transport.open(req).await {
             Ok(r) => r,
@@ -484,6 +510,7 @@ impl KvsClient {
         })?;
         Ok(PutMediaSession {
             body: Some(tx),
+            abort: Some(abort),
             acks: ack_rx,
             credentials_expiry,
         })

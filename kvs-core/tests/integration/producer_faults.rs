@@ -1057,3 +1057,90 @@ async fn put_file_continues_the_producers_timeline() {
         );
     }
 }
+
+/// As a phone streams: the producer starts without waiting on the network
+/// (the stream is created in the background), the encoder's frames come
+/// as AVCC without parameter sets (given once apart, as MediaCodec's
+/// codec-config buffer or VideoToolbox's format description), the network
+/// changes mid-stream, the app goes to the background and back — both
+/// inside a fragment, whose partial upload must not be stored as the
+/// fragment (its connection is cut, not ended). Nothing is lost and every
+/// frame reads back byte for byte.
+#[tokio::test]
+async fn a_phone_producer_starts_at_once_pauses_and_changes_networks() {
+    use kvs_core::codec::annexb::{nal_units, to_avcc};
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    // The parameter sets, and every video frame without them, as AVCC.
+    let mut sets = Vec::new();
+    let mut frames = Vec::new();
+    let mut want = Vec::new();
+    for f in &clip.frames {
+        let mut f = f.clone();
+        if let Payload::AnnexB(au) = &f.payload {
+            let mut slices = Vec::new();
+            for nal in nal_units(au) {
+                match VideoCodec::H264.nal_type(&nal) {
+                    7 | 8 => {
+                        if !sets.contains(&nal) {
+                            sets.push(nal);
+                        }
+                    }
+                    _ => slices.extend_from_slice(&[&[0, 0, 0, 1][..], &nal[..]].concat()),
+                }
+            }
+            f.payload = Payload::Raw(to_avcc(&slices).unwrap());
+        }
+        want.push((
+            f.track,
+            START_MS + f.pts.as_millis() as u64,
+            f.payload.written().unwrap(),
+        ));
+        frames.push(f);
+    }
+    assert_eq!(sets.len(), 2, "one SPS and one PPS");
+    // Started at once: no stream yet.
+    let p = builder(&c, &clip)
+        .reconnect(Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(100),
+        })
+        .start()
+        .unwrap();
+    let events = Recorder::new(&p);
+    // Sets that give no CodecPrivate are refused and change nothing.
+    assert!(p.set_parameter_sets(1, &[sets[1].clone()]).is_err());
+    assert!(p.set_parameter_sets(2, &sets).is_err());
+    p.set_parameter_sets(1, &sets).unwrap();
+    let n = frames.len();
+    for (i, f) in frames.into_iter().enumerate() {
+        if i == n / 4 {
+            p.network_changed();
+        }
+        if i == n / 2 {
+            p.pause();
+        }
+        if i == 3 * n / 4 {
+            // While paused nothing was acknowledged of what came since.
+            p.resume();
+        }
+        p.put_frame(f).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    p.finish(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(p.losses().fragments, 0);
+    assert_eq!(p.acked().frames, n);
+    let ev = events.take().await;
+    let reasons: Vec<&str> = ev
+        .iter()
+        .filter_map(|e| match e {
+            ProducerEvent::Disconnected { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    let got = read_back(&c, n).await;
+    assert_same(&by_track(&got), &by_track(&want), "phone");
+    assert!(reasons.contains(&"the network changed"), "{reasons:?}");
+    assert!(reasons.contains(&"paused"), "{reasons:?}");
+}

@@ -62,8 +62,13 @@ impl ProducerCore {
             }
         }
         // Parameter sets (checked now, applied once the frame is taken).
-        let plan = match (&frame.payload, video && key) {
-            (Payload::AnnexB(p), true) => self.plan_codec_private(track, p)?,
+        // Sets given out of band come first; else the key frame's own.
+        let pending = (video && key)
+            .then(|| self.pending_sets(track).cloned())
+            .flatten();
+        let plan = match (&pending, &frame.payload, video && key) {
+            (Some(sets), _, _) => self.plan_codec_private(track, sets)?,
+            (None, Payload::AnnexB(p), true) => self.plan_codec_private(track, p)?,
             _ => None,
         };
         let new_header =
@@ -112,6 +117,9 @@ impl ProducerCore {
         }
         if let Some(plan) = plan {
             self.commit_codec_private(plan);
+        }
+        if pending.is_some() {
+            self.sets_applied(track);
         }
         if self.gens.is_empty() || new_header {
             self.gens.push(self.tracks.clone());

@@ -257,6 +257,9 @@ pub struct ProducerCore {
     /// Leading frames skipped (frames, bytes), and whether reported.
     leading: (usize, usize),
     leading_reported: bool,
+    /// Parameter sets given out of band ([`Self::set_parameter_sets`]),
+    /// Annex-B, applied at the track's next key frame.
+    pending_sets: Vec<(u64, Bytes)>,
 }
 
 /// A producer timestamp (ms since the epoch, as timecodes carry it) as UTC.
@@ -307,12 +310,19 @@ impl ProducerCore {
             first_key: None,
             leading: (0, 0),
             leading_reported: false,
+            pending_sets: Vec::new(),
         })
     }
 
     /// The settings.
     pub fn config(&self) -> &ProducerConfig {
         &self.cfg
+    }
+
+    /// Sets when a fragment counts as delivered (the async producer learns
+    /// the stream's retention after it started taking frames).
+    pub fn set_ack_level(&mut self, level: AckLevel) {
+        self.cfg.ack_level = level;
     }
 
     pub(super) fn is_video(&self, track: u64) -> bool {

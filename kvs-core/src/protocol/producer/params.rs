@@ -113,6 +113,73 @@ pub(super) struct SetsUpdate {
 }
 
 impl ProducerCore {
+    /// Parameter sets given apart from the frames — Android MediaCodec's
+    /// codec-config buffer (`csd-0`, `csd-1`), iOS VideoToolbox's format
+    /// description — for an H.264/H.265 track whose frames carry none
+    /// (AVCC frames, or Annex-B without in-band sets). Each element is one
+    /// or more sets, Annex-B (with start codes) or a bare NAL unit. They
+    /// apply from the track's next key frame: when they give another
+    /// CodecPrivate than the one in force, that key frame starts a new
+    /// fragment under a new stream header (ISO/IEC 14496-15 §5.3.3,
+    /// `avcC`/`hvcC`).
+    ///
+    /// Errors: [`FrameError::UnknownTrack`] for a track not configured,
+    /// [`FrameError::NoCodecPrivate`] for a track that is not H.264/H.265
+    /// video or sets that give no CodecPrivate (no SPS/PPS, an SPS that
+    /// does not parse) — nothing changes then.
+    pub fn set_parameter_sets(&mut self, track: u64, sets: &[Bytes]) -> Result<(), FrameError> {
+        let Some(t) = self.tracks.iter().find(|t| t.number == track) else {
+            return Err(FrameError::UnknownTrack(track));
+        };
+        let mut blob = Vec::new();
+        for s in sets {
+            let annexb = s.starts_with(&[0, 0, 1]) || s.starts_with(&[0, 0, 0, 1]);
+            if !annexb {
+                blob.extend_from_slice(&[0, 0, 0, 1]);
+            }
+            blob.extend_from_slice(s);
+        }
+        let blob = Bytes::from(blob);
+        let check = match t.codec() {
+            Codec::H264 => {
+                let mut p = h264::ParameterSets::default();
+                p.collect_annexb(&blob);
+                p.codec_private().map(drop)
+            }
+            Codec::H265 => {
+                let mut p = h265::ParameterSets::default();
+                p.collect_annexb(&blob);
+                p.codec_private().map(drop)
+            }
+            _ => {
+                return Err(FrameError::NoCodecPrivate {
+                    track,
+                    reason: "parameter sets are for H.264/H.265 video tracks".into(),
+                })
+            }
+        };
+        check.map_err(|e| FrameError::NoCodecPrivate {
+            track,
+            reason: e.to_string(),
+        })?;
+        self.pending_sets.retain(|(n, _)| *n != track);
+        self.pending_sets.push((track, blob));
+        Ok(())
+    }
+
+    /// The out-of-band parameter sets waiting for a track's key frame.
+    pub(super) fn pending_sets(&self, track: u64) -> Option<&Bytes> {
+        self.pending_sets
+            .iter()
+            .find(|(n, _)| *n == track)
+            .map(|(_, b)| b)
+    }
+
+    /// Out-of-band sets applied: no longer pending.
+    pub(super) fn sets_applied(&mut self, track: u64) {
+        self.pending_sets.retain(|(n, _)| *n != track);
+    }
+
     /// What in-band parameter sets would change, without changing anything:
     /// the updated sets and the new CodecPrivate when it differs from the
     /// current one. Fails when the track still has no CodecPrivate.

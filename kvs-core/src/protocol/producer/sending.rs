@@ -134,6 +134,17 @@ impl ProducerCore {
         }
     }
 
+    /// Whether the current connection is inside a fragment: it has written
+    /// part of one, not all (an open fragment's blocks so far, say). Ending
+    /// its body cleanly now would end that fragment early; it must be cut.
+    pub fn mid_fragment(&self) -> bool {
+        self.conn.is_some()
+            && self
+                .buffer
+                .iter()
+                .any(|f| f.cursor > 0 && f.written_at.is_none())
+    }
+
     /// Whether the current connection should end its body now: it is being
     /// rotated and has written every fragment it started.
     pub fn should_end_body(&self) -> bool {
