@@ -12,6 +12,8 @@
 
 #[cfg(feature = "aws-config")]
 pub mod aws_config;
+#[cfg(feature = "client")]
+pub mod cached;
 pub mod env;
 pub mod profile;
 pub mod sigv4;
