@@ -14,7 +14,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - **Live** ([`ConsumerBuilder::start`]): GetMedia from the selector;
+//! - **Live** ([`ConsumerBuilder::start`]): GetMedia from the selector
+//!   (when the first five tries all fail — a wrong endpoint, no network —
+//!   the stream yields that error and ends);
 //!   when the connection breaks, the service ends the session (as it does
 //!   after a while) or stops it with a retryable error chunk (3002, 5000),
 //!   it starts again after the last fragment it delivered (its
@@ -310,6 +312,10 @@ impl Out {
     }
 }
 
+/// GetMedia tries before a consumer that never got an answer gives up
+/// with the error (after that, it resumes for good).
+const FIRST_TRIES: u32 = 5;
+
 /// Producer timestamps remembered to recognise resent fragments.
 const SEEN: usize = 4096;
 
@@ -322,10 +328,16 @@ async fn follow(
 ) {
     let mut attempt = 0u32;
     let mut once = ExactlyOnce::default();
+    // Whether GetMedia ever answered: until it has, a failure that goes
+    // on is more likely a wrong endpoint than a passing fault.
+    let mut answered = false;
     loop {
         let session = match client.get_media(stream.clone(), &selector).await {
-            Ok(s) => s,
-            Err(e) if fatal(&e) => {
+            Ok(s) => {
+                answered = true;
+                s
+            }
+            Err(e) if fatal(&e) || (!answered && attempt + 1 >= FIRST_TRIES) => {
                 let _ = tx.send(Err(e)).await;
                 return;
             }

@@ -414,6 +414,7 @@ impl ProducerBuilder {
             tally: Mutex::new(Tally::default()),
             paused: std::sync::atomic::AtomicBool::new(false),
             reconnect_now: std::sync::atomic::AtomicBool::new(false),
+            finished_within: Mutex::new(Duration::ZERO),
         });
         let (stream, lookup) = match info {
             Some(i) => (StreamId::Arn(i.stream_arn), None),
@@ -494,6 +495,8 @@ struct Shared {
     paused: std::sync::atomic::AtomicBool,
     /// The connection is to be replaced now ([`Producer::network_changed`]).
     reconnect_now: std::sync::atomic::AtomicBool,
+    /// The time the first `finish` allowed.
+    finished_within: Mutex<Duration>,
 }
 
 /// What a producer delivered and gave up, counted over its life.
@@ -797,6 +800,13 @@ impl Producer {
     /// Adds a fragment metadata tag to the next fragment (the service's
     /// limits apply: at most 10 per fragment, names not starting with `AWS`).
     pub fn tag_next_fragment(&self, name: &str, value: &str) -> Result<(), ProducerError> {
+        if self
+            .shared
+            .finishing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(ProducerError::Finished);
+        }
         self.shared
             .core()
             .tag_next_fragment(name, value)
@@ -879,8 +889,35 @@ impl Producer {
     /// up, then ends the connection. Fails with [`ProducerError::Timeout`]
     /// if that takes longer than `timeout` (the producer stops either
     /// way). Fragments given up are not an error here: see
-    /// [`Self::losses`] and [`Losses::check`].
+    /// [`Self::losses`] and [`Losses::check`]. Called again, it gives the
+    /// first call's outcome at once (a timeout: the fragments still
+    /// unacknowledged).
     pub async fn finish(&self, timeout: Duration) -> Result<(), ProducerError> {
+        let stopped = self
+            .driver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none();
+        if stopped {
+            // Finished before: the same outcome at once (what was not
+            // acknowledged then never will be).
+            return match self.shared.core().buffered_fragments() {
+                0 => Ok(()),
+                unacked => Err(ProducerError::Timeout {
+                    unacked,
+                    timeout: *self
+                        .shared
+                        .finished_within
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                }),
+            };
+        }
+        *self
+            .shared
+            .finished_within
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = timeout;
         {
             let mut core = self.shared.core();
             core.flush(now())?;

@@ -46,8 +46,20 @@ fn selector(start: Option<Bound<'_, PyAny>>) -> PyResult<StartSelector> {
     let Some(start) = start else {
         return Ok(StartSelector::Now);
     };
+    if start.is_instance_of::<pyo3::types::PyInt>()
+        && !start.is_instance_of::<pyo3::types::PyBool>()
+    {
+        // A fragment number given as an int (47 digits: wider than u128).
+        let n = start.str()?.to_string();
+        if n.starts_with('-') {
+            return Err(config(format!(
+                "start={n}: fragment numbers are not negative"
+            )));
+        }
+        return Ok(StartSelector::AfterFragmentNumber(n));
+    }
     if let Ok(s) = start.extract::<String>() {
-        return Ok(match s.as_str() {
+        return Ok(match s.to_ascii_lowercase().as_str() {
             "now" => StartSelector::Now,
             "earliest" => StartSelector::Earliest,
             "" => return Err(config("start= is empty")),
@@ -55,7 +67,13 @@ fn selector(start: Option<Bound<'_, PyAny>>) -> PyResult<StartSelector> {
             _ => StartSelector::ContinuationToken(s),
         });
     }
-    Ok(StartSelector::ProducerTimestamp(from_datetime(&start)?))
+    if start.hasattr("tzinfo")? {
+        return Ok(StartSelector::ProducerTimestamp(from_datetime(&start)?));
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "start= must be \"now\", \"earliest\", an aware datetime, a fragment number or a continuation token, not {}",
+        start.get_type().name()?
+    )))
 }
 
 fn idle(idle_timeout: Option<f64>) -> PyResult<Option<Duration>> {

@@ -112,6 +112,24 @@ pub(crate) fn invalid_media(msg: impl Into<String>) -> PyErr {
     InvalidMediaError::new_err(msg.into())
 }
 
+/// What to do about fragments given up, by the last one's reason.
+fn lost_hint(e: &Error) -> &'static str {
+    use kvs_core::producer::{DropReason, ProducerError};
+    use kvs_core::protocol::ServiceErrorCode;
+    match e {
+        Error::Producer(ProducerError::FragmentsLost(l)) => match &l.last {
+            Some(DropReason::Rejected(ServiceErrorCode::InvalidProducerTimestamp)) => {
+                "producer timestamps in the future are refused: give start_time= far enough in the past for what is put at once (a file: its length), or put in real time"
+            }
+            Some(DropReason::BufferFull) => {
+                "the buffer was full: raise its limits, or use wait_when_full=True so put_frame waits for ACKs"
+            }
+            _ => "see the producer's events: each refused fragment names the service's error",
+        },
+        _ => "",
+    }
+}
+
 /// Any kvs-core error as the Python exception of its kind, with what to do
 /// about it and its attributes.
 pub(crate) fn to_py(py: Python<'_>, e: impl Into<Error>) -> PyErr {
@@ -156,14 +174,17 @@ pub(crate) fn to_py(py: Python<'_>, e: impl Into<Error>) -> PyErr {
             ConnectionFailedError::new_err(e.to_string()),
             "check endpoint_url, the network and TLS",
         ),
-        (ErrorKind::Timeout, _) => (KvsTimeoutError::new_err(e.to_string()), ""),
+        (ErrorKind::Timeout, _) => (
+            KvsTimeoutError::new_err(e.to_string()),
+            "the service (or the network) is slow to answer: allow more time (finish(timeout=...), Client.producer(finish_timeout=...)); check the producer's events",
+        ),
         (ErrorKind::InvalidData | ErrorKind::InvalidFrame, _) => {
             (InvalidMediaError::new_err(e.to_string()), "")
         }
         (ErrorKind::Config, _) => (ConfigError::new_err(e.to_string()), ""),
         (ErrorKind::Lost, _) => (
             FragmentsLostError::new_err(e.to_string()),
-            "see the producer's events: a refused fragment names the service's error; for a full buffer raise its limits or use wait_when_full",
+            lost_hint(&e),
         ),
         _ => (KvsError::new_err(e.to_string()), ""),
     };

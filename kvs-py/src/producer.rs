@@ -1,7 +1,7 @@
 //! The producer for Python: track settings (`kvs.H264`, `kvs.H265`,
 //! `kvs.AAC`, `kvs.G711`) and `kvs.Producer` over kvs-core's Producer.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -143,7 +143,6 @@ pub(crate) struct Producer {
     events: Arc<tokio::sync::Mutex<Events>>,
     video: Option<u64>,
     audio: Option<u64>,
-    finished: Mutex<bool>,
 }
 
 impl Producer {
@@ -216,7 +215,6 @@ impl Producer {
             events,
             video,
             audio,
-            finished: Mutex::new(false),
         })
     }
 }
@@ -321,20 +319,11 @@ impl Producer {
     /// KvsTimeoutError naming what was not acknowledged, and
     /// FragmentsLostError when fragments were given up over the
     /// producer's life (refused by the service, or dropped from a full
-    /// buffer; each also an event).
+    /// buffer; each also an event). The producer stops either way; called
+    /// again, it raises the same at once.
     #[pyo3(signature = (timeout=30.0))]
     fn finish(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
         let t = seconds("timeout", timeout)?;
-        {
-            let mut done = self
-                .finished
-                .lock()
-                .map_err(|_| config("finish state unusable"))?;
-            if *done {
-                return Ok(());
-            }
-            *done = true;
-        }
         let p = self.inner.clone();
         wait(py, async move {
             p.finish(t).await?;
@@ -513,7 +502,22 @@ pub(crate) fn file_input(
     fps: f64,
 ) -> PyResult<kvs_core::mkv::mux::FrameInput> {
     use kvs_core::codec::annexb::VideoCodec;
-    let data = bytes::Bytes::from(std::fs::read(path)?);
+    if !(fps.is_finite() && fps > 0.0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "fps must be a number of frames a second > 0, not {fps}"
+        )));
+    }
+    let data = std::fs::read(path).map_err(|e| {
+        let msg = format!("{}: {e}", path.display());
+        match e.kind() {
+            std::io::ErrorKind::NotFound => pyo3::exceptions::PyFileNotFoundError::new_err(msg),
+            std::io::ErrorKind::PermissionDenied => {
+                pyo3::exceptions::PyPermissionError::new_err(msg)
+            }
+            _ => pyo3::exceptions::PyOSError::new_err(msg),
+        }
+    })?;
+    let data = bytes::Bytes::from(data);
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

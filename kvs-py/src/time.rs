@@ -35,13 +35,33 @@ pub(crate) fn ms_to_datetime_opt<'py>(
 /// An aware `datetime` (any zone) as a UTC instant. A naive one is refused:
 /// it names no instant.
 pub(crate) fn from_datetime(obj: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
+    if !obj.hasattr("tzinfo")? || !obj.hasattr("utcoffset")? {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "expected an aware datetime, not {}",
+            obj.get_type().name()?
+        )));
+    }
     if obj.getattr("tzinfo")?.is_none() {
         return Err(PyValueError::new_err(
             "the datetime has no time zone; give an aware one, e.g. datetime.now(timezone.utc)",
         ));
     }
-    let s: f64 = obj.call_method0("timestamp")?.extract()?;
-    seconds_since_epoch(s)
+    // Whole microseconds from the epoch (timedelta's own integers):
+    // `timestamp()`'s float can land a microsecond off, and a millisecond
+    // boundary with it.
+    let dt = obj.py().import("datetime")?;
+    let utc = dt.getattr("timezone")?.getattr("utc")?;
+    let epoch = dt
+        .getattr("datetime")?
+        .call1((1970, 1, 1, 0, 0, 0, 0, utc))?;
+    let delta = obj.call_method1("__sub__", (epoch,))?;
+    let days: i64 = delta.getattr("days")?.extract()?;
+    let secs: i64 = delta.getattr("seconds")?.extract()?;
+    let micros: i64 = delta.getattr("microseconds")?.extract()?;
+    let us = days * 86_400_000_000 + secs * 1_000_000 + micros;
+    u64::try_from(us)
+        .map(|us| UNIX_EPOCH + Duration::from_micros(us))
+        .map_err(|_| PyValueError::new_err(format!("{obj} is before 1970-01-01 UTC")))
 }
 
 /// Epoch seconds as a UTC instant (not before the epoch).

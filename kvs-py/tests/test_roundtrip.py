@@ -48,6 +48,12 @@ def test_fragments_and_an_archived_range(client, clip):
     hi = start + datetime.timedelta(seconds=5.9)
     ranged = list(client.frames("cam", start=lo, end=hi))
     assert [bytes(f.data) for f in ranged] == [avcc(au) for au, _ in clip[50:150]]
+    # A range given by listed timestamps, to the millisecond: exactly the
+    # fragments stamped within it (no microsecond lost to a float).
+    stamps = [x["producer_timestamp"] for x in listed]
+    for a, b in [(0, 1), (1, 2), (1, 3), (0, 3)]:
+        got = list(client.fragments("cam", start=stamps[a], end=stamps[b]))
+        assert [f.number for f in got] == [x["number"] for x in listed[a:b + 1]]
     # Resuming after a fragment (its number or its continuation token).
     after = list(client.frames("cam", start=fragments[1].number, idle_timeout=2))
     assert len(after) == 100

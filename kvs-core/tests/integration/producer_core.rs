@@ -380,6 +380,47 @@ fn timestamp_rules_are_enforced_when_a_frame_is_put() {
     );
 }
 
+/// Frames that could never play are refused when put: empty ones, one
+/// larger than a fragment may be, and a first H.264 key frame that is not
+/// Annex-B with its parameter sets when the track has no CodecPrivate
+/// (its fragment would be stored without one).
+#[test]
+fn frames_that_cannot_play_are_refused() {
+    use kvs_core::protocol::producer::MAX_FRAGMENT_BYTES;
+    let t0 = Instant::now();
+    let mut bare = video_track();
+    bare.codec_private = None;
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![bare], START)).unwrap();
+    let with = |payload: Payload| Frame {
+        payload,
+        ..v(0, true)
+    };
+    assert_eq!(
+        p.put_frame(with(Payload::Raw(Bytes::new())), t0),
+        Err(FrameError::Empty {
+            track: 1,
+            pts_ms: 0
+        })
+    );
+    let huge = Bytes::from(vec![0u8; MAX_FRAGMENT_BYTES + 1]);
+    assert!(matches!(
+        p.put_frame(with(Payload::Raw(huge)), t0),
+        Err(FrameError::TooLarge { track: 1, .. })
+    ));
+    let e = p
+        .put_frame(
+            with(Payload::Raw(Bytes::from_static(&[0x12, 0x34, 0x56]))),
+            t0,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, FrameError::NoCodecPrivate { track: 1, .. }),
+        "{e}"
+    );
+    // Nothing was taken.
+    assert_eq!(p.buffered_bytes(), 0);
+}
+
 #[test]
 fn a_new_connection_resends_what_was_not_acknowledged_with_a_fresh_header() {
     let t0 = Instant::now();

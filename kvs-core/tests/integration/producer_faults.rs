@@ -1144,3 +1144,54 @@ async fn a_phone_producer_starts_at_once_pauses_and_changes_networks() {
     assert!(reasons.contains(&"the network changed"), "{reasons:?}");
     assert!(reasons.contains(&"paused"), "{reasons:?}");
 }
+
+/// A `finish` that ran out of time stops the producer; asked again, it
+/// says so at once (not "done"); tags after it are refused like frames.
+#[tokio::test]
+async fn finish_again_after_a_timeout_gives_the_same_outcome() {
+    let clip = clip();
+    let ep = endpoint(Faults {
+        ack_delay: Duration::from_secs(3),
+        ..Faults::default()
+    })
+    .await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    for f in clip.frames.iter().take(200) {
+        p.put_frame(f.clone()).await.unwrap();
+    }
+    let first = p.finish(Duration::from_millis(300)).await.unwrap_err();
+    let kvs_core::producer::ProducerError::Timeout { unacked, .. } = first else {
+        panic!("{first}");
+    };
+    assert!(unacked > 0);
+    let began = std::time::Instant::now();
+    let again = p.finish(Duration::from_secs(30)).await.unwrap_err();
+    assert!(began.elapsed() < Duration::from_secs(1), "at once");
+    assert!(
+        matches!(again, kvs_core::producer::ProducerError::Timeout { unacked: u, timeout } if u == unacked && timeout == Duration::from_millis(300)),
+        "{again}"
+    );
+    assert!(matches!(
+        p.tag_next_fragment("k", "v"),
+        Err(kvs_core::producer::ProducerError::Finished)
+    ));
+}
+
+/// A consumer whose GetMedia never answers (nothing listens there) gives
+/// up with the error after its first tries rather than waiting forever.
+#[tokio::test]
+async fn a_consumer_that_never_connects_says_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = client(&format!("http://127.0.0.1:{port}"), 1);
+    let mut frames = frames_from_start(&c);
+    let got = tokio::time::timeout(Duration::from_secs(10), frames.next())
+        .await
+        .expect("an answer within the tries");
+    let e = got.expect("an item").unwrap_err();
+    assert!(e.is_retryable(), "a connection failure: {e}");
+}

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import datetime as _datetime
 import os as _os
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from . import _kvs
+
+if _TYPE_CHECKING:
+    from ._decode import DecodedFrames
 from ._kvs import (
     AAC,
     AccessDeniedError,
@@ -84,12 +88,12 @@ class Client(_kvs.Client):
     def frames(  # type: ignore[override]
         self,
         stream: str,
-        start: str | _datetime.datetime | None = None,
+        start: str | int | _datetime.datetime | None = None,
         end: _datetime.datetime | None = None,
         idle_timeout: float | None = None,
         decode: str | None = None,
         sample_fps: float | None = None,
-    ) -> _Any:
+    ) -> FrameIterator | DecodedFrames:
         """The frames of a stream, each as soon as it arrives (``for`` and
         ``async for``); ``start``, ``end`` and ``idle_timeout`` as the native
         ``Client.frames``.
@@ -125,13 +129,26 @@ class Client(_kvs.Client):
         retention_hours: int = 24,
         start_time: _datetime.datetime | None = None,
         wait_when_full: bool = False,
+        finish_timeout: float = 30.0,
     ) -> Producer:
-        """A producer of ``stream`` (see :class:`Producer`); arguments and
-        errors as the native ``Client.producer``."""
+        """A producer of ``stream`` (see :class:`Producer`): a context
+        manager that, leaving the block, waits up to ``finish_timeout``
+        seconds for every fragment's ACK. ``video``: ``kvs.H264(...)`` or
+        ``kvs.H265(...)`` (track 1); ``audio``: ``kvs.AAC(...)`` or
+        ``kvs.G711(...)`` (track 2, or 1 without video);
+        ``create_if_missing`` creates the stream with ``retention_hours``;
+        ``start_time`` (aware datetime, default now) is the producer time
+        of pts 0 — put a file faster than real time and it must lie that
+        far in the past, as the service refuses producer times ahead of its
+        clock; ``wait_when_full`` makes put_frame wait for ACKs when the
+        buffer is full instead of dropping the oldest fragment (right for
+        files). Raises NotFoundError (no stream, and not created),
+        AccessDeniedError, ConnectionFailedError, ConfigError."""
         return Producer(
             super().producer(
                 stream, video, audio, create_if_missing, retention_hours, start_time, wait_when_full
-            )
+            ),
+            finish_timeout,
         )
 
 
@@ -143,9 +160,10 @@ class Producer:
     native producer's; ``put_image`` encodes pictures to H.264 first.
     """
 
-    def __init__(self, native: _kvs.Producer) -> None:
+    def __init__(self, native: _kvs.Producer, finish_timeout: float = 30.0) -> None:
         self._native = native
         self._encoder: _Any = None
+        self._finish_timeout = finish_timeout
 
     def put_frame(
         self,
@@ -155,7 +173,19 @@ class Producer:
         track: int | None = None,
         dts: float | None = None,
     ) -> None:
-        """Puts one frame (see the native ``Producer.put_frame``)."""
+        """Puts one frame. ``data``: bytes-like — an H.264/H.265 access
+        unit (Annex-B or AVCC, told apart by its start code) or an audio
+        frame. ``pts``: seconds since the producer's start time; ``dts``:
+        the decode time when it differs (B-frames). ``key``: a key frame
+        (every audio frame is one). ``track``: 1 for video (or the only
+        track), 2 for audio beside video; default the video track.
+
+        Blocks (GIL released) only while the buffer is full with
+        ``wait_when_full``. Raises InvalidMediaError for a frame that
+        breaks the rules (empty; decode times must increase per track; a
+        key frame at least every 20 s; the first key frame Annex-B with its
+        parameter sets unless the format has them), KvsError after finish.
+        """
         self._native.put_frame(data, pts, key, track, dts)
 
     def put_image(self, image: _Any, pts: float, key_interval: float = 2.0) -> None:
@@ -183,8 +213,16 @@ class Producer:
         self._native.tag_next_fragment(name, value)
 
     def events(self, timeout: float = 0.0) -> EventIterator:
-        """The events as they come, each waited for up to ``timeout``
-        seconds (see the native ``Producer.events``)."""
+        """The producer's events as they come: an iterator of dicts with a
+        "type": "acked" (fragment_number, producer_timestamp, latency in
+        seconds, frames), "service_error" (code, name, retriable,
+        fragment_number, producer_timestamp), "fragment_dropped"
+        (producer_timestamp, frames, reason), "connected", "disconnected",
+        "reconnecting", "rotating", "leading_frames_skipped", "stats",
+        "events_lost" (at most 256 are kept unread). Each step waits up to
+        ``timeout`` seconds (GIL released); the iteration ends when none
+        comes in that time — with the default 0, once the events so far
+        are read: ``list(p.events())``."""
         return self._native.events(timeout)
 
     def finish(self, timeout: float = 30.0) -> None:
@@ -201,7 +239,7 @@ class Producer:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
-            self.finish(30.0)
+            self.finish(self._finish_timeout)
         except Exception:
             if exc_type is None:
                 raise

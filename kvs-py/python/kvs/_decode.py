@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._kvs import Frame, FrameIterator
 
 FORMATS = ("bgr24", "rgb24", "gray")
 _NS = Fraction(1, 1_000_000_000)
@@ -36,7 +39,7 @@ class Decoder:
         self.step_ns = None if sample_fps is None else int(1e9 / sample_fps)
         self.tracks: dict[int, _Track] = {}
 
-    def push(self, frame: Any) -> list[Any]:
+    def push(self, frame: Frame) -> list[Frame]:
         """Takes a frame; returns the frames now ready (video with their
         ``image`` set, audio as it is)."""
         if frame.codec not in ("h264", "h265"):
@@ -49,7 +52,7 @@ class Decoder:
             t = self.tracks[frame.track] = _Track(frame.codec, frame.codec_private)
         return out + t.push(self, frame)
 
-    def finish(self) -> list[Any]:
+    def finish(self) -> list[Frame]:
         """The pictures the decoders still hold (at the end of the input)."""
         out: list[Any] = []
         for t in self.tracks.values():
@@ -71,7 +74,7 @@ class _Track:
         self.key_interval: int | None = None
         self.next_due: int | None = None
 
-    def push(self, d: Decoder, frame: Any) -> list[Any]:
+    def push(self, d: Decoder, frame: Frame) -> list[Frame]:
         import av
 
         if frame.key:
@@ -92,7 +95,9 @@ class _Track:
             and self.key_interval <= d.step_ns
         ):
             return []
-        packet = av.Packet(frame.data)  # one copy, into FFmpeg's packet
+        # One copy, into FFmpeg's packet: PyAV takes any buffer, its stubs
+        # say bytes.
+        packet = av.Packet(frame.data)  # type: ignore[arg-type]
         packet.pts = frame.pts_ns
         packet.time_base = _NS
         self.pending[frame.pts_ns] = frame
@@ -125,16 +130,16 @@ class _Track:
 class DecodedFrames:
     """An iterator (``for`` and ``async for``) of frames with ``image`` set."""
 
-    def __init__(self, frames: Any, fmt: str, sample_fps: float | None) -> None:
+    def __init__(self, frames: FrameIterator, fmt: str, sample_fps: float | None) -> None:
         self._frames = frames
         self._decoder = Decoder(fmt, sample_fps)
-        self._ready: list[Any] = []
+        self._ready: list[Frame] = []
         self._done = False
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Frame]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> Frame:
         while not self._ready:
             if self._done:
                 raise StopIteration
@@ -147,10 +152,10 @@ class DecodedFrames:
             self._ready = self._decoder.push(frame)
         return self._ready.pop(0)
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[Frame]:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> Frame:
         while not self._ready:
             if self._done:
                 raise StopAsyncIteration

@@ -187,14 +187,14 @@ class Client:
     def frames(
         self,
         stream: str,
-        start: str | datetime.datetime | None = None,
+        start: str | int | datetime.datetime | None = None,
         end: datetime.datetime | None = None,
         idle_timeout: float | None = None,
     ) -> FrameIterator: ...
     def fragments(
         self,
         stream: str,
-        start: str | datetime.datetime | None = None,
+        start: str | int | datetime.datetime | None = None,
         end: datetime.datetime | None = None,
         idle_timeout: float | None = None,
     ) -> FragmentIterator: ...

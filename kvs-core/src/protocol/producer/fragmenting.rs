@@ -11,7 +11,18 @@ impl ProducerCore {
             return Err(FrameError::UnknownTrack(track));
         };
         let video = matches!(cfg_track.kind, TrackKind::Video { .. });
+        let parameter_sets = matches!(cfg_track.codec(), Codec::H264 | Codec::H265);
         let pts_ms = ms(frame.pts);
+        if frame.payload.is_empty() {
+            return Err(FrameError::Empty { track, pts_ms });
+        }
+        if frame.payload.len() > MAX_FRAGMENT_BYTES {
+            return Err(FrameError::TooLarge {
+                track,
+                size: frame.payload.len(),
+                limit: MAX_FRAGMENT_BYTES,
+            });
+        }
         let dts_ms = ms(frame.dts.unwrap_or(frame.pts));
         let key = frame.key || !video;
         // Before the first video key frame, or (until the first fragment
@@ -69,6 +80,16 @@ impl ProducerCore {
         let plan = match (&pending, &frame.payload, video && key) {
             (Some(sets), _, _) => self.plan_codec_private(track, sets)?,
             (None, Payload::AnnexB(p), true) => self.plan_codec_private(track, p)?,
+            (None, Payload::Raw(_), true) if parameter_sets && !self.has_codec_private(track) => {
+                // A fragment without a CodecPrivate plays nowhere.
+                return Err(FrameError::NoCodecPrivate {
+                    track,
+                    reason:
+                        "the key frame is not Annex-B with its parameter sets; give them in the \
+                             track's CodecPrivate or with set_parameter_sets"
+                            .into(),
+                });
+            }
             _ => None,
         };
         let new_header =

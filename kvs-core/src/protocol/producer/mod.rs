@@ -156,7 +156,31 @@ pub enum FrameError {
     /// The frame cannot be written.
     #[error("cannot write the frame: {0}")]
     Build(#[from] BuildError),
+    /// The frame has no bytes.
+    #[error("track {track}: frame at {pts_ms} ms is empty")]
+    Empty {
+        /// Its track.
+        track: u64,
+        /// Its presentation time since the producer's start, ms.
+        pts_ms: u64,
+    },
+    /// The frame alone is larger than a fragment may be (the service's
+    /// limit: 50 MB a fragment, KVS quotas).
+    #[error(
+        "track {track}: a {size}-byte frame exceeds the service's {limit}-byte fragment limit"
+    )]
+    TooLarge {
+        /// Its track.
+        track: u64,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
+
+/// The service's largest fragment, bytes (KVS quotas: 50 MB).
+pub const MAX_FRAGMENT_BYTES: usize = 50 * 1000 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FragState {
@@ -323,6 +347,14 @@ impl ProducerCore {
     /// the stream's retention after it started taking frames).
     pub fn set_ack_level(&mut self, level: AckLevel) {
         self.cfg.ack_level = level;
+    }
+
+    /// Whether the track has a CodecPrivate (configured, or from
+    /// parameter sets taken).
+    pub(super) fn has_codec_private(&self, track: u64) -> bool {
+        self.tracks
+            .iter()
+            .any(|t| t.number == track && t.codec_private.as_ref().is_some_and(|p| !p.is_empty()))
     }
 
     pub(super) fn is_video(&self, track: u64) -> bool {
