@@ -50,19 +50,9 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// The shared test vectors: `$KVS_VECTORS`, else `../shared/vectors`
-/// beside the repository; a missing folder fails saying where it looked.
-fn vectors() -> PathBuf {
-    let dir = std::env::var_os("KVS_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"));
-    assert!(
-        dir.join("facts.json").is_file(),
-        "the shared test vectors are not in {} (no facts.json): set KVS_VECTORS to their folder",
-        dir.display()
-    );
-    dir
-}
+#[path = "../../kvs-core/tests/integration/vectors_path.rs"]
+mod vectors_path;
+use vectors_path::vectors;
 
 /// Test clips, made once per test binary.
 struct Clips {

@@ -31,4 +31,5 @@ mod sigv4_botocore;
 mod split_invariance;
 mod support;
 mod vectors;
+mod vectors_path;
 mod wan;
