@@ -10,7 +10,8 @@ Each reader runs in a fresh process against the in-process local endpoint
 (kvs), or on the same GetMedia bytes fed as botocore hands them to it
 (1 KiB chunks; the AWS library), so peak RSS is each reader's own. Inputs:
 a 1080p H.264 stream (ffmpeg's test pattern, ~8 Mbit/s) and the bundled
-small-frame clip. Needs ffmpeg, PyAV and the kvs package.
+small-frame clip twenty times over (4,000 frames, 160 s: long enough to
+time). Needs ffmpeg, PyAV and the kvs package.
 """
 
 from __future__ import annotations
@@ -151,7 +152,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, kvs.LocalEndpoint() as ep:
         d = pathlib.Path(tmp)
         client = kvs.Client(region="us-east-1", endpoint_url=ep.endpoint_url, access_key_id="a", secret_access_key="b")
-        inputs = {"1080p": make_1080p(d, args.seconds), "small": MEDIA / "clip.h264"}
+        small = d / "small.h264"  # Annex-B streams concatenate
+        small.write_bytes((MEDIA / "clip.h264").read_bytes() * 20)
+        inputs = {"1080p": make_1080p(d, args.seconds), "small": small}
         for name, path in inputs.items():
             client.put_file(name, path)
             # The GetMedia bytes the service sends, for the AWS library.

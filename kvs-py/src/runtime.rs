@@ -58,6 +58,17 @@ where
     let rt = runtime()?;
     let deadline = limit.map(|l| Instant::now() + l);
     let mut fut = std::pin::pin!(fut);
+    // Ready at once (a frame already read ahead): no GIL release, no
+    // runtime round trip — what makes small frames cheap.
+    // (Polled in the runtime's context: timers and sockets register with it.)
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let first = {
+        let _in_runtime = rt.enter();
+        fut.as_mut().poll(&mut cx)
+    };
+    if let std::task::Poll::Ready(v) = first {
+        return Ok(Some(v));
+    }
     loop {
         let slice = match deadline {
             Some(d) => {

@@ -42,15 +42,20 @@ class Decoder:
     def push(self, frame: Frame) -> list[Frame]:
         """Takes a frame; returns the frames now ready (video with their
         ``image`` set, audio as it is)."""
-        if frame.codec not in ("h264", "h265"):
-            return [frame]
         t = self.tracks.get(frame.track)
-        out: list[Any] = []
-        if t is None or t.codec_private != frame.codec_private:
-            if t is not None:
-                out += t.flush(self)
+        if t is None:
+            if frame.codec not in ("h264", "h265"):
+                return [frame]
             t = self.tracks[frame.track] = _Track(frame.codec, frame.codec_private)
-        return out + t.push(self, frame)
+            return t.push(self, frame)
+        # A new CodecPrivate comes with a new fragment, at a key frame.
+        if frame.key:
+            private = frame.codec_private
+            if t.codec_private != private:
+                out = t.flush(self)
+                t = self.tracks[frame.track] = _Track(t.codec, private)
+                return out + t.push(self, frame)
+        return t.push(self, frame)
 
     def finish(self) -> list[Frame]:
         """The pictures the decoders still hold (at the end of the input)."""
@@ -64,6 +69,8 @@ class _Track:
     def __init__(self, codec: str, codec_private: bytes | None) -> None:
         import av
 
+        self.av: Any = av  # PyAV takes any buffer for a Packet; its stubs say bytes
+        self.codec = codec
         self.codec_private = codec_private
         self.ctx = av.CodecContext.create("h264" if codec == "h264" else "hevc", "r")
         if codec_private:
@@ -75,12 +82,11 @@ class _Track:
         self.next_due: int | None = None
 
     def push(self, d: Decoder, frame: Frame) -> list[Frame]:
-        import av
-
+        pts_ns = frame.pts_ns
         if frame.key:
-            if self.last_key is not None and frame.pts_ns > self.last_key:
-                self.key_interval = frame.pts_ns - self.last_key
-            self.last_key = frame.pts_ns
+            if self.last_key is not None and pts_ns > self.last_key:
+                self.key_interval = pts_ns - self.last_key
+            self.last_key = pts_ns
         if not self.started:
             if not frame.key:
                 return []  # started inside a GOP: nothing decodes before a key frame
@@ -95,12 +101,11 @@ class _Track:
             and self.key_interval <= d.step_ns
         ):
             return []
-        # One copy, into FFmpeg's packet: PyAV takes any buffer, its stubs
-        # say bytes.
-        packet = av.Packet(frame.data)  # type: ignore[arg-type]
-        packet.pts = frame.pts_ns
+        # One copy, into FFmpeg's packet.
+        packet = self.av.Packet(frame.data)
+        packet.pts = pts_ns
         packet.time_base = _NS
-        self.pending[frame.pts_ns] = frame
+        self.pending[pts_ns] = frame
         return self._pictures(d, self.ctx.decode(packet))
 
     def flush(self, d: Decoder) -> list[Any]:
