@@ -1072,3 +1072,73 @@ mod late_errors {
         }
     }
 }
+
+/// Parameter sets given apart (a phone encoder's format description) with
+/// AVCC frames that carry none: the first set makes the first header; a
+/// new one, given mid-stream, applies at the next key frame — a new
+/// fragment under a new header — and not before.
+#[test]
+fn parameter_sets_given_apart_apply_at_the_next_key_frame() {
+    let t0 = Instant::now();
+    let mut track = video_track();
+    track.codec_private = None;
+    let mut p = ProducerCore::new(ProducerConfig::new(vec![track], START)).unwrap();
+    let sps_a = Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0x95, 0xa0, 0x50, 0x7e, 0x40]);
+    let sps_b = Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28, 0x95, 0xa0, 0x1e, 0x00, 0x89, 0x10]);
+    let pps = Bytes::from_static(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]); // Annex-B form too
+    let avcc = |nal: &[u8]| {
+        let mut v = (nal.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(nal);
+        Bytes::from(v)
+    };
+    let frame = |i: u64, key: bool| Frame {
+        track: 1,
+        pts: Duration::from_millis(i * 40),
+        dts: None,
+        key,
+        payload: Payload::Raw(avcc(&[if key { 0x65 } else { 0x41 }, 0x88, i as u8])),
+    };
+    // AVCC without sets: refused until they are given.
+    assert!(matches!(
+        p.put_frame(frame(0, true), t0),
+        Err(FrameError::NoCodecPrivate { .. })
+    ));
+    p.set_parameter_sets(1, &[sps_a.clone(), pps.clone()])
+        .unwrap();
+    for i in 0..50 {
+        if i == 10 {
+            // Mid-GOP: waits for the key frame at 25.
+            p.set_parameter_sets(1, &[sps_b.clone(), pps.clone()])
+                .unwrap();
+        }
+        p.put_frame(frame(i, i % 25 == 0), t0).unwrap();
+    }
+    p.flush(t0).unwrap();
+    let mut svc = Service::new();
+    let c1 = p.connected(t0);
+    pump(&mut p, c1, &mut svc, t0);
+    assert_eq!(
+        svc.stored.len(),
+        1,
+        "the first fragment under the first header"
+    );
+    assert!(events(&mut p).contains(&ProducerEvent::Rotating {
+        reason: RotationReason::NewHeader
+    }));
+    p.disconnected("rotated");
+    let mut svc2 = Service::new();
+    let c2 = p.connected(t0);
+    pump(&mut p, c2, &mut svc2, t0);
+    assert_eq!(svc2.stored.len(), 1);
+    let first = |svc: &Service| {
+        let mut asm = FragmentAssembler::default();
+        asm.push(Bytes::from(svc.bytes.clone()));
+        asm.finish();
+        asm.next_fragment().unwrap().unwrap()
+    };
+    let (f1, f2) = (first(&svc), first(&svc2));
+    assert_eq!(f1.tracks[0].codec_private.as_ref().unwrap()[3], 0x1e);
+    assert_eq!(f2.tracks[0].codec_private.as_ref().unwrap()[3], 0x28);
+    // The new sets did not cut the first GOP.
+    assert_eq!((f1.frames.len(), f2.frames.len()), (25, 25));
+}

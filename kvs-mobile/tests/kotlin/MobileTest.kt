@@ -157,6 +157,7 @@ fun phone(media: String, style: EncoderStyle, faults: List<String>, case: String
     check("$case: finish reports every frame delivered",
         report.deliveredFrames == n.toULong() && report.droppedFragments == 0uL && report.unacknowledgedFragments == 0uL) { "$report" }
     check("$case: ACKs came", rec.acks.size >= 4) { "${rec.acks.size}" }
+    check("$case: figures each second", rec.stats.get() >= 1) { "${rec.stats.get()}" }
     // JNA names the library's thread as it attaches it to the JVM.
     check("$case: callbacks never on the caller's thread",
         rec.threads.isNotEmpty() && rec.threads.none { it == caller }) { "${rec.threads.toSet()}" }
