@@ -115,6 +115,19 @@ impl Events {
 
     /// The next event if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<ProducerEvent> {
+        // A `recv` left unfinished (dropped by a `select!`) holds the
+        // receiver: look through it.
+        if let Some(fut) = self.pending.as_mut() {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            return match fut.as_mut().poll(&mut cx) {
+                Poll::Ready((r, rx)) => {
+                    self.pending = None;
+                    self.rx = Some(rx);
+                    event_of(r)
+                }
+                Poll::Pending => None,
+            };
+        }
         let rx = self.rx.as_mut()?;
         match rx.try_recv() {
             Ok(e) => Some(e),
@@ -376,6 +389,9 @@ impl ProducerBuilder {
         if self.tracks.is_empty() {
             return Err(ProducerError::Config("no tracks".into()));
         }
+        if let StreamId::Name(n) = &self.stream {
+            check_stream_name(n)?;
+        }
         self.launch(None)
     }
 
@@ -435,6 +451,22 @@ impl ProducerBuilder {
             shared,
             driver: Arc::new(Mutex::new(Some(driver))),
         })
+    }
+}
+
+/// A stream name as the API model takes it (`StreamName`: 1 to 256 of
+/// `[a-zA-Z0-9_.-]`), checked before any call: the service would refuse
+/// it with InvalidArgumentException on every try.
+fn check_stream_name(n: &str) -> Result<(), ProducerError> {
+    let ok = (1..=256).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProducerError::Config(format!(
+            "stream name {n:?}: 1 to 256 letters, digits, '_', '.' or '-' (the API model's StreamName)"
+        )))
     }
 }
 
@@ -844,6 +876,13 @@ impl Producer {
         track: u64,
         sets: &[bytes::Bytes],
     ) -> Result<(), ProducerError> {
+        if self
+            .shared
+            .finishing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(ProducerError::Finished);
+        }
         self.shared
             .core()
             .set_parameter_sets(track, sets)
@@ -863,7 +902,8 @@ impl Producer {
     /// No connection until [`Self::resume`] (an app sent to the
     /// background): the connection ends (its last ACKs waited for up to
     /// 2 s); frames are still taken into the buffer, within its limits
-    /// and pressure policy, and sent on resume.
+    /// and pressure policy, and sent on resume — or on [`Self::finish`],
+    /// which connects again to deliver them.
     pub fn pause(&self) {
         self.shared
             .paused
@@ -926,6 +966,10 @@ impl Producer {
         self.shared
             .finishing
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // What is buffered goes out: a paused producer connects again.
+        self.shared
+            .paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.shared.work.notify_one();
         let wait = async {
             loop {
@@ -1062,12 +1106,14 @@ async fn drive(
                     if shared.past_grace() {
                         return;
                     }
-                    let delay = next_try(
-                        &shared,
-                        reconnect,
-                        &mut attempt,
-                        format!("stream lookup: {e}"),
-                    );
+                    let delay = reconnect.delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    let _ = shared.events.send(ProducerEvent::StreamLookupFailed {
+                        error: e.to_string(),
+                        code: e.service_code().map(|c| c.name().to_owned()),
+                        retriable: e.is_retryable(),
+                        delay,
+                    });
                     let work = shared.work.notified();
                     // A network change cuts the wait short.
                     let _ = tokio::time::timeout(delay, work).await;
@@ -1304,5 +1350,31 @@ async fn run_connection(
                 shared.publish(&mut core);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod events_tests {
+    use super::*;
+
+    /// An event sent after a `recv` was left unfinished (a `select!` took
+    /// another branch) is still there for `try_recv` and for `recv`.
+    #[tokio::test]
+    async fn try_recv_sees_past_an_unfinished_recv() {
+        let (tx, rx) = broadcast::channel(8);
+        let mut events = Events {
+            rx: Some(rx),
+            pending: None,
+        };
+        let quiet = tokio::time::timeout(Duration::from_millis(10), events.recv()).await;
+        assert!(quiet.is_err(), "nothing yet");
+        let e = |missed| ProducerEvent::EventsLost { missed };
+        tx.send(e(1)).unwrap();
+        tx.send(e(2)).unwrap();
+        assert_eq!(events.try_recv(), Some(e(1)));
+        assert_eq!(events.recv().await, Some(e(2)));
+        assert_eq!(events.try_recv(), None);
+        drop(tx);
+        assert_eq!(events.recv().await, None);
     }
 }

@@ -37,7 +37,7 @@ pub trait CredentialsProvider: Send + Sync {
 
 /// A [`CredentialsProvider`] as kvs-core's [`ProvideCredentials`].
 #[derive(Clone)]
-struct Foreign(Arc<dyn CredentialsProvider>);
+struct Foreign(crate::foreign::Foreign<dyn CredentialsProvider>);
 
 impl std::fmt::Debug for Foreign {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,5 +72,5 @@ impl ProvideCredentials for Foreign {
 
 /// The app's provider, cached.
 pub(crate) fn provider(p: Arc<dyn CredentialsProvider>) -> impl ProvideCredentials + 'static {
-    CachedCredentials::new(Foreign(p))
+    CachedCredentials::new(Foreign(crate::foreign::Foreign::new(p)))
 }

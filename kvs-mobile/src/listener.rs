@@ -6,6 +6,8 @@ use std::time::UNIX_EPOCH;
 
 use kvs_core::producer::{Events, ProducerEvent};
 
+use crate::foreign::Foreign;
+
 /// A fragment the service acknowledged.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct FragmentAck {
@@ -63,19 +65,86 @@ pub trait ProducerListener: Send + Sync {
     fn on_stats(&self, stats: ProducerStats);
 }
 
-/// Calls `listener` for each event until the producer is gone.
-pub(crate) fn pump(mut events: Events, listener: Arc<dyn ProducerListener>) {
+/// The thread that calls the listener, and how to stop it.
+pub(crate) struct Pump {
+    stop: Arc<tokio::sync::Notify>,
+    /// Told when the thread has delivered the last event and ended.
+    ended: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+/// Calls `listener` for each event, on a thread of the library's own,
+/// until [`Pump::drain`], [`Pump`]'s drop or the producer's end. A
+/// callback that throws is logged and the next events still come.
+pub(crate) fn pump(mut events: Events, listener: Arc<dyn ProducerListener>) -> Pump {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    let listener = Foreign::new(listener);
+    let stopped = stop.clone();
     let run = move || {
+        crate::foreign::mark_ours();
         let rt = crate::runtime();
-        while let Some(e) = rt.block_on(events.recv()) {
-            deliver(&*listener, e);
+        let call = |e| {
+            let call = std::panic::AssertUnwindSafe(|| deliver(&*listener, e));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::warn!("a ProducerListener callback failed; the next events still come");
+            }
+        };
+        loop {
+            let next = rt.block_on(async {
+                tokio::select! {
+                    e = events.recv() => Some(e),
+                    () = stopped.notified() => None,
+                }
+            });
+            match next {
+                Some(Some(e)) => call(e),
+                Some(None) => break,
+                // Asked to stop: what was sent before is still delivered.
+                None => {
+                    while let Some(e) = events.try_recv() {
+                        call(e);
+                    }
+                    break;
+                }
+            }
         }
+        let _ = ended_tx.send(());
     };
     if let Err(e) = std::thread::Builder::new()
         .name("kvs-listener".into())
         .spawn(run)
     {
         tracing::error!(error = %e, "no thread for the producer's listener");
+    }
+    Pump {
+        stop,
+        ended: std::sync::Mutex::new(Some(ended)),
+    }
+}
+
+impl Pump {
+    /// A future (run it on the library's runtime) that, when run, has the
+    /// thread deliver the events sent so far and end: no callback comes
+    /// after it resolves (unless a callback takes longer than 2 s).
+    pub(crate) fn drain(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let stop = self.stop.clone();
+        let ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        async move {
+            stop.notify_one();
+            if let Some(ended) = ended {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ended).await;
+            }
+        }
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.stop.notify_one();
     }
 }
 
@@ -117,6 +186,16 @@ fn deliver(l: &dyn ProducerListener, e: ProducerEvent) {
             l.on_connection_state(ConnectionState::Reconnecting);
             l.on_error("CONNECTION".into(), true, error);
         }
+        ProducerEvent::StreamLookupFailed {
+            error,
+            code,
+            retriable,
+            ..
+        } => l.on_error(
+            code.unwrap_or_else(|| "CONNECTION".into()),
+            retriable,
+            format!("stream lookup: {error}"),
+        ),
         ProducerEvent::Stats {
             buffered_bytes,
             buffered_duration,

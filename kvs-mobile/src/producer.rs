@@ -13,7 +13,7 @@ use kvs_core::producer::{Frame, Producer, PutOutcome};
 use crate::config::{NalFormat, ProducerConfig, AUDIO, VIDEO};
 use crate::credentials::{provider, CredentialsProvider};
 use crate::errors::KvsError;
-use crate::listener::{pump, ProducerListener};
+use crate::listener::{pump, ProducerListener, Pump};
 
 /// What `finish` delivered and gave up.
 #[derive(Debug, Clone, uniffi::Record)]
@@ -46,6 +46,9 @@ pub struct KvsProducer {
     origin_us: Mutex<Option<i64>>,
     /// What the last `finish` reported.
     finished: Mutex<Option<FinishReport>>,
+    /// The listener's thread (stopped, and the listener released on the
+    /// dropping thread, when the producer is dropped).
+    pump: Pump,
 }
 
 impl std::fmt::Debug for KvsProducer {
@@ -68,6 +71,7 @@ impl KvsProducer {
         credentials: Arc<dyn CredentialsProvider>,
         listener: Arc<dyn ProducerListener>,
     ) -> Result<Arc<Self>, KvsError> {
+        crate::foreign::release_pending();
         let rt = crate::runtime();
         let (tracks, sets) = config.tracks()?;
         let mut cfg = ClientConfig::new(config.region.clone(), provider(credentials))
@@ -108,7 +112,7 @@ impl KvsProducer {
         if !sets.is_empty() {
             inner.set_parameter_sets(VIDEO, &sets)?;
         }
-        pump(inner.subscribe(), listener);
+        let pump = pump(inner.subscribe(), listener);
         Ok(Arc::new(Self {
             inner,
             client,
@@ -117,6 +121,7 @@ impl KvsProducer {
             made: Instant::now(),
             origin_us: Mutex::new(None),
             finished: Mutex::new(None),
+            pump,
         }))
     }
 
@@ -138,9 +143,14 @@ impl KvsProducer {
         is_key: bool,
     ) -> Result<(), KvsError> {
         let data = Bytes::from(data);
+        let declared = |r: Result<Payload, kvs_core::codec::CodecError>, what: &str| {
+            r.map_err(|e| KvsError::InvalidFrame {
+                detail: format!("a frame declared {what}: {e}"),
+            })
+        };
         let payload = match self.nal {
-            NalFormat::AnnexB => Payload::AnnexB(data),
-            NalFormat::Avcc => Payload::Raw(data),
+            NalFormat::AnnexB => declared(Payload::annexb(data), "Annex-B")?,
+            NalFormat::Avcc => declared(Payload::avcc(data), "AVCC (4-byte lengths)")?,
             NalFormat::Detect => Payload::video(data),
         };
         let pts = self.producer_time(pts_us)?;
@@ -207,19 +217,26 @@ impl KvsProducer {
     }
 
     /// Closes the open fragment and waits, at most `timeout_ms`, until
-    /// every fragment is acknowledged; then the producer stops. Returns
-    /// what was delivered and what was given up (fragments still
-    /// unacknowledged when the time ran out are given up). A second call
-    /// returns the first's report.
+    /// every fragment is acknowledged (a paused producer connects again
+    /// for it); then the producer stops. The listener has heard every
+    /// event (each ACK) when it returns, and hears none after. Returns what was delivered and
+    /// what was given up (fragments still unacknowledged when the time ran
+    /// out are given up: they may or may not have been stored). A second
+    /// call returns the first's report.
     pub async fn finish(&self, timeout_ms: u64) -> FinishReport {
         if let Some(r) = self.lock_finished().clone() {
             return r;
         }
         let p = self.inner.clone();
         let t = Duration::from_millis(timeout_ms);
-        let ended = crate::runtime()
-            .spawn(async move { p.finish(t).await })
-            .await;
+        // Every event of the producer heard before this returns; none after.
+        let drained = self.pump.drain();
+        let ended = crate::on_runtime(async move {
+            let r = p.finish(t).await;
+            drained.await;
+            r
+        })
+        .await;
         let unacked = match ended {
             Ok(Err(kvs_core::producer::ProducerError::Timeout { unacked, .. })) => unacked,
             _ => 0,
@@ -234,11 +251,14 @@ impl KvsProducer {
             unacknowledged_fragments: unacked as u64,
         };
         *self.lock_finished() = Some(r.clone());
+        crate::foreign::release_pending();
         r
     }
 
-    /// Stops at once: what is buffered is given up, no more frames are
-    /// taken. (Not `close`: UniFFI's Kotlin objects have their own.)
+    /// Stops at once: no more frames are taken and nothing more is sent or
+    /// waited for; what was sent but not yet acknowledged may or may not
+    /// have been stored. (Not `close`: UniFFI's Kotlin objects have their
+    /// own, which releases the object.)
     pub fn shutdown(&self) {
         let p = self.inner.clone();
         crate::runtime().spawn(async move { p.finish(Duration::ZERO).await });
@@ -266,16 +286,21 @@ impl KvsProducer {
                 ..StreamingSessionOptions::default()
             }
         };
-        let url = crate::runtime()
-            .spawn(async move {
-                c.get_hls_streaming_session_url(stream.as_str(), &opts)
-                    .await
-            })
-            .await
-            .map_err(|e| KvsError::Connection {
-                detail: e.to_string(),
-            })??;
+        let url = crate::on_runtime(async move {
+            c.get_hls_streaming_session_url(stream.as_str(), &opts)
+                .await
+        })
+        .await
+        .map_err(|e| KvsError::Connection {
+            detail: e.to_string(),
+        })??;
         Ok(url)
+    }
+}
+
+impl Drop for KvsProducer {
+    fn drop(&mut self) {
+        crate::foreign::release_pending();
     }
 }
 
@@ -293,10 +318,11 @@ impl KvsProducer {
             .origin_us
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_or_insert_with(|| us - self.made.elapsed().as_micros() as i64);
-        u64::try_from(us - origin)
+            .get_or_insert_with(|| us.saturating_sub(self.made.elapsed().as_micros() as i64));
+        us.checked_sub(origin)
+            .and_then(|d| u64::try_from(d).ok())
             .map(Duration::from_micros)
-            .map_err(|_| KvsError::InvalidFrame {
+            .ok_or_else(|| KvsError::InvalidFrame {
                 detail: format!(
                     "timestamp {us} µs lies before the producer's start in the encoder's clock ({origin} µs)"
                 ),

@@ -350,7 +350,7 @@ impl KvsClient {
             .credentials
             .provide_credentials()
             .await
-            .map_err(|e| ClientError::Credentials(e.to_string()))
+            .map_err(|e| ClientError::Credentials(super::http::error_chain(&e)))
     }
 
     /// A POST request builder signed with these credentials.

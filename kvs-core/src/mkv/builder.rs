@@ -332,6 +332,40 @@ impl Payload {
         }
     }
 
+    /// An access unit declared Annex-B (Android MediaCodec's output),
+    /// checked: it must start with a start code (ITU-T H.264 Annex B).
+    /// Errors: [`crate::codec::CodecError::NotAnnexB`] (AVCC given as
+    /// Annex-B, say), [`crate::codec::CodecError::Missing`] for no bytes.
+    pub fn annexb(data: Bytes) -> Result<Self, crate::codec::CodecError> {
+        if data.is_empty() {
+            return Err(crate::codec::CodecError::Missing("access unit"));
+        }
+        if !crate::codec::annexb::is_annexb(&data) {
+            return Err(crate::codec::CodecError::NotAnnexB);
+        }
+        Ok(Self::AnnexB(data))
+    }
+
+    /// An access unit declared AVCC with 4-byte lengths (iOS
+    /// VideoToolbox's output), checked: the lengths must cover it exactly
+    /// (ISO/IEC 14496-15 §5.3.2). Errors:
+    /// [`crate::codec::CodecError::BadLength`] (Annex-B given as AVCC, a
+    /// cut buffer), [`crate::codec::CodecError::Missing`] for no bytes.
+    pub fn avcc(data: Bytes) -> Result<Self, crate::codec::CodecError> {
+        if data.is_empty() {
+            return Err(crate::codec::CodecError::Missing("access unit"));
+        }
+        let nals = crate::codec::annexb::avcc_nals(&data, 4)?;
+        if nals.iter().any(Bytes::is_empty) {
+            return Err(crate::codec::CodecError::BadLength {
+                offset: 0,
+                len: 0,
+                available: data.len(),
+            });
+        }
+        Ok(Self::Raw(data))
+    }
+
     /// Bytes as the application gave them.
     pub fn len(&self) -> usize {
         match self {
@@ -819,5 +853,38 @@ mod tests {
         ));
         assert!(validate_tags(&[tag("AWS_KINESISVIDEO_END_OF_FRAGMENT", "")]).is_ok());
         assert!(validate_tags(&[tag("aws_lowercase_is_fine", "")]).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod declared_format_tests {
+    use super::Payload;
+    use crate::codec::CodecError;
+    use bytes::Bytes;
+
+    /// A frame declared in one framing but given in the other is refused,
+    /// not stored corrupt.
+    #[test]
+    fn declared_framing_is_checked() {
+        let annexb = Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88, 0x84, 0, 0, 1, 0x65, 0x11]);
+        let avcc = Bytes::from_static(&[0, 0, 0, 3, 0x65, 0x88, 0x84, 0, 0, 0, 2, 0x65, 0x11]);
+        assert_eq!(
+            Payload::annexb(annexb.clone()),
+            Ok(Payload::AnnexB(annexb.clone()))
+        );
+        assert_eq!(Payload::avcc(avcc.clone()), Ok(Payload::Raw(avcc.clone())));
+        assert_eq!(Payload::annexb(avcc), Err(CodecError::NotAnnexB));
+        assert!(matches!(
+            Payload::avcc(annexb),
+            Err(CodecError::BadLength { .. })
+        ));
+        assert!(matches!(
+            Payload::avcc(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1, 0x65])),
+            Err(CodecError::BadLength { .. })
+        ));
+        assert_eq!(
+            Payload::annexb(Bytes::new()),
+            Err(CodecError::Missing("access unit"))
+        );
     }
 }

@@ -32,9 +32,11 @@ class Recorder : ProducerListener {
     val errors = ConcurrentLinkedQueue<String>()
     val dropped = AtomicInteger()
     val stats = AtomicInteger()
+    val log = ConcurrentLinkedQueue<String>()
 
     override fun onAck(fragment: FragmentAck, latencyMs: ULong) {
         threads.add(Thread.currentThread().name)
+        log.add("ack ${fragment.producerTimestampMs}")
         acks.add(fragment)
     }
 
@@ -44,15 +46,18 @@ class Recorder : ProducerListener {
     }
 
     override fun onFragmentDropped(reason: String, frames: ULong) {
+        log.add("dropped $frames $reason")
         dropped.incrementAndGet()
     }
 
     override fun onConnectionState(state: ConnectionState) {
         threads.add(Thread.currentThread().name)
+        log.add("$state")
         states.add(state)
     }
 
     override fun onStats(stats: ProducerStats) {
+        log.add("stats ${stats.bufferedFragments}")
         this.stats.incrementAndGet()
     }
 }
@@ -156,7 +161,11 @@ fun phone(media: String, style: EncoderStyle, faults: List<String>, case: String
     val report = runBlocking { p.finish(20_000uL) }
     check("$case: finish reports every frame delivered",
         report.deliveredFrames == n.toULong() && report.droppedFragments == 0uL && report.unacknowledgedFragments == 0uL) { "$report" }
-    check("$case: ACKs came", rec.acks.size >= 4) { "${rec.acks.size}" }
+    // finish returns once the listener has heard every event.
+    check("$case: every ACK heard by the time finish returns",
+        rec.acks.size.toULong() == report.deliveredFragments && rec.acks.size >= 4) {
+        "${rec.acks.size} of ${report.deliveredFragments}: ${rec.acks.map { it.producerTimestampMs }} ${rec.log} ${rec.errors}"
+    }
     check("$case: figures each second", rec.stats.get() >= 1) { "${rec.stats.get()}" }
     // JNA names the library's thread as it attaches it to the JVM.
     check("$case: callbacks never on the caller's thread",

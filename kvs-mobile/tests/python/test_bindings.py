@@ -47,13 +47,13 @@ class Keys(km.CredentialsProvider):
                                        session_token=None, expiration_ms=None)
 
 
-def config(stream, url, clip):
+def config(stream, url, clip, audio=True):
     return km.ProducerConfig(
         stream_name=stream, region="us-east-1", endpoint_url=url,
         video=km.VideoFormat(codec=km.VideoCodec.H264, width=640, height=360,
                              parameter_sets=clip.parameter_sets, nal_format=km.NalFormat.AVCC),
         audio=km.AudioFormat.AAC(sample_rate=clip.sample_rate, channels=clip.channels,
-                                 audio_specific_config=None),
+                                 audio_specific_config=None) if audio else None,
         max_buffer_bytes=0, max_buffer_duration_ms=0, create_if_missing=True, retention_hours=1)
 
 
@@ -102,4 +102,66 @@ def test_rules_are_typed_errors(endpoint):
     bad = config("py-rules", "not a url", clip)
     with pytest.raises(km.KvsError.Config):
         km.KvsProducer(bad, Keys(), Recorder())
+    for name in ("", "with space", "ü-stream", "x" * 257):
+        with pytest.raises(km.KvsError.Config, match="stream name"):
+            km.KvsProducer(config(name, endpoint.url(), clip), Keys(), Recorder())
+    with pytest.raises(km.KvsError.InvalidFrame, match="SPS"):
+        p.set_video_parameter_sets([b"\x01\x02\x03"])
     asyncio.run(p.finish(1_000))
+
+
+def test_declared_framing_is_checked_when_put(endpoint):
+    clip = km.test_clip(MEDIA, km.EncoderStyle.MEDIA_CODEC)  # Annex-B frames
+    p = km.KvsProducer(config("py-framing", endpoint.url(), clip), Keys(), Recorder())  # declares AVCC
+    with pytest.raises(km.KvsError.InvalidFrame, match="AVCC"):
+        p.put_video_frame(clip.video[0].data, 0, None, True)
+    with pytest.raises(km.KvsError.InvalidFrame):
+        p.put_video_frame(clip.video[0].data, -2**63, None, True)  # no overflow either
+    asyncio.run(p.finish(1_000))
+    with pytest.raises(km.KvsError.Finished):
+        p.set_video_parameter_sets(clip.parameter_sets)
+
+
+class Throwing(Recorder):
+    """Throws from every state callback; ACKs are still recorded."""
+
+    def on_connection_state(self, state):
+        raise RuntimeError("the app's callback failed")
+
+
+def test_a_listener_that_throws_still_hears_what_follows(endpoint):
+    clip = km.test_clip(MEDIA, km.EncoderStyle.VIDEO_TOOLBOX)
+    rec = Throwing()
+    p = km.KvsProducer(config("py-throws", endpoint.url(), clip, audio=False), Keys(), rec)
+    for f in clip.video:
+        p.put_video_frame(f.data, f.pts_us, None, f.key)
+    report = asyncio.run(p.finish(20_000))
+    assert report.delivered_frames == len(clip.video)
+    # Heard before finish returned (each failure is also reported on
+    # stderr by Rust's panic hook).
+    assert len(rec.acks) == report.delivered_fragments >= 4
+
+
+def test_a_program_that_exits_after_finish_exits_cleanly(endpoint, tmp_path):
+    # No del: the interpreter shuts down with the finished producer and its
+    # listener still referenced, and must not abort (five runs: a race
+    # would show).
+    script = tmp_path / "exit.py"
+    script.write_text(f"""
+import sys
+sys.path.insert(0, {os.environ['KVS_MOBILE_BINDINGS']!r})
+sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
+import asyncio, kvs_mobile as km
+from test_bindings import Recorder, Keys, config, MEDIA
+clip = km.test_clip(MEDIA, km.EncoderStyle.VIDEO_TOOLBOX)
+p = km.KvsProducer(config("py-exit", {endpoint.url()!r}, clip, audio=False), Keys(), Recorder())
+for f in clip.video[:60]:
+    p.put_video_frame(f.data, f.pts_us, None, f.key)
+asyncio.run(p.finish(10_000))
+print("done")
+""")
+    import subprocess
+
+    for _ in range(5):
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stdout.strip()) == (0, "done"), r.stderr[-2000:]

@@ -112,6 +112,22 @@ pub enum ProducerEvent {
         /// What failed.
         error: String,
     },
+    /// The stream could not be looked up (or created) by a producer
+    /// started without waiting (`ProducerBuilder::start`); it tries again
+    /// after `delay`, for good — credentials may be renewed, the network
+    /// may come back — but `retriable == false` says the service refused
+    /// (a bad stream name, credentials it does not take) and will again
+    /// unless something changes.
+    StreamLookupFailed {
+        /// What failed.
+        error: String,
+        /// The service's exception name, when it answered with one.
+        code: Option<String>,
+        /// Whether trying again can work as things are.
+        retriable: bool,
+        /// The wait before the next try.
+        delay: Duration,
+    },
     /// A subscriber fell more than its backlog behind: this many events
     /// were lost to it (from the async producer's event stream).
     EventsLost {

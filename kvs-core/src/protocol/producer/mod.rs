@@ -156,6 +156,16 @@ pub enum FrameError {
     /// The frame cannot be written.
     #[error("cannot write the frame: {0}")]
     Build(#[from] BuildError),
+    /// Parameter sets given apart from the frames that cannot be used.
+    #[error("track {track}: the parameter sets given cannot be used: {reason} ({expected})")]
+    BadParameterSets {
+        /// The track.
+        track: u64,
+        /// Why.
+        reason: String,
+        /// What the track takes.
+        expected: &'static str,
+    },
     /// The frame has no bytes.
     #[error("track {track}: frame at {pts_ms} ms is empty")]
     Empty {

@@ -124,9 +124,9 @@ impl ProducerCore {
     /// `avcC`/`hvcC`).
     ///
     /// Errors: [`FrameError::UnknownTrack`] for a track not configured,
-    /// [`FrameError::NoCodecPrivate`] for a track that is not H.264/H.265
+    /// [`FrameError::BadParameterSets`] for a track that is not H.264/H.265
     /// video or sets that give no CodecPrivate (no SPS/PPS, an SPS that
-    /// does not parse) — nothing changes then.
+    /// does not parse, another codec's sets) — nothing changes then.
     pub fn set_parameter_sets(&mut self, track: u64, sets: &[Bytes]) -> Result<(), FrameError> {
         let Some(t) = self.tracks.iter().find(|t| t.number == track) else {
             return Err(FrameError::UnknownTrack(track));
@@ -140,27 +140,35 @@ impl ProducerCore {
             blob.extend_from_slice(s);
         }
         let blob = Bytes::from(blob);
-        let check = match t.codec() {
+        let (check, expected) = match t.codec() {
             Codec::H264 => {
                 let mut p = h264::ParameterSets::default();
                 p.collect_annexb(&blob);
-                p.codec_private().map(drop)
+                (
+                    p.codec_private().map(drop),
+                    "an H.264 track takes an SPS and a PPS",
+                )
             }
             Codec::H265 => {
                 let mut p = h265::ParameterSets::default();
                 p.collect_annexb(&blob);
-                p.codec_private().map(drop)
+                (
+                    p.codec_private().map(drop),
+                    "an H.265 track takes a VPS, an SPS and a PPS",
+                )
             }
             _ => {
-                return Err(FrameError::NoCodecPrivate {
+                return Err(FrameError::BadParameterSets {
                     track,
-                    reason: "parameter sets are for H.264/H.265 video tracks".into(),
+                    reason: "the track is not H.264/H.265 video".into(),
+                    expected: "parameter sets are for H.264/H.265 video tracks",
                 })
             }
         };
-        check.map_err(|e| FrameError::NoCodecPrivate {
+        check.map_err(|e| FrameError::BadParameterSets {
             track,
             reason: e.to_string(),
+            expected,
         })?;
         self.pending_sets.retain(|(n, _)| *n != track);
         self.pending_sets.push((track, blob));
