@@ -161,9 +161,9 @@ impl PutMediaSession {
     /// Cuts the connection without ending the body: the service sees a
     /// broken upload, so a fragment it was in the middle of is not taken
     /// as whole (a body that ends cleanly inside a Cluster would end that
-    /// fragment there, an inference: the local endpoint does so). What this connection sent but did not get
-    /// acknowledged must be sent again. Dropping a session that was not
-    /// finished does this too.
+    /// fragment there — an inference; the local endpoint does so). What
+    /// this connection sent but did not get acknowledged must be sent
+    /// again. Dropping a session that was not finished does this too.
     pub fn abandon(&mut self) {
         if let Some(a) = self.abort.take() {
             let _ = a.send(());
