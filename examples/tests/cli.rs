@@ -1058,6 +1058,33 @@ fn the_tool_tells_the_truth() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
+    // A put to a stream that does not exist says how to create it, on the
+    // same endpoint.
+    let r = kvs_on(
+        &url,
+        &dir,
+        &[
+            "put".as_ref(),
+            "--stream".as_ref(),
+            "absent".as_ref(),
+            clip.as_os_str(),
+        ],
+    );
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains(&format!("kvs create-stream absent --endpoint {url}")),
+        "{err}"
+    );
+    // A negative number is a value to refuse, not a flag.
+    let r = kvs(&["latency".as_ref(), "--seconds".as_ref(), "-1".as_ref()]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("must be positive"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
     // `kvs get` of a stream with nothing in it, or of no stream: a reason,
     // a non-zero exit, and no empty file left behind.
     assert!(

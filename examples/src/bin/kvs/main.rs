@@ -100,10 +100,10 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         streams: usize,
         /// Bitrate of each, Mbit/s.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
         bitrate: f64,
         /// Streaming time, seconds.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 10.0)]
         seconds: f64,
     },
     /// Frame latency from put_frame to a live consumer over the in-process
@@ -111,13 +111,13 @@ enum Cmd {
     /// fragment by fragment, p50/p99 in ms.
     Latency {
         /// Streaming time, seconds.
-        #[arg(long, default_value_t = 20.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 20.0)]
         seconds: f64,
         /// With an AAC track beside the video.
         #[arg(long)]
         audio: bool,
         /// Video bitrate, Mbit/s.
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 2.0)]
         bitrate: f64,
     },
     /// Summarise a Matroska file (GetMedia output, a PutMedia body, any MKV/WebM).
@@ -136,7 +136,7 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
         /// Frames per second of the video.
-        #[arg(long, default_value_t = 25.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 25.0)]
         fps: f64,
         /// ADTS AAC audio to interleave.
         #[arg(long)]
@@ -165,7 +165,7 @@ enum Cmd {
         /// The file.
         file: PathBuf,
         /// Frame rate of an elementary-stream input.
-        #[arg(long, default_value_t = 25.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 25.0)]
         fps: f64,
         /// ADTS AAC audio to interleave with an elementary-stream input.
         #[arg(long)]
@@ -208,10 +208,10 @@ enum Cmd {
         #[arg(long)]
         stream: String,
         /// Range start, epoch seconds (with --to).
-        #[arg(long, requires = "to")]
+        #[arg(long, allow_negative_numbers = true, requires = "to")]
         from: Option<f64>,
         /// Range end, epoch seconds (with --from).
-        #[arg(long, requires = "from")]
+        #[arg(long, allow_negative_numbers = true, requires = "from")]
         to: Option<f64>,
         /// Apply the range to server timestamps instead of producer timestamps.
         #[arg(long)]

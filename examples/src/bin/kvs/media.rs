@@ -218,6 +218,13 @@ async fn produce(
     let start_ms = start
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    // A hint names the same endpoint as this call (a local one, say).
+    let endpoint = c
+        .config()
+        .endpoint
+        .as_ref()
+        .map(|u| format!(" --endpoint {u}"))
+        .unwrap_or_default();
     // A file never drops a frame: reading waits for the upload.
     let mut b = Producer::builder(c, stream)
         .start_time(start)
@@ -232,7 +239,8 @@ async fn produce(
         let missing = matches!(&e, kvs_core::producer::ProducerError::Bootstrap(c)
             if c.service_code() == Some(&kvs_core::client::ServiceException::ResourceNotFound));
         if missing {
-            format!("{e} (create it with: kvs create-stream {stream})")
+            // The same endpoint as this call (a local one, say).
+            format!("{e} (create it with: kvs create-stream {stream}{endpoint})")
         } else {
             e.to_string()
         }
