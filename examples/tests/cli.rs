@@ -188,6 +188,26 @@ fn kvs_on(url: &str, home: &std::path::Path, args: &[&std::ffi::OsStr]) -> std::
         .unwrap()
 }
 
+/// Starts `kvs put ARGS FILE --endpoint URL` with its output piped.
+fn put_child(
+    url: &str,
+    home: &std::path::Path,
+    args: &[&str],
+    file: &std::path::Path,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kvs"))
+        .arg("put")
+        .args(args)
+        .arg(file)
+        .args(["--endpoint", url])
+        .env("HOME", home)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Starts `kvs local` with these extra arguments; returns it and its URL.
 fn start_local(extra: &[&std::ffi::OsStr]) -> (Running, String) {
     use std::io::BufRead;
@@ -1042,16 +1062,7 @@ fn the_tool_tells_the_truth() {
             .success()
     );
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvs"))
-        .args(["put", "--stream", "p"])
-        .arg(&clip)
-        .args(["--endpoint", &url])
-        .env("HOME", &dir)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = put_child(&url, &dir, &["--stream", "p"], &clip);
     drop(child.stdout.take()); // the reader went away
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1122,4 +1133,59 @@ fn the_tool_tells_the_truth() {
     );
     let help = help("demo");
     assert!(!help.contains("media/clip.h264"), "{help}");
+}
+
+/// Ctrl-C during `kvs put --realtime`: the input stops, what was put is
+/// delivered (the open fragment closed and acknowledged, not abandoned),
+/// the summary is printed and the exit says it was interrupted.
+#[test]
+fn an_interrupted_put_delivers_what_it_took_and_says_so() {
+    let dir = scratch("interrupted");
+    let (_local, url) = start_local(&[]);
+    assert!(
+        kvs_on(&url, &dir, &["create-stream".as_ref(), "i".as_ref()])
+            .status
+            .success()
+    );
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264");
+    let child = put_child(&url, &dir, &["--realtime", "--stream", "i"], &clip);
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("interrupted after"))
+        .unwrap_or_else(|| panic!("no summary: {stdout}{stderr}"));
+    assert!(summary.contains(" 0 dropped"), "{summary}");
+    // Every fragment acknowledged is stored, the last one (open at Ctrl-C)
+    // included: about 3 s of an 8 s clip, so 2 fragments.
+    let acked: usize = summary
+        .split(" acknowledged")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    let listed = kvs_on(
+        &url,
+        &dir,
+        &["list-fragments".as_ref(), "--stream".as_ref(), "i".as_ref()],
+    );
+    let fragments = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert!((1..4).contains(&acked), "{summary}");
+    assert_eq!(
+        fragments,
+        acked,
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
 }

@@ -162,6 +162,8 @@ struct Report {
     latencies: Vec<Duration>,
     last_latency: Option<Duration>,
     elapsed: Duration,
+    /// Ctrl-C stopped the input after this many of its frames.
+    interrupted: Option<usize>,
 }
 
 impl Report {
@@ -175,7 +177,9 @@ impl Report {
     fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-3);
         format!(
-            "{}: {} acknowledged, {} dropped, {} ({} sent again); {} ({} skipped before the first key frame), {:.2} MB in {:.1} s ({:.1} Mbit/s); ACK latency p50 {:.1} ms, p99 {:.1} ms",
+            "{}{}: {} acknowledged, {} dropped, {} ({} sent again); {} ({} skipped before the first key frame), {:.2} MB in {:.1} s ({:.1} Mbit/s); ACK latency p50 {:.1} ms, p99 {:.1} ms",
+            self.interrupted
+                .map_or(String::new(), |n| format!("interrupted after {} of the input; ", count(n, "frame"))),
             count(self.acked + self.dropped, "fragment"),
             self.acked,
             self.dropped,
@@ -345,11 +349,41 @@ async fn produce(
         }
     });
     let progress = std::io::stderr().is_terminal();
+    // Ctrl-C: stop reading the input, deliver what was put (the open
+    // fragment closed, every ACK waited for) and print the summary; a
+    // second Ctrl-C leaves at once.
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (stop, interrupted) = (stop.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.notify_one();
+                eprintln!(
+                    "\r\x1b[K  interrupted: delivering what was put (Ctrl-C again to leave now)"
+                );
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
     let t0 = tokio::time::Instant::now();
     let mut shown = t0;
     for (i, f) in input.frames.iter().enumerate() {
         if realtime {
-            tokio::time::sleep_until(t0 + f.pts).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(t0 + f.pts) => {}
+                () = stop.notified() => {}
+            }
+        }
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            report
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .interrupted = Some(i);
+            break;
         }
         let size = f.payload.len() as u64;
         p.put_frame(f.clone()).await.map_err(|e| e.to_string())?;
@@ -532,6 +566,9 @@ pub fn put(
     crate::outln!("{}", report.summary());
     if report.dropped > 0 || report.acked == 0 {
         return Err("not every fragment was acknowledged".into());
+    }
+    if report.interrupted.is_some() {
+        return Err("interrupted: the rest of the input was not put".into());
     }
     Ok(())
 }
