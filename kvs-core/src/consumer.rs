@@ -112,6 +112,28 @@ pub struct FragmentStream {
     task: Option<tokio::task::JoinHandle<()>>,
     /// Set by [`Self::frames`]: the reader sends frames as they arrive.
     frames: Arc<std::sync::atomic::AtomicBool>,
+    /// When the reader last received a frame.
+    activity: Activity,
+}
+
+/// When a reader last received a frame: shared by it and its stream.
+#[derive(Debug, Clone, Default)]
+struct Activity(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl Activity {
+    fn touch(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tokio::time::Instant::now());
+    }
+
+    fn last(&self) -> Option<tokio::time::Instant> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// What the reader task sends.
@@ -141,9 +163,11 @@ impl FragmentStream {
     {
         let (tx, rx) = mpsc::channel(buffer);
         let frames = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let activity = Activity::default();
         let out = Out {
             tx: tx.clone(),
             frames: frames.clone(),
+            activity: activity.clone(),
         };
         let task = match client.spawn(reader(out)) {
             Ok(t) => Some(t),
@@ -152,7 +176,12 @@ impl FragmentStream {
                 None
             }
         };
-        Self { rx, task, frames }
+        Self {
+            rx,
+            task,
+            frames,
+            activity,
+        }
     }
 }
 
@@ -167,6 +196,14 @@ impl FragmentStream {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+
+    /// When the reader last received a frame (of any fragment, whole or
+    /// not yet), `None` before the first: a stream whose fragments are
+    /// long is not quiet while their frames flow, though no fragment ended
+    /// for a while.
+    pub fn last_frame_at(&self) -> Option<tokio::time::Instant> {
+        self.activity.last()
     }
 
     /// Frame by frame, each as soon as its block arrives (live), with the
@@ -300,6 +337,7 @@ impl ConsumerBuilder {
 struct Out {
     tx: mpsc::Sender<Result<Delivered, ClientError>>,
     frames: Arc<std::sync::atomic::AtomicBool>,
+    activity: Activity,
 }
 
 impl Out {
@@ -535,6 +573,7 @@ async fn deliver_frame(
     frame: ParsedFrame,
     tx: &Out,
 ) -> Result<(), ()> {
+    tx.activity.touch();
     if once.frame(&head, tx.frames()) {
         // Every earlier frame of this fragment went: none need be kept.
         session.release_frames(&head);

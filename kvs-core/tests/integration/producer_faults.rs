@@ -1195,3 +1195,38 @@ async fn a_consumer_that_never_connects_says_why() {
     let e = got.expect("an item").unwrap_err();
     assert!(e.is_retryable(), "a connection failure: {e}");
 }
+
+/// A reader of a stream with long fragments sees frames flow
+/// (`last_frame_at`) while no fragment has ended yet: what tells a quiet
+/// stream from a long fragment.
+#[tokio::test]
+async fn frames_flowing_inside_a_long_fragment_are_seen() {
+    let clip = clip();
+    let ep = endpoint(Faults::default()).await;
+    let c = client(ep.url(), 4);
+    let p = producer(&c, &clip).await;
+    let mut fragments = Consumer::builder(c.clone(), "cam")
+        .backoff(Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(100),
+        })
+        .start(StartSelector::Now);
+    assert!(fragments.last_frame_at().is_none());
+    // The first fragment's first second (its frames up to 1 s), slowly:
+    // the fragment stays open.
+    let began = tokio::time::Instant::now();
+    for f in clip
+        .frames
+        .iter()
+        .filter(|f| f.pts < Duration::from_secs(1))
+    {
+        p.put_frame(f.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let no_fragment = tokio::time::timeout(Duration::from_millis(200), fragments.next()).await;
+    assert!(no_fragment.is_err(), "no fragment has ended");
+    let seen = fragments.last_frame_at().expect("frames were seen");
+    assert!(seen > began, "seen after the first put");
+    drop(p);
+}

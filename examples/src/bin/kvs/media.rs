@@ -662,7 +662,7 @@ fn write_merged(
 
 /// `kvs get`: fragments into one playable file (or the service's bytes with
 /// `raw`); stops after `max` fragments, or, unless `follow`, once the stream
-/// has been quiet for 3 s. `follow` keeps reading through resets and
+/// has been quiet (no frame) for 3 s. `follow` keeps reading through resets and
 /// endpoint restarts.
 pub fn get(
     c: KvsClient,
@@ -718,9 +718,18 @@ pub fn get(
                 let f = if follow {
                     fragments.next().await
                 } else {
-                    match tokio::time::timeout(Duration::from_secs(3), fragments.next()).await {
-                        Ok(f) => f,
-                        Err(_) => break,
+                    // Quiet: 3 s without a frame (a long fragment's frames
+                    // keep it going though no fragment ends meanwhile).
+                    let quiet = Duration::from_secs(3);
+                    loop {
+                        match tokio::time::timeout(quiet, fragments.next()).await {
+                            Ok(f) => break f,
+                            Err(_)
+                                if fragments
+                                    .last_frame_at()
+                                    .is_some_and(|t| t.elapsed() < quiet) => {}
+                            Err(_) => break None,
+                        }
                     }
                 };
                 let Some(f) = f else { break };
