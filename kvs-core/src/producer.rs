@@ -575,14 +575,27 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// What was delivered and given up so far.
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `Err(Finished)` once `finish` was called: nothing more is taken.
+    fn taking(&self) -> Result<(), ProducerError> {
+        if self.finishing.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(ProducerError::Finished)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Forwards the core's events to subscribers.
     fn publish(&self, core: &mut ProducerCore) {
         while let Some(e) = core.next_event() {
             {
-                let mut t = self
-                    .tally
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut t = self.tally();
                 match &e {
                     ProducerEvent::FragmentDropped { frames, reason, .. } => {
                         t.lost.fragments += 1;
@@ -682,13 +695,7 @@ impl Producer {
     /// Errors: [`ProducerError::Frame`] for a frame that breaks the rules,
     /// [`ProducerError::Finished`] after `finish`.
     pub fn try_put_frame(&self, frame: Frame) -> Result<PutOutcome, ProducerError> {
-        if self
-            .shared
-            .finishing
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(ProducerError::Finished);
-        }
+        self.shared.taking()?;
         let outcome = {
             let mut core = self.shared.core();
             let out = core.put_frame(frame, now());
@@ -712,13 +719,7 @@ impl Producer {
     /// [`LeadingPolicy`]); a refused frame is an error and the producer goes
     /// on.
     pub async fn put_frame(&self, frame: Frame) -> Result<(), ProducerError> {
-        if self
-            .shared
-            .finishing
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(ProducerError::Finished);
-        }
+        self.shared.taking()?;
         loop {
             let space = self.shared.space.notified();
             tokio::pin!(space);
@@ -832,13 +833,7 @@ impl Producer {
     /// Adds a fragment metadata tag to the next fragment (the service's
     /// limits apply: at most 10 per fragment, names not starting with `AWS`).
     pub fn tag_next_fragment(&self, name: &str, value: &str) -> Result<(), ProducerError> {
-        if self
-            .shared
-            .finishing
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(ProducerError::Finished);
-        }
+        self.shared.taking()?;
         self.shared
             .core()
             .tag_next_fragment(name, value)
@@ -849,21 +844,12 @@ impl Producer {
     /// [`ProducerEvent::FragmentDropped`]): by a full buffer
     /// ([`PressurePolicy::DropOldest`]) or refused by the service.
     pub fn losses(&self) -> Losses {
-        self.shared
-            .tally
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .lost
-            .clone()
+        self.shared.tally().lost.clone()
     }
 
     /// Fragments acknowledged so far, and the frames in them.
     pub fn acked(&self) -> Acked {
-        self.shared
-            .tally
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .acked
+        self.shared.tally().acked
     }
 
     /// Parameter sets given apart from the frames, applied from the
@@ -876,13 +862,7 @@ impl Producer {
         track: u64,
         sets: &[bytes::Bytes],
     ) -> Result<(), ProducerError> {
-        if self
-            .shared
-            .finishing
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(ProducerError::Finished);
-        }
+        self.shared.taking()?;
         self.shared
             .core()
             .set_parameter_sets(track, sets)
@@ -1078,6 +1058,9 @@ enum Ended {
     Drained,
     /// Broke, or the service ended it (ERROR ACK, closed response).
     Failed(String),
+    /// Ended as the app asked ([`Producer::pause`],
+    /// [`Producer::network_changed`]): the next one comes without backoff.
+    Asked(&'static str),
 }
 
 async fn drive(
@@ -1186,23 +1169,23 @@ async fn drive(
                 match &ended {
                     Ended::Drained => core.disconnected("rotated"),
                     Ended::Failed(r) => core.disconnected(r),
+                    Ended::Asked(r) => core.disconnected(r),
                 }
                 shared.publish(&mut core);
                 ended
             }
             Err(e) => Ended::Failed(e.to_string()),
         };
+        if let Ended::Asked(_) = ended {
+            // No backoff (a pause waits for resume above).
+            attempt = 0;
+        }
         if let Ended::Failed(error) = ended {
             if shared.past_grace()
                 || (shared.finishing.load(std::sync::atomic::Ordering::SeqCst)
                     && shared.core().is_idle())
             {
                 return;
-            }
-            if error == PAUSED || error == NETWORK_CHANGED {
-                // Asked for: no backoff (a pause waits for resume above).
-                attempt = 0;
-                continue;
             }
             let delay = next_try(&shared, reconnect, &mut attempt, error);
             tokio::time::sleep(delay).await;
@@ -1223,8 +1206,9 @@ fn next_try(shared: &Shared, reconnect: Backoff, attempt: &mut u32, error: Strin
     delay
 }
 
-/// Why a connection ended on [`Producer::pause`].
-const PAUSED: &str = "paused";
+/// The reason of the [`ProducerEvent::Disconnected`] that [`Producer::pause`]
+/// brings.
+pub const PAUSED: &str = "paused";
 /// Why a connection ended on [`Producer::network_changed`].
 const NETWORK_CHANGED: &str = "the network changed";
 
@@ -1260,7 +1244,7 @@ async fn run_connection(
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
             // The old network is gone: its socket would only time out.
-            return Ended::Failed(NETWORK_CHANGED.into());
+            return Ended::Asked(NETWORK_CHANGED);
         }
         if shared.paused.load(std::sync::atomic::Ordering::SeqCst) {
             // Between fragments the body ends and the last ACKs are
@@ -1269,7 +1253,7 @@ async fn run_connection(
             if !shared.core().mid_fragment() {
                 drain_acks(shared, &mut session, conn).await;
             }
-            return Ended::Failed(PAUSED.into());
+            return Ended::Asked(PAUSED);
         }
         // What to write next, and whether the body should end.
         let end_body = {

@@ -37,15 +37,15 @@ pub trait CredentialsProvider: Send + Sync {
 
 /// A [`CredentialsProvider`] as kvs-core's [`ProvideCredentials`].
 #[derive(Clone)]
-struct Foreign(crate::foreign::Foreign<dyn CredentialsProvider>);
+struct AppProvider(crate::foreign::Foreign<dyn CredentialsProvider>);
 
-impl std::fmt::Debug for Foreign {
+impl std::fmt::Debug for AppProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ForeignCredentialsProvider")
     }
 }
 
-impl ProvideCredentials for Foreign {
+impl ProvideCredentials for AppProvider {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
     where
         Self: 'a,
@@ -72,5 +72,5 @@ impl ProvideCredentials for Foreign {
 
 /// The app's provider, cached.
 pub(crate) fn provider(p: Arc<dyn CredentialsProvider>) -> impl ProvideCredentials + 'static {
-    CachedCredentials::new(Foreign(crate::foreign::Foreign::new(p)))
+    CachedCredentials::new(AppProvider(crate::foreign::Foreign::new(p)))
 }

@@ -176,7 +176,7 @@ fn deliver(l: &dyn ProducerListener, e: ProducerEvent) {
         }
         ProducerEvent::Connected { .. } => l.on_connection_state(ConnectionState::Connected),
         ProducerEvent::Disconnected { reason, .. } => {
-            l.on_connection_state(if reason == "paused" {
+            l.on_connection_state(if reason == kvs_core::producer::PAUSED {
                 ConnectionState::Paused
             } else {
                 ConnectionState::Disconnected
