@@ -38,7 +38,9 @@
 //!   fragment (the connection broke, or the producer abandoned it), the
 //!   fragment comes again whole and only its frames not yet yielded are.
 //! - **Time range** ([`ConsumerBuilder::range`]): ListFragments, ordered by
-//!   producer timestamp (duplicates dropped), fetched with
+//!   producer timestamp, duplicates resolved as every archived path
+//!   resolves them ([`crate::timeline::playable`]: of fragments covering the
+//!   same producer time, the first ingested), fetched with
 //!   GetMediaForFragmentList in batches; the stream ends after the last.
 
 use std::sync::Arc;
@@ -604,9 +606,21 @@ async fn range(
             return;
         }
     };
-    list.sort_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp));
-    list.dedup_by(|b, a| a.producer_timestamp == b.producer_timestamp);
-    let numbers: Vec<String> = list.into_iter().map(|f| f.fragment_number).collect();
+    // Ingest order, then duplicates resolved as every archived path does.
+    list.sort_by(|a, b| {
+        a.server_timestamp
+            .total_cmp(&b.server_timestamp)
+            .then_with(|| a.fragment_number.cmp(&b.fragment_number))
+    });
+    let numbers: Vec<String> = crate::timeline::playable(list, |f| {
+        crate::timeline::Span::new(
+            (f.producer_timestamp * 1000.0).round() as u64,
+            f.fragment_length_in_milliseconds,
+        )
+    })
+    .into_iter()
+    .map(|f| f.fragment_number)
+    .collect();
     let mut once = ExactlyOnce::default();
     // The first fragment not yet delivered whole.
     let mut next = 0;

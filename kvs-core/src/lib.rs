@@ -60,7 +60,8 @@
 //!
 //! [`ebml`] (varints, writer, chunk queue), [`mkv`] (parser, fragment
 //! assembler, builder, muxer), [`codec`] (H.264/H.265/AAC/G.711 adaptation),
-//! [`mp4`] and [`mpegts`] (clips, HLS/DASH segments), [`protocol`] (PutMedia
+//! [`mp4`] and [`mpegts`] (clips, HLS/DASH segments), [`timeline`]
+//! (which archived fragments play, duplicates resolved), [`protocol`] (PutMedia
 //! ACKs, service error codes, the producer's state machine), [`auth`]
 //! (credentials, SigV4). [`client`], [`producer`], [`consumer`] and
 //! [`blocking`] do the I/O, and [`local`] serves it. Everything else is
@@ -104,6 +105,7 @@ pub mod mpegts;
 #[cfg(feature = "client")]
 pub mod producer;
 pub mod protocol;
+pub mod timeline;
 
 pub use auth::Credentials;
 pub use codec::Codec;

@@ -136,6 +136,30 @@ pub struct StreamingSessionOptions {
     pub max_fragment_results: Option<u32>,
     /// HLS only: ask for MPEG-TS segments rather than fragmented MP4.
     pub mpeg_ts: bool,
+    /// HLS only: where the media playlist marks `EXT-X-DISCONTINUITY`
+    /// (`DiscontinuityMode`; the service's default is `Always` for server
+    /// timestamps, `Never` for producer timestamps).
+    pub discontinuity_mode: Option<DiscontinuityMode>,
+    /// `DisplayFragmentTimestamp=ALWAYS`: each fragment's start time in the
+    /// HLS playlist (`EXT-X-PROGRAM-DATE-TIME`) or on each DASH `S` element
+    /// (`kvs:ts`) — producer or server time, as the selector says.
+    pub display_fragment_timestamp: bool,
+    /// DASH only, `DisplayFragmentNumber=ALWAYS`: each fragment's number on
+    /// its `S` element (`kvs:fn`).
+    pub display_fragment_number: bool,
+}
+
+/// Where an HLS media playlist marks discontinuities
+/// (GetHLSStreamingSessionURL `DiscontinuityMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscontinuityMode {
+    /// Between every two fragments (`ALWAYS`).
+    Always,
+    /// Nowhere (`NEVER`).
+    Never,
+    /// Where fragments have a gap or an overlap of more than 50 ms
+    /// (`ON_DISCONTINUITY`).
+    OnDiscontinuity,
 }
 
 impl StreamingSessionOptions {
@@ -167,6 +191,19 @@ impl StreamingSessionOptions {
                 "FRAGMENTED_MP4"
             }
             .into();
+            if let Some(d) = self.discontinuity_mode {
+                body["DiscontinuityMode"] = match d {
+                    DiscontinuityMode::Always => "ALWAYS",
+                    DiscontinuityMode::Never => "NEVER",
+                    DiscontinuityMode::OnDiscontinuity => "ON_DISCONTINUITY",
+                }
+                .into();
+            }
+        } else if self.display_fragment_number {
+            body["DisplayFragmentNumber"] = "ALWAYS".into();
+        }
+        if self.display_fragment_timestamp {
+            body["DisplayFragmentTimestamp"] = "ALWAYS".into();
         }
         body
     }

@@ -13,8 +13,8 @@ pub mod media;
 pub mod retry;
 
 pub use archived::{
-    Clip, FragmentInfo, FragmentSelector, GetImagesRequest, Image, ImageFormat, ImageSelectorType,
-    PlaybackMode, StreamingSessionOptions, MAX_CLIP_BYTES,
+    Clip, DiscontinuityMode, FragmentInfo, FragmentSelector, GetImagesRequest, Image, ImageFormat,
+    ImageSelectorType, PlaybackMode, StreamingSessionOptions, MAX_CLIP_BYTES,
 };
 pub use control::{
     ApiName, ClientConfig, CreateStream, KvsClient, RetentionChange, StreamId, StreamInfo,

@@ -19,10 +19,11 @@ use serde_json::{json, Value};
 
 use super::media::{in_range, time_range as range, Media, Stored};
 use super::store::{ApiError, StreamMeta};
-use crate::client::ServiceException;
+use crate::client::{DiscontinuityMode, ServiceException};
 use crate::mkv::fragment::{Fragment, FragmentAssembler};
 use crate::mp4::{self, Mp4Error, Mp4Track};
 use crate::mpegts::{self, TsTrack};
+use crate::timeline::Span;
 
 /// Fragments per clip, at most (the service's limit).
 const CLIP_MAX_FRAGMENTS: usize = 200;
@@ -165,6 +166,30 @@ pub(crate) struct Session {
     expires: Instant,
     /// HLS with MPEG-TS segments rather than fragmented MP4.
     ts: bool,
+    /// HLS: where `EXT-X-DISCONTINUITY` goes.
+    discontinuity: DiscontinuityMode,
+    /// `DisplayFragmentTimestamp=ALWAYS`: HLS `EXT-X-PROGRAM-DATE-TIME`,
+    /// DASH `kvs:ts` on every `S`.
+    show_timestamp: bool,
+    /// DASH `DisplayFragmentNumber=ALWAYS`: `kvs:fn` on every `S`.
+    show_number: bool,
+}
+
+/// The gap or overlap (ms) beyond which `ON_DISCONTINUITY` marks a
+/// discontinuity (the GetHLSStreamingSessionURL reference).
+const DISCONTINUITY_MS: u64 = 50;
+
+/// An enumeration member of a request: `None` when absent, an
+/// InvalidArgumentException naming the allowed values when not one of them.
+fn one_of<'a>(req: &'a Value, member: &str, allowed: &[&str]) -> Result<Option<&'a str>, ApiError> {
+    match req.get(member) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(v)) if allowed.contains(&v.as_str()) => Ok(Some(v)),
+        Some(v) => Err(bad(format!(
+            "{member} must be one of {}; got {v}",
+            allowed.join(", ")
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,16 +219,16 @@ impl Sessions {
             Protocol::Dash => "GetDASHStreamingSessionURL",
         };
         need_retention(meta, api)?;
-        let mode = match req.get("PlaybackMode").and_then(Value::as_str) {
+        let mode = match one_of(req, "PlaybackMode", &["LIVE", "LIVE_REPLAY", "ON_DEMAND"])? {
             None | Some("LIVE") => Mode::Live,
             Some("LIVE_REPLAY") => Mode::LiveReplay,
-            Some("ON_DEMAND") => Mode::OnDemand,
-            Some(m) => return Err(bad(format!("unknown PlaybackMode {m}"))),
+            _ => Mode::OnDemand,
         };
-        let ts = match (protocol, req.get("ContainerFormat").and_then(Value::as_str)) {
-            (Protocol::Dash, _) | (Protocol::Hls, None | Some("FRAGMENTED_MP4")) => false,
-            (Protocol::Hls, Some("MPEG_TS")) => true,
-            (_, Some(c)) => return Err(bad(format!("unknown ContainerFormat {c}"))),
+        let ts = match protocol {
+            Protocol::Hls => {
+                one_of(req, "ContainerFormat", &["FRAGMENTED_MP4", "MPEG_TS"])? == Some("MPEG_TS")
+            }
+            Protocol::Dash => false,
         };
         let expires = match req.get("Expires") {
             None | Some(Value::Null) => 300,
@@ -216,12 +241,14 @@ impl Sessions {
             Protocol::Hls => ("MaxMediaPlaylistFragmentResults", "HLSFragmentSelector"),
             Protocol::Dash => ("MaxManifestFragmentResults", "DASHFragmentSelector"),
         };
+        // The default is 5 fragments for LIVE and LIVE_REPLAY, 1,000 for
+        // ON_DEMAND (the Max…FragmentResults reference).
         let max = match req.get(max_key) {
             None | Some(Value::Null) => {
-                if mode == Mode::Live {
-                    5
-                } else {
+                if mode == Mode::OnDemand {
                     1000
+                } else {
+                    5
                 }
             }
             Some(v) => v
@@ -231,20 +258,77 @@ impl Sessions {
                 as usize,
         };
         let sel = req.get(sel_key).filter(|s| !s.is_null());
+        let has_range = sel
+            .and_then(|s| s.get("TimestampRange"))
+            .is_some_and(|r| !r.is_null());
         let (by_server, start, end) = match (mode, sel) {
-            (Mode::Live, _) => (true, 0, None),
-            (_, None) => {
+            // LIVE: "the FragmentSelectorType can be set, but the
+            // TimestampRange should not be set".
+            (Mode::Live, _) if has_range => {
                 return Err(bad(format!(
-                    "{sel_key} with a TimestampRange is required for {mode:?}"
+                    "{sel_key}.TimestampRange must not be set for LIVE"
                 )))
             }
-            (_, Some(sel)) => range(sel, true, mode == Mode::OnDemand)?,
+            (Mode::Live, None) => (true, 0, None),
+            (Mode::Live, Some(sel)) => {
+                let by_server = one_of(
+                    sel,
+                    "FragmentSelectorType",
+                    &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"],
+                )? != Some("PRODUCER_TIMESTAMP");
+                (by_server, 0, None)
+            }
+            (_, Some(sel)) if has_range => range(sel, true, mode == Mode::OnDemand)?,
+            _ => {
+                return Err(bad(format!(
+                    "{sel_key} with a TimestampRange is required for {}",
+                    if mode == Mode::OnDemand {
+                        "ON_DEMAND"
+                    } else {
+                        "LIVE_REPLAY"
+                    }
+                )))
+            }
         };
         // The HLS and DASH models: an end, when given, "must be later than
-        // the StartTimestamp".
-        if end.is_some_and(|e| e <= start) {
-            return Err(bad("EndTimestamp must be later than StartTimestamp"));
+        // the StartTimestamp", "within 24 hours" of it, and in the past for
+        // SERVER_TIMESTAMP.
+        if let Some(e) = end {
+            if e <= start {
+                return Err(bad("EndTimestamp must be later than StartTimestamp"));
+            }
+            if e - start > 24 * 3600 * 1000 {
+                return Err(bad(
+                    "EndTimestamp must be within 24 hours of StartTimestamp",
+                ));
+            }
+            if by_server && e > super::media::now_ms() {
+                return Err(bad("EndTimestamp must be in the past for SERVER_TIMESTAMP"));
+            }
         }
+        let discontinuity = match protocol {
+            Protocol::Hls => match one_of(
+                req,
+                "DiscontinuityMode",
+                &["ALWAYS", "NEVER", "ON_DISCONTINUITY"],
+            )? {
+                Some("ALWAYS") => DiscontinuityMode::Always,
+                Some("NEVER") => DiscontinuityMode::Never,
+                Some(_) => DiscontinuityMode::OnDiscontinuity,
+                // ALWAYS for SERVER_TIMESTAMP, NEVER for PRODUCER_TIMESTAMP.
+                None if by_server => DiscontinuityMode::Always,
+                None => DiscontinuityMode::Never,
+            },
+            Protocol::Dash => DiscontinuityMode::Never,
+        };
+        let show_timestamp =
+            one_of(req, "DisplayFragmentTimestamp", &["ALWAYS", "NEVER"])? == Some("ALWAYS");
+        let show_number = match protocol {
+            Protocol::Dash => {
+                one_of(req, "DisplayFragmentNumber", &["ALWAYS", "NEVER"])? == Some("ALWAYS")
+            }
+            Protocol::Hls => false,
+        };
         let session = Session {
             protocol,
             stream: meta.name.clone(),
@@ -255,6 +339,9 @@ impl Sessions {
             max,
             expires: Instant::now() + Duration::from_secs(expires),
             ts,
+            discontinuity,
+            show_timestamp,
+            show_number,
         };
         let frags = session.fragments(media);
         if frags.is_empty() {
@@ -319,6 +406,33 @@ impl Session {
         }
     }
 
+    /// The fragments the session would show before `first` (its earlier
+    /// window), oldest first: those a live playlist has moved past.
+    fn before<'a>(&self, media: Option<&'a Media>, first: &Stored) -> Vec<&'a Arc<Stored>> {
+        let Some(m) = media else { return Vec::new() };
+        let all = match self.mode {
+            Mode::Live => playable(m.fragments.iter()),
+            _ => playable(
+                m.fragments
+                    .iter()
+                    .filter(|f| in_range(f, self.by_server, self.start, self.end)),
+            ),
+        };
+        all.into_iter()
+            .take_while(|f| f.producer_ms < first.producer_ms)
+            .collect()
+    }
+
+    /// A fragment's start as `DisplayFragmentTimestamp` shows it: server
+    /// or producer time, as the session's selector says (epoch ms).
+    fn shown_time(&self, f: &Stored) -> u64 {
+        if self.by_server {
+            f.server_ms
+        } else {
+            f.producer_ms
+        }
+    }
+
     /// The stream the session plays.
     pub(crate) fn stream(&self) -> &str {
         &self.stream
@@ -329,53 +443,37 @@ impl Session {
     }
 }
 
-/// The fragments to play, in producer-time order, with duplicates resolved
-/// as the service documents them (of fragments covering the same producer
-/// time, the one ingested first is kept). Two fragments cover the same time
-/// when they start together or overlap by more than half of the shorter
-/// one — not when one's last audio frames run a few ms into the next's
-/// start. `fragments` come in ingest order.
+/// The fragments to play, in producer-time order, duplicates resolved as
+/// the service documents them ([`crate::timeline::playable`]).
+/// `fragments` come in ingest order.
 pub(crate) fn playable<'a>(
     fragments: impl Iterator<Item = &'a Arc<Stored>>,
 ) -> Vec<&'a Arc<Stored>> {
-    // Kept spans by start: (end, fragment), end = start + duration.
-    let mut kept: std::collections::BTreeMap<u64, (u64, &'a Arc<Stored>)> =
-        std::collections::BTreeMap::new();
-    let same_time = |(a, b): (u64, u64), (c, d): (u64, u64)| {
-        let overlap = b.min(d).saturating_sub(a.max(c));
-        a == c || overlap.saturating_mul(2) > (b - a).min(d - c)
-    };
-    for f in fragments {
-        let span = (f.producer_ms, f.producer_ms.saturating_add(f.duration_ms));
-        let before = kept
-            .range(..=span.0)
-            .next_back()
-            .map(|(s, (e, _))| (*s, *e));
-        let after = kept.range(span.0..).next().map(|(s, (e, _))| (*s, *e));
-        let duplicate = [before, after]
-            .into_iter()
-            .flatten()
-            .any(|k| same_time(span, k));
-        if !duplicate {
-            kept.insert(span.0, (span.1, f));
-        }
-    }
-    kept.into_values().map(|(_, f)| f).collect()
+    crate::timeline::playable(fragments, |f| Span::new(f.producer_ms, f.media_ms))
 }
 
-/// Seconds each fragment lasts: to the next stored fragment's producer
-/// timestamp, or its own span for the newest one.
-fn durations(all: &[&Arc<Stored>], media: &Media) -> Vec<f64> {
+/// Seconds each fragment's media plays (its own duration, not the
+/// distance to the next fragment: a gap stays a gap).
+fn durations(all: &[&Arc<Stored>]) -> Vec<f64> {
     all.iter()
-        .map(|f| {
-            let next = media
-                .fragments
-                .iter()
-                .find(|n| n.producer_ms > f.producer_ms)
-                .map(|n| n.producer_ms - f.producer_ms);
-            next.unwrap_or(f.duration_ms.max(1)) as f64 / 1000.0
-        })
+        .map(|f| f.media_ms.max(1) as f64 / 1000.0)
         .collect()
+}
+
+/// Whether the timeline breaks between two fragments played one after
+/// the other: a gap or an overlap of more than [`DISCONTINUITY_MS`].
+fn breaks(prev: &Stored, next: &Stored) -> bool {
+    let end = prev.producer_ms.saturating_add(prev.media_ms);
+    end.abs_diff(next.producer_ms) > DISCONTINUITY_MS
+}
+
+/// RFC 3339 UTC (ISO 8601, as `EXT-X-PROGRAM-DATE-TIME` wants it) of
+/// epoch ms.
+fn iso8601(ms: u64) -> String {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    DateTime::from_millis(ms as i64)
+        .fmt(Format::DateTime)
+        .unwrap_or_default()
 }
 
 /// An RFC 6381 codecs string for the tracks, when every track's is known.
@@ -387,12 +485,40 @@ fn codecs(frag: &Fragment) -> Option<String> {
             "V_MPEG4/ISO/AVC" if p.len() >= 4 => {
                 format!("avc1.{:02x}{:02x}{:02x}", p[1], p[2], p[3])
             }
+            "V_MPEGH/ISO/HEVC" => hvc1_codecs(p)?,
             c if c.starts_with("A_AAC") && !p.is_empty() => format!("mp4a.40.{}", p[0] >> 3),
             _ => return None,
         });
     }
     Some(out.join(","))
 }
+
+/// The `hvc1` codecs string of an HEVCDecoderConfigurationRecord (ISO/IEC
+/// 14496-15 Annex E.3): profile space and profile, the compatibility flags
+/// bit-reversed in hex, tier and level, then the constraint bytes without
+/// the trailing zero ones — `hvc1.1.6.L93.B0`.
+fn hvc1_codecs(p: &[u8]) -> Option<String> {
+    if p.len() < 13 {
+        return None;
+    }
+    let space = ["", "A", "B", "C"][usize::from(p[1] >> 6)];
+    let tier = if p[1] & 0x20 != 0 { 'H' } else { 'L' };
+    let compat = u32::from_be_bytes([p[2], p[3], p[4], p[5]]).reverse_bits();
+    let mut s = format!("hvc1.{space}{}.{compat:X}.{tier}{}", p[1] & 0x1f, p[12]);
+    let constraints = &p[6..12];
+    let used = constraints
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |i| i + 1);
+    for b in &constraints[..used] {
+        let _ = write!(s, ".{b:X}");
+    }
+    Some(s)
+}
+
+/// The XML namespace of the `kvs:ts` and `kvs:fn` attributes of DASH `S`
+/// elements. [I]: the reference names the attributes, not their namespace.
+const KVS_NAMESPACE: &str = "https://kinesisvideo.amazonaws.com/dash";
 
 /// Producer time (ms) of the stream's first fragment: where session
 /// timelines start.
@@ -432,7 +558,7 @@ pub(crate) fn serve(
             let f = first()?;
             let mut s = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
             let bytes: u64 = frags.iter().map(|f| f.size).sum();
-            let secs: f64 = durations(&frags, m).iter().sum::<f64>().max(0.001);
+            let secs: f64 = durations(&frags).iter().sum::<f64>().max(0.001);
             let _ = write!(
                 s,
                 "#EXT-X-STREAM-INF:BANDWIDTH={}",
@@ -448,7 +574,7 @@ pub(crate) fn serve(
             text("application/x-mpegURL", s)
         }
         (Protocol::Hls, "getHLSMediaPlaylist.m3u8") => {
-            let d = durations(&frags, m);
+            let d = durations(&frags);
             // Each EXTINF, rounded, must not exceed the target duration.
             let target = d.iter().fold(1.0f64, |a, b| a.max(b.round())) as u64;
             let seq = m
@@ -456,8 +582,21 @@ pub(crate) fn serve(
                 .iter()
                 .position(|f| Arc::ptr_eq(f, frags[0]))
                 .unwrap_or(0);
+            let marked = |prev: &Stored, next: &Stored| match session.discontinuity {
+                DiscontinuityMode::Always => true,
+                DiscontinuityMode::Never => false,
+                DiscontinuityMode::OnDiscontinuity => breaks(prev, next),
+            };
+            // Discontinuities before the playlist's first segment (those of
+            // the segments a live playlist has moved past).
+            let mut earlier = session.before(media, frags[0]);
+            earlier.push(frags[0]);
+            let disc_seq = earlier.windows(2).filter(|w| marked(w[0], w[1])).count();
             let version = if session.ts { 3 } else { 7 };
             let mut s = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{seq}\n");
+            if disc_seq > 0 {
+                let _ = writeln!(s, "#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}");
+            }
             if session.ended() {
                 s.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
             }
@@ -470,7 +609,14 @@ pub(crate) fn serve(
                 );
                 "getMP4MediaFragment.mp4"
             };
-            for (f, d) in frags.iter().zip(&d) {
+            for (i, (f, d)) in frags.iter().zip(&d).enumerate() {
+                if i > 0 && marked(frags[i - 1], f) {
+                    s.push_str("#EXT-X-DISCONTINUITY\n");
+                }
+                if session.show_timestamp {
+                    let at = session.shown_time(f);
+                    let _ = writeln!(s, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(at));
+                }
                 let _ = write!(
                     s,
                     "#EXTINF:{d:.3},\n{segment}?SessionToken={token}&FragmentNumber={}\n",
@@ -484,19 +630,29 @@ pub(crate) fn serve(
         }
         (Protocol::Dash, "getDASHManifest.mpd") => {
             let f = first()?;
-            let d = durations(&frags, m);
-            let total: f64 = d.iter().sum();
+            let d = durations(&frags);
+            // The timeline's span: first start to last end, gaps included.
+            let last = frags[frags.len() - 1];
+            let total = (last.producer_ms + last.media_ms.max(1))
+                .saturating_sub(frags[0].producer_ms) as f64
+                / 1000.0;
             let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-            if session.ended() {
-                let _ = writeln!(s, "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"static\" mediaPresentationDuration=\"PT{total:.3}S\" minBufferTime=\"PT2S\">");
+            let ns = if session.show_timestamp || session.show_number {
+                format!(" xmlns:kvs=\"{KVS_NAMESPACE}\"")
             } else {
-                let _ = writeln!(s, "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"dynamic\" availabilityStartTime=\"1970-01-01T00:00:00Z\" minimumUpdatePeriod=\"PT2S\" minBufferTime=\"PT2S\">");
+                String::new()
+            };
+            if session.ended() {
+                let _ = writeln!(s, "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{ns} profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"static\" mediaPresentationDuration=\"PT{total:.3}S\" minBufferTime=\"PT2S\">");
+            } else {
+                let _ = writeln!(s, "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{ns} profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"dynamic\" availabilityStartTime=\"1970-01-01T00:00:00Z\" minimumUpdatePeriod=\"PT2S\" minBufferTime=\"PT2S\">");
             }
             s.push_str("<Period id=\"0\" start=\"PT0S\">\n<AdaptationSet segmentAlignment=\"true\" mimeType=\"video/mp4\">\n");
             let _ = write!(
                 s,
                 "<Representation id=\"0\" bandwidth=\"{}\"",
-                (frags.iter().map(|f| f.size).sum::<u64>() as f64 * 8.0 / total.max(0.001)) as u64
+                (frags.iter().map(|f| f.size).sum::<u64>() as f64 * 8.0
+                    / d.iter().sum::<f64>().max(0.001)) as u64
             );
             if let Some(c) = codecs(&f) {
                 let _ = write!(s, " codecs=\"{c}\"");
@@ -514,14 +670,29 @@ pub(crate) fn serve(
                 "<Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}\"/>"
             );
             s.push_str("<SegmentTimeline>\n");
-            for (i, d) in d.iter().enumerate() {
+            // Each segment at its place on the stream's timeline (producer
+            // time since its first fragment, as the segments' own
+            // timestamps): `t` wherever it does not follow on from the one
+            // before, so gaps stay gaps.
+            let origin = origin_ms(m);
+            let mut next_t = None;
+            for (f, d) in frags.iter().zip(&d) {
+                let t = f.producer_ms.saturating_sub(origin);
                 let d = (d * 1000.0).round() as u64;
-                if i == 0 {
-                    let t = frags[0].producer_ms.saturating_sub(origin_ms(m));
-                    let _ = writeln!(s, "<S t=\"{t}\" d=\"{d}\"/>");
-                } else {
-                    let _ = writeln!(s, "<S d=\"{d}\"/>");
+                s.push_str("<S");
+                if next_t != Some(t) {
+                    let _ = write!(s, " t=\"{t}\"");
                 }
+                let _ = write!(s, " d=\"{d}\"");
+                if session.show_timestamp {
+                    let at = session.shown_time(f);
+                    let _ = write!(s, " kvs:ts=\"{}\"", iso8601(at));
+                }
+                if session.show_number {
+                    let _ = write!(s, " kvs:fn=\"{}\"", f.number);
+                }
+                s.push_str("/>\n");
+                next_t = Some(t + d);
             }
             s.push_str("</SegmentTimeline>\n");
             for f in &frags {
@@ -572,5 +743,31 @@ pub(crate) fn serve(
             ServiceException::Other("UnknownOperationException".into()),
             format!("{op} is not a playback request of this session"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hvc1_strings_follow_iso_14496_15_annex_e() {
+        // Main profile, level 3.1, progressive-source flag (0x90 → "B0" once
+        // trailing zeros go): the example of the annex.
+        let mut p = vec![1, 0x01, 0x60, 0, 0, 0, 0xB0, 0, 0, 0, 0, 0, 93];
+        assert_eq!(hvc1_codecs(&p).as_deref(), Some("hvc1.1.6.L93.B0"));
+        // Main 10, high tier, level 5.1 (153), constraint bytes 0x90 0x08.
+        p[1] = 0x22;
+        p[2..6].copy_from_slice(&[0x20, 0, 0, 0]);
+        p[6..8].copy_from_slice(&[0x90, 0x08]);
+        p[12] = 153;
+        assert_eq!(hvc1_codecs(&p).as_deref(), Some("hvc1.2.4.H153.90.8"));
+        assert_eq!(hvc1_codecs(&p[..12]), None);
+    }
+
+    #[test]
+    fn program_date_times_are_rfc_3339_utc() {
+        assert_eq!(iso8601(1_732_012_345_000), "2024-11-19T10:32:25Z");
+        assert_eq!(iso8601(1_732_012_345_120), "2024-11-19T10:32:25.12Z");
     }
 }

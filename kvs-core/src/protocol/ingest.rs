@@ -103,6 +103,14 @@ pub struct IngestedFragment {
     pub frames: usize,
     /// From the first frame's start to the last frame's, ms.
     pub duration_ms: u64,
+    /// From the first frame's start to where the media ends, ms: where the
+    /// last frame of the stream's first track (the video track of a KVS
+    /// stream; KVS wants video as track 1) ends — its `BlockDuration`
+    /// when it has one, otherwise the track's frame interval in the
+    /// fragment (its span over its frames less one). Audio frames that run
+    /// past the video's end belong to the next fragment's time on the
+    /// timeline (or, in the last fragment, run on for a few ms).
+    pub media_ms: u64,
 }
 
 /// What the ingest reports.
@@ -147,6 +155,8 @@ struct Current {
     frames: usize,
     first_ts: Option<i64>,
     last_ts: i64,
+    /// Per track: where its frames lie, for [`IngestedFragment::media_ms`].
+    spans: Vec<TrackSpan>,
     tags: Vec<Bytes>,
     /// Metadata SimpleTags counted against the per-fragment limit.
     user_tags: usize,
@@ -156,8 +166,62 @@ struct Current {
     taken: u64,
     /// Set when the Cluster ended (its raw bytes, its duration): the
     /// fragment then collects the Tags that follow it until it is complete.
-    sealed: Option<(Vec<Bytes>, u64)>,
+    sealed: Option<(Vec<Bytes>, u64, u64)>,
     trailing: Vec<Bytes>,
+}
+
+/// The frames of one track in a fragment.
+#[derive(Debug)]
+struct TrackSpan {
+    track: u64,
+    first_ns: i64,
+    last_ns: i64,
+    frames: u64,
+    /// The latest `timestamp + BlockDuration` among frames that carry one.
+    end_ns: Option<i64>,
+}
+
+impl Current {
+    fn note_frame(&mut self, track: u64, ts: i64, duration_ns: Option<i64>) {
+        let end = duration_ns.map(|d| ts.saturating_add(d));
+        match self.spans.iter_mut().find(|s| s.track == track) {
+            Some(s) => {
+                s.first_ns = s.first_ns.min(ts);
+                s.last_ns = s.last_ns.max(ts);
+                s.frames += 1;
+                s.end_ns = s.end_ns.max(end);
+            }
+            None => self.spans.push(TrackSpan {
+                track,
+                first_ns: ts,
+                last_ns: ts,
+                frames: 1,
+                end_ns: end,
+            }),
+        }
+    }
+
+    /// See [`IngestedFragment::media_ms`]; `first_track` is the stream's.
+    fn media_ms(&self, first_track: Option<u64>) -> u64 {
+        let Some(first) = self.first_ts else { return 0 };
+        let end = self
+            .spans
+            .iter()
+            .filter(|s| first_track.is_none_or(|t| t == s.track))
+            .map(|s| {
+                let interval = if s.frames > 1 {
+                    (s.last_ns - s.first_ns) / (s.frames as i64 - 1)
+                } else {
+                    0
+                };
+                s.end_ns
+                    .unwrap_or(i64::MIN)
+                    .max(s.last_ns.saturating_add(interval))
+            })
+            .max()
+            .unwrap_or(first);
+        end.saturating_sub(first).max(0) as u64 / 1_000_000
+    }
 }
 
 /// The ingest state of one PutMedia connection.
@@ -291,7 +355,7 @@ impl Ingest {
             return;
         }
         let Some(cur) = self.cur.take() else { return };
-        let Some((cluster, duration_ms)) = cur.sealed else {
+        let Some((cluster, duration_ms, media_ms)) = cur.sealed else {
             return;
         };
         out.push(IngestEvent::Received(IngestedFragment {
@@ -303,6 +367,7 @@ impl Ingest {
             trailing_tags: cur.trailing,
             frames: cur.frames,
             duration_ms,
+            media_ms,
         }));
     }
 
@@ -383,7 +448,8 @@ impl Ingest {
         self.hand_out(end, out);
         self.last_timecode = Some(timecode);
         if let Some(cur) = self.cur.as_mut() {
-            cur.sealed = Some((std::mem::take(&mut cur.parts), span_ms));
+            let media_ms = cur.media_ms(self.tracks.first().copied());
+            cur.sealed = Some((std::mem::take(&mut cur.parts), span_ms, media_ms));
         }
         Ok(())
     }
@@ -477,6 +543,7 @@ impl Ingest {
                     frames: 0,
                     first_ts: None,
                     last_ts: 0,
+                    spans: Vec::new(),
                     tags: std::mem::take(&mut self.pending_tags),
                     user_tags: std::mem::take(&mut self.pending_user_tags),
                     parts: Vec::new(),
@@ -526,6 +593,12 @@ impl Ingest {
                     }
                     c.first_ts.get_or_insert(f.timestamp_ns);
                     c.last_ts = c.last_ts.max(f.timestamp_ns);
+                    let scale = i64::try_from(self.scale).unwrap_or(i64::MAX);
+                    let duration_ns = f
+                        .duration
+                        .and_then(|d| i64::try_from(d).ok())
+                        .map(|d| d.saturating_mul(scale));
+                    c.note_frame(f.track, f.timestamp_ns, duration_ns);
                     if end - c.start > self.limits.max_fragment_bytes {
                         return Err(self.err(4001, "fragment larger than 50 MB"));
                     }
@@ -650,6 +723,9 @@ mod tests {
             assert_eq!(counts, [(1, 1), (0, 1), (0, 0)]);
             for f in &frags {
                 assert_eq!(f.frames, 2);
+                // Two frames 40 ms apart: 40 ms first to last, 80 ms of
+                // media (the last one lasts its track's interval).
+                assert_eq!((f.duration_ms, f.media_ms), (40, 80));
                 let cluster = f.cluster.concat();
                 assert_eq!(&cluster[..4], &[0x1F, 0x43, 0xB6, 0x75]);
                 assert_eq!(&f.header[..4], &[0x15, 0x49, 0xA9, 0x66], "Info first");

@@ -16,6 +16,7 @@ use kvs_core::client::{
     TimecodeType,
 };
 use kvs_core::local::{LocalConfig, LocalEndpoint};
+use serde_json::json;
 
 const START_MS: u64 = 1_732_012_345_000;
 
@@ -183,6 +184,241 @@ async fn clips_keep_one_timeline_and_drop_duplicates() {
         master.contains("CODECS=\"avc1.") && master.contains(",mp4a.40.2\""),
         "{master}"
     );
+}
+
+/// POSTs `body` to the endpoint's `path` unsigned (the test endpoint takes
+/// any caller): status, `x-amzn-ErrorType` and body.
+async fn post_json(url: &str, path: &str, body: &serde_json::Value) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url.strip_prefix("http://").unwrap().trim_end_matches('/');
+    let body = body.to_string();
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    tcp.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tcp.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let kind = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(": ")?;
+            name.eq_ignore_ascii_case("x-amzn-ErrorType")
+                .then(|| value.to_owned())
+        })
+        .unwrap_or_default();
+    (head[9..12].parse().unwrap(), kind, body.to_owned())
+}
+
+/// Two 8 s uploads (4 fragments each, RELATIVE timecodes) with a 6 s gap
+/// between them.
+async fn two_uploads_with_a_gap() -> (LocalEndpoint, KvsClient) {
+    let (ep, c) = endpoint_with_stream(LocalConfig::default(), "cam", 1).await;
+    for at in [START_MS, START_MS + 14_000] {
+        let (acks, err) =
+            common::put_all(&c, "cam", &common::clip(true), TimecodeType::Relative, at).await;
+        assert!(err.is_none() && persisted(&acks).len() == 4, "{err:?}");
+    }
+    (ep, c)
+}
+
+fn both_uploads() -> FragmentSelector {
+    FragmentSelector::Producer {
+        start: crate::support::at_ms(START_MS),
+        end: crate::support::at_ms(START_MS + 30_000),
+    }
+}
+
+/// The media playlist of an HLS session asked for with `opts`.
+async fn media_playlist(c: &KvsClient, opts: &StreamingSessionOptions) -> String {
+    let url = c.get_hls_streaming_session_url("cam", opts).await.unwrap();
+    let (status, list) = get(&url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")).await;
+    assert_eq!(status, 200, "{list}");
+    list
+}
+
+/// GetHLSStreamingSessionURL's members as its reference defines them:
+/// EXTINF is each fragment's own media (2 s), not the distance to the next
+/// one (8 s before the gap); DiscontinuityMode puts `EXT-X-DISCONTINUITY`
+/// everywhere, nowhere or where the timeline breaks (the 6 s gap), with
+/// the documented defaults per selector type; DisplayFragmentTimestamp adds
+/// `EXT-X-PROGRAM-DATE-TIME`; values outside the model's enumerations, a
+/// TimestampRange in LIVE mode and a range over 24 hours are refused.
+#[tokio::test]
+async fn hls_session_members_are_honoured_or_refused() {
+    use kvs_core::client::DiscontinuityMode;
+    let (ep, c) = two_uploads_with_a_gap().await;
+    let on_demand = StreamingSessionOptions {
+        playback_mode: PlaybackMode::OnDemand,
+        selector: Some(both_uploads()),
+        ..Default::default()
+    };
+    // PRODUCER_TIMESTAMP: NEVER by default.
+    let list = media_playlist(&c, &on_demand).await;
+    assert_eq!(list.matches("#EXTINF:2.000,").count(), 8, "{list}");
+    assert!(!list.contains("#EXT-X-DISCONTINUITY"), "{list}");
+    assert!(!list.contains("#EXT-X-PROGRAM-DATE-TIME"), "{list}");
+    let segments = |list: &str| -> Vec<String> {
+        list.split("#EXTINF")
+            .skip(1)
+            .map(|seg| seg.to_owned())
+            .collect()
+    };
+    let marks = |mode| {
+        let c = &c;
+        let opts = StreamingSessionOptions {
+            discontinuity_mode: Some(mode),
+            ..on_demand.clone()
+        };
+        async move {
+            let list = media_playlist(c, &opts).await;
+            // Which segments (by index) a discontinuity tag precedes.
+            segments(&list)
+                .iter()
+                .enumerate()
+                .filter(|(_, seg)| seg.contains("#EXT-X-DISCONTINUITY\n"))
+                .map(|(i, _)| i + 1)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        marks(DiscontinuityMode::Always).await,
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+    assert_eq!(marks(DiscontinuityMode::Never).await, Vec::<usize>::new());
+    // Only at the 6 s gap: the fragments within an upload follow on.
+    assert_eq!(marks(DiscontinuityMode::OnDiscontinuity).await, [4]);
+
+    // SERVER_TIMESTAMP: ALWAYS by default.
+    let server = StreamingSessionOptions {
+        selector: Some(FragmentSelector::Server {
+            start: std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+            end: std::time::SystemTime::now(),
+        }),
+        ..on_demand.clone()
+    };
+    let list = media_playlist(&c, &server).await;
+    assert_eq!(list.matches("#EXT-X-DISCONTINUITY\n").count(), 7, "{list}");
+
+    // DisplayFragmentTimestamp=ALWAYS: each segment's producer start.
+    let list = media_playlist(
+        &c,
+        &StreamingSessionOptions {
+            display_fragment_timestamp: true,
+            ..on_demand.clone()
+        },
+    )
+    .await;
+    let times: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .collect();
+    assert_eq!(times.len(), 8, "{list}");
+    assert_eq!(times[0], "2024-11-19T10:32:25Z");
+    assert_eq!(times[4], "2024-11-19T10:32:39Z", "after the gap");
+
+    // Refused as the models say.
+    let url = ep.url().to_owned();
+    let refused = [
+        json!({"StreamName": "cam", "DiscontinuityMode": "SOMETIMES"}),
+        json!({"StreamName": "cam", "DisplayFragmentTimestamp": "YES"}),
+        json!({"StreamName": "cam", "ContainerFormat": "MKV"}),
+        json!({"StreamName": "cam", "PlaybackMode": "REWIND"}),
+        json!({"StreamName": "cam", "MaxMediaPlaylistFragmentResults": 0}),
+        json!({"StreamName": "cam", "Expires": 299}),
+        json!({"StreamName": "cam", "HLSFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+            "TimestampRange": {"StartTimestamp": 1_732_012_345.0}}}),
+        json!({"StreamName": "cam", "PlaybackMode": "ON_DEMAND", "HLSFragmentSelector": {
+            "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+            "TimestampRange": {"StartTimestamp": 1_732_012_345.0, "EndTimestamp": 1_732_012_345.0 + 86_401.0}}}),
+        json!({"StreamName": "cam", "PlaybackMode": "ON_DEMAND", "HLSFragmentSelector": {
+            "FragmentSelectorType": "SERVER_TIMESTAMP",
+            "TimestampRange": {"StartTimestamp": 1.0, "EndTimestamp": 4_000_000_000.0}}}),
+    ];
+    for body in refused {
+        let (status, kind, msg) = post_json(&url, "/getHLSStreamingSessionURL", &body).await;
+        assert_eq!(status, 400, "{body}: {msg}");
+        assert!(
+            kind.starts_with("InvalidArgumentException"),
+            "{body}: {kind}"
+        );
+    }
+    // The valid spellings of the same members are taken.
+    let ok = json!({"StreamName": "cam", "PlaybackMode": "LIVE", "DiscontinuityMode": "ON_DISCONTINUITY",
+        "DisplayFragmentTimestamp": "NEVER", "ContainerFormat": "MPEG_TS",
+        "HLSFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP"},
+        "MaxMediaPlaylistFragmentResults": 3, "Expires": 43200});
+    let (status, _, msg) = post_json(&url, "/getHLSStreamingSessionURL", &ok).await;
+    assert_eq!(status, 200, "{msg}");
+    let live = serde_json::from_str::<serde_json::Value>(&msg).unwrap()["HLSStreamingSessionURL"]
+        .as_str()
+        .unwrap()
+        .replace("getHLSMasterPlaylist", "getHLSMediaPlaylist");
+    let (_, list) = get(&live).await;
+    assert_eq!(list.matches("#EXTINF").count(), 3, "{list}");
+    // The live window (fragments 6–8) is past the gap: its one
+    // discontinuity is counted, not shown.
+    assert!(list.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{list}");
+    assert!(!list.contains("#EXT-X-DISCONTINUITY\n"), "{list}");
+}
+
+/// GetDASHStreamingSessionURL's members: every segment at its place on the
+/// timeline (`t` after the 6 s gap, `d` its own 2 s), `kvs:ts` and `kvs:fn`
+/// on each `S` when asked for, DisplayFragmentNumber refused outside its
+/// enumeration.
+#[tokio::test]
+async fn dash_session_members_are_honoured_or_refused() {
+    let (ep, c) = two_uploads_with_a_gap().await;
+    let opts = StreamingSessionOptions {
+        playback_mode: PlaybackMode::OnDemand,
+        selector: Some(both_uploads()),
+        display_fragment_timestamp: true,
+        display_fragment_number: true,
+        ..Default::default()
+    };
+    let url = c
+        .get_dash_streaming_session_url("cam", &opts)
+        .await
+        .unwrap();
+    let (_, mpd) = get(&url).await;
+    let s: Vec<&str> = mpd.lines().filter(|l| l.starts_with("<S ")).collect();
+    assert_eq!(s.len(), 8, "{mpd}");
+    assert!(s[0].starts_with("<S t=\"0\" d=\"2000\""), "{mpd}");
+    assert!(s[1].starts_with("<S d=\"2000\""), "{mpd}");
+    assert!(
+        s[4].starts_with("<S t=\"14000\" d=\"2000\""),
+        "the gap: {mpd}"
+    );
+    assert!(s[0].contains("kvs:ts=\"2024-11-19T10:32:25Z\""), "{mpd}");
+    let numbers = c.list_fragments("cam", Some(both_uploads())).await.unwrap();
+    let first = numbers
+        .iter()
+        .min_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp))
+        .unwrap();
+    assert!(
+        s[0].contains(&format!("kvs:fn=\"{}\"", first.fragment_number)),
+        "{mpd}"
+    );
+    assert!(mpd.contains("xmlns:kvs="), "{mpd}");
+    assert!(
+        mpd.contains("mediaPresentationDuration=\"PT22.000S\""),
+        "{mpd}"
+    );
+    let (status, kind, msg) = post_json(
+        ep.url(),
+        "/getDASHStreamingSessionURL",
+        &json!({"StreamName": "cam", "DisplayFragmentNumber": "SOMETIMES"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{msg}");
+    assert!(kind.starts_with("InvalidArgumentException"), "{kind}");
 }
 
 fn source_h264() -> String {
@@ -379,8 +615,7 @@ async fn hls_and_dash_sessions_play_in_ffmpeg() {
     assert!(master.contains("RESOLUTION=640x360"), "{master}");
     let media_url = hls.replace("getHLSMasterPlaylist.m3u8", "getHLSMediaPlaylist.m3u8");
     let (_, playlist) = get(&media_url).await;
-    assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 3, "{playlist}");
-    assert_eq!(playlist.matches("#EXTINF:").count(), 4, "{playlist}");
+    assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 4, "{playlist}");
     assert!(playlist.contains("#EXT-X-TARGETDURATION:2\n"), "{playlist}");
     assert!(playlist.contains("#EXT-X-MAP:URI=") && playlist.ends_with("#EXT-X-ENDLIST\n"));
 

@@ -28,8 +28,13 @@ pub(crate) struct Stored {
     pub doc: Vec<Bytes>,
     /// Size of the Cluster, bytes.
     pub size: u64,
-    /// Duration of the fragment, ms.
+    /// Duration of the fragment, ms: first frame to last frame (what
+    /// ListFragments reports).
     pub duration_ms: u64,
+    /// How long its media plays, ms: first frame to the end of the last
+    /// ([`IngestedFragment::media_ms`]) — HLS `EXTINF`, DASH `d`, the
+    /// fragment's span on the timeline.
+    pub media_ms: u64,
 }
 
 /// Fragments of one stream, with a wake-up for live readers.
@@ -311,6 +316,12 @@ impl MediaStore {
                     server_ms,
                     size: v["size"].as_u64().unwrap_or(0),
                     duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
+                    // Indexes written before media_ms was kept: the
+                    // first-to-last-frame duration.
+                    media_ms: v["media_ms"]
+                        .as_u64()
+                        .or_else(|| v["duration_ms"].as_u64())
+                        .unwrap_or(0),
                 }));
             }
         }
@@ -357,7 +368,7 @@ impl MediaStore {
                 file.write_all(part)?;
             }
             file.sync_all()?;
-            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": size, "duration_ms": f.duration_ms, "lead_at": lead_at, "lead_len": lead_len});
+            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": size, "duration_ms": f.duration_ms, "media_ms": f.media_ms, "lead_at": lead_at, "lead_len": lead_len});
             let mut index = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -372,6 +383,7 @@ impl MediaStore {
             doc,
             size: size as u64,
             duration_ms: f.duration_ms,
+            media_ms: f.media_ms,
         });
         let mut streams = self
             .streams
