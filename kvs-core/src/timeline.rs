@@ -15,7 +15,7 @@
 //! millisecond or overlap by more than half of the shorter one — not when
 //! the last audio frames of one run a few ms into the next one's start, as
 //! AAC frames that straddle a fragment boundary do. The threshold is an
-//! inference ([I]: the reference names duplicates, not a tolerance); exact
+//! inference (\[I\]: the reference names duplicates, not a tolerance); exact
 //! resends and repeated uploads, the cases that occur, are caught by it
 //! with a wide margin.
 
