@@ -294,6 +294,86 @@ fn demo_streams_and_reads_back_every_frame() {
     );
 }
 
+/// `kvs get --start producer:T --end T`: the fragments that start in the
+/// range, from the archive, each period once — the clip put twice at once
+/// (the second upload covers the same producer time, a duplicate the
+/// service's playback drops) gives the clip's 4 fragments and 200 pictures.
+#[test]
+fn get_reads_a_time_range_once() {
+    let (_guard, url) = start_local(&[]);
+    let dir = scratch("range");
+    let run = |args: &[&std::ffi::OsStr]| kvs_on(&url, &dir, args);
+    assert!(run(&["create-stream".as_ref(), "cam".as_ref()])
+        .status
+        .success());
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264");
+    for _ in 0..2 {
+        let put = run(&[
+            "put".as_ref(),
+            "--stream".as_ref(),
+            "cam".as_ref(),
+            clip.as_os_str(),
+        ]);
+        assert!(
+            put.status.success(),
+            "{}",
+            String::from_utf8_lossy(&put.stderr)
+        );
+    }
+    let listed = run(&[
+        "list-fragments".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+    ]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let producer: Vec<f64> = listed
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(producer.len(), 8, "{listed}");
+    let first = producer.iter().copied().fold(f64::MAX, f64::min);
+    let last = producer.iter().copied().fold(0.0, f64::max);
+    let out = dir.join("range.mkv");
+    let start = format!("producer:{first:.3}");
+    let end = format!("{last:.3}");
+    let got = run(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        "--start".as_ref(),
+        start.as_ref(),
+        "--end".as_ref(),
+        end.as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(got.status.success(), "{err}");
+    assert!(err.contains(": 4 fragments"), "{err}");
+    // --end needs a producer or server start.
+    let bad = run(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        "cam".as_ref(),
+        "--end".as_ref(),
+        end.as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--end needs --start producer:T or server:T"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    if have_ffmpeg() {
+        let packets = ffprobe_packets(&out, "v");
+        assert_eq!(packets.len(), 200);
+        assert!(packets.windows(2).all(|w| w[1].0 > w[0].0), "monotonic");
+    }
+}
+
 #[test]
 fn put_then_get_through_kvs_local() {
     let (_guard, url) = start_local(&[]);
@@ -975,6 +1055,75 @@ fn parameter_set_changes_start_a_fragment_with_a_new_header() {
     assert_eq!(want.len(), 100);
     assert_eq!(unscaled(&muxed), want);
     assert_eq!(unscaled(&raw), want);
+    // Merged into one file (one stream header): the second part's
+    // parameter sets travel in-band with its key frames, so its pictures
+    // decode at their own size too.
+    let merged = dir.join("merged.mkv");
+    let get = kvs_on(
+        &url,
+        &dir,
+        &[
+            "get".as_ref(),
+            "--stream".as_ref(),
+            "cam".as_ref(),
+            "-o".as_ref(),
+            merged.as_os_str(),
+        ],
+    );
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert_eq!(unscaled(&merged), want);
+    // Parameter sets only in CodecPrivate (frames without SPS/PPS, as
+    // ffmpeg's MKV files can carry them): the two parts put one after the
+    // other; the merged file carries the second part's in-band, and every
+    // picture decodes at its own size.
+    let run = |args: &[&std::ffi::OsStr]| kvs_on(&url, &dir, args);
+    assert!(run(&["create-stream".as_ref(), "oob".as_ref()])
+        .status
+        .success());
+    for part in [&a, &b] {
+        let mkv = part.with_extension("mkv");
+        let (src, dst) = (part.to_str().unwrap(), mkv.to_str().unwrap());
+        ffmpeg(&[
+            "-i",
+            src,
+            "-c",
+            "copy",
+            "-bsf:v",
+            "filter_units=remove_types=7|8",
+            dst,
+        ]);
+        // In real time: the second part's producer time follows the first's.
+        let put = run(&[
+            "put".as_ref(),
+            "--stream".as_ref(),
+            "oob".as_ref(),
+            "--realtime".as_ref(),
+            mkv.as_os_str(),
+        ]);
+        assert!(
+            put.status.success(),
+            "{}",
+            String::from_utf8_lossy(&put.stderr)
+        );
+    }
+    let merged = dir.join("oob.mkv");
+    let get = run(&[
+        "get".as_ref(),
+        "--stream".as_ref(),
+        "oob".as_ref(),
+        "-o".as_ref(),
+        merged.as_os_str(),
+    ]);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert_eq!(unscaled(&merged), want);
 }
 
 /// `kvs put FILE.h264 --audio FILE.aac` interleaves ADTS audio as `kvs mux`

@@ -5,6 +5,7 @@ pub mod builder;
 pub mod error;
 pub mod fragment;
 pub mod ids;
+pub mod merge;
 mod meta;
 pub mod mux;
 pub mod parser;

@@ -20,20 +20,8 @@ use serde_json::json;
 
 const START_MS: u64 = 1_732_012_345_000;
 
-/// Whether a tool is installed; under CI a missing tool is a failure.
 fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing; CI must have it (run the README test command)"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (the README test command installs it)");
-    }
-    ok
+    crate::support::have(tool, "-version")
 }
 
 async fn run(args: Vec<String>) -> String {
@@ -419,6 +407,63 @@ async fn dash_session_members_are_honoured_or_refused() {
     .await;
     assert_eq!(status, 400, "{msg}");
     assert!(kind.starts_with("InvalidArgumentException"), "{kind}");
+}
+
+/// The playlists and manifests as third-party tools read them
+/// (`playback_check.py`: boto3 opens the sessions, the `m3u8` package parses
+/// the playlists, PyAV reads every segment, lxml checks each MPD against the
+/// MPD schema): no rule of RFC 8216 or of the MPD schema broken, every
+/// segment lasting its EXTINF/`d` and starting where the playlist or the
+/// SegmentTimeline puts it, discontinuities where the 6 s gap is.
+#[tokio::test]
+async fn playlists_and_manifests_pass_the_validators_rules() {
+    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let ok = py.exists()
+        && Command::new(&py)
+            .args(["-c", "import boto3, m3u8, av, lxml"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            ".venv with boto3, m3u8, av and lxml is missing; CI must have it (run the README test command)"
+        );
+        eprintln!("SKIPPED: .venv with boto3, m3u8, av and lxml not found");
+        return;
+    }
+    let (ep, _c) = two_uploads_with_a_gap().await;
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/integration/playback_check.py");
+    let xsd = std::env::var("KVS_MPD_XSD").unwrap_or_default();
+    let out = run(vec![
+        py.display().to_string(),
+        script.display().to_string(),
+        ep.url().to_owned(),
+        "cam".into(),
+        format!("{}", START_MS / 1000),
+        format!("{}", START_MS / 1000 + 30),
+        xsd,
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["errors"], json!([]), "{out}");
+    eprintln!("{out}");
+    let s = &v["summary"];
+    assert_eq!(s["hls-NEVER"]["discontinuities"], json!([]), "{out}");
+    assert_eq!(
+        s["hls-ALWAYS"]["discontinuities"],
+        json!([1, 2, 3, 4, 5, 6, 7]),
+        "{out}"
+    );
+    assert_eq!(
+        s["hls-ON_DISCONTINUITY"]["discontinuities"],
+        json!([4]),
+        "{out}"
+    );
+    assert_eq!(s["hls-ts"]["discontinuities"], json!([4]), "{out}");
+    assert_eq!(s["hls-NEVER"]["program_date_times"], 8, "{out}");
+    assert_eq!(s["hls-live"]["segments"], 3, "{out}");
+    assert_eq!(s["dash"]["segments"], 8, "{out}");
 }
 
 fn source_h264() -> String {

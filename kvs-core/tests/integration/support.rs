@@ -12,3 +12,22 @@ pub fn epoch_ms(t: std::time::SystemTime) -> u64 {
 pub fn at_ms(ms: u64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
+
+/// Whether `tool` runs (`tool version_arg` succeeds). Under `CI=true` a
+/// missing tool is a failure, never a skip; elsewhere the caller skips with
+/// a note.
+#[allow(clippy::print_stderr)]
+pub fn have(tool: &str, version_arg: &str) -> bool {
+    let ok = std::process::Command::new(tool)
+        .arg(version_arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing; CI must have it (run the README test command)"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (the README test command installs it)");
+    }
+    ok
+}

@@ -199,6 +199,13 @@ enum Cmd {
         /// endpoint restarts) instead of stopping once it has been quiet for 3 s.
         #[arg(long)]
         follow: bool,
+        /// End of a time range, epoch seconds (UTC), with --start
+        /// producer:T or server:T: the fragments that start within it,
+        /// read from the archive (ListFragments and
+        /// GetMediaForFragmentList, duplicates dropped as the service's
+        /// playback does); the read ends after the last.
+        #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["raw", "follow"])]
+        end: Option<f64>,
         #[command(flatten)]
         aws: control::AwsArgs,
     },
@@ -328,17 +335,16 @@ fn main() -> ExitCode {
             output,
             raw,
             follow,
+            end,
             aws,
         } => control::client(&aws).and_then(|c| {
-            media::get(
-                c,
-                &stream,
-                &start,
-                max_fragments.unwrap_or(usize::MAX),
-                &output,
+            let opts = media::GetOptions {
+                max: max_fragments.unwrap_or(usize::MAX),
                 raw,
                 follow,
-            )
+                end,
+            };
+            media::get(c, &stream, &start, &output, &opts)
         }),
         Cmd::CreateStream {
             name,

@@ -8,13 +8,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kvs_core::auth::Credentials;
-use kvs_core::client::{ClientConfig, CreateStream, KvsClient, StartSelector, StreamId};
+use kvs_core::client::{
+    ClientConfig, CreateStream, FragmentSelector, KvsClient, StartSelector, StreamId,
+};
 use kvs_core::codec::aac;
 use kvs_core::codec::annexb::VideoCodec;
 use kvs_core::consumer::Consumer;
 use kvs_core::local::{LocalConfig, LocalEndpoint};
-use kvs_core::mkv::builder::{FragmentBuilder, FrameIn, Payload, StreamConfig, TrackConfig};
-use kvs_core::mkv::fragment::Fragment;
+use kvs_core::mkv::builder::TrackConfig;
+use kvs_core::mkv::merge::Merger;
 use kvs_core::mkv::mux::{annexb_frames, matroska_frames, mux_frames, AacInput, MuxOutput};
 use kvs_core::producer::{AckLevel, Frame, PressurePolicy, Producer, ProducerEvent};
 
@@ -572,13 +574,18 @@ pub fn put(
     }
     Ok(())
 }
+/// Epoch seconds (UTC) as a time, to the millisecond.
+fn epoch(s: f64) -> Result<SystemTime, String> {
+    (s.is_finite() && s >= 0.0)
+        .then(|| UNIX_EPOCH + Duration::from_millis((s * 1000.0).round() as u64))
+        .ok_or_else(|| format!("bad timestamp {s} (epoch seconds)"))
+}
+
 fn selector(s: &str) -> Result<StartSelector, String> {
     let ms = |t: &str| {
         t.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| UNIX_EPOCH + Duration::from_millis((s * 1000.0) as u64))
-            .ok_or_else(|| format!("bad timestamp {t} (epoch seconds)"))
+            .map_err(|_| format!("bad timestamp {t} (epoch seconds)"))
+            .and_then(epoch)
     };
     Ok(match s.split_once(':') {
         None if s == "earliest" => StartSelector::Earliest,
@@ -595,88 +602,52 @@ fn selector(s: &str) -> Result<StartSelector, String> {
     })
 }
 
-/// A merged file being written: its builder and the producer time (ms) its
-/// timecode 0 stands for.
-struct Merged {
-    builder: FragmentBuilder,
-    origin_ms: u64,
-    scale_ns: u64,
-}
-
-/// Appends a fragment's frames to a merged, playable file, on one
-/// producer-time timeline from 0 (the stream's start recorded as
-/// `DateUTC`): each fragment placed at its producer timestamp whatever its
-/// Cluster timecode (uploads with RELATIVE timecodes restart at 0), gaps
-/// kept as gaps.
-fn write_merged(
-    file: &mut impl Write,
-    merged: &mut Option<Merged>,
-    f: &Fragment,
-) -> Result<(), String> {
-    let producer_ms = f.producer_timestamp_ms;
-    let m = match merged {
-        Some(m) => m,
-        None => {
-            let tracks: Vec<TrackConfig> = f.tracks.iter().map(TrackConfig::from).collect();
-            let origin_ms = producer_ms.unwrap_or(0);
-            let cfg = StreamConfig {
-                timecode_scale_ns: f.timecode_scale,
-                date_utc: producer_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
-                ..StreamConfig::new(tracks)
-            };
-            let builder = FragmentBuilder::new(cfg).map_err(|e| e.to_string())?;
-            file.write_all(&builder.header())
-                .map_err(|e| e.to_string())?;
-            merged.insert(Merged {
-                builder,
-                origin_ms,
-                scale_ns: f.timecode_scale.max(1),
-            })
-        }
-    };
-    // Where this fragment's cluster goes, in the file's timecode units.
-    let cluster = f.cluster_timecode.unwrap_or(0);
-    let place = match producer_ms {
-        Some(p) => (i128::from(p) - i128::from(m.origin_ms)) * 1_000_000 / i128::from(m.scale_ns),
-        None => i128::from(cluster),
-    };
-    let frames: Vec<FrameIn> = f
-        .frames
-        .iter()
-        .map(|fr| FrameIn {
-            track: fr.track,
-            timecode: (place + i128::from(fr.timecode) - i128::from(cluster)).max(0) as i64,
-            key: fr.key,
-            payload: Payload::Raw(fr.payload.clone()),
-        })
-        .collect();
-    let mut chunks = Vec::new();
-    m.builder
-        .fragment(&frames, &[], &mut chunks)
-        .map_err(|e| e.to_string())?;
-    for ch in chunks {
-        file.write_all(&ch).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+/// How `kvs get` reads.
+pub struct GetOptions {
+    /// Stop after this many fragments.
+    pub max: usize,
+    /// The service's bytes unchanged rather than one merged file.
+    pub raw: bool,
+    /// Keep reading through resets and endpoint restarts.
+    pub follow: bool,
+    /// End of a time range (epoch seconds), read from the archive.
+    pub end: Option<f64>,
 }
 
 /// `kvs get`: fragments into one playable file (or the service's bytes with
 /// `raw`); stops after `max` fragments, or, unless `follow`, once the stream
 /// has been quiet (no frame) for 3 s. `follow` keeps reading through resets and
-/// endpoint restarts.
+/// endpoint restarts. With `end`, the range from a producer/server start to it.
 pub fn get(
     c: KvsClient,
     stream: &str,
     start: &str,
-    max: usize,
     out: &Path,
-    raw: bool,
-    follow: bool,
+    opts: &GetOptions,
 ) -> Result<(), String> {
+    let GetOptions {
+        max,
+        raw,
+        follow,
+        end,
+    } = *opts;
     let start = selector(start)?;
     if raw && follow {
         return Err("--raw reads one GetMedia session; it does not combine with --follow".into());
     }
+    let range = match (end, &start) {
+        (None, _) => None,
+        (Some(e), s) => {
+            let end = epoch(e)?;
+            Some(match s {
+                StartSelector::ProducerTimestamp(t) => {
+                    FragmentSelector::Producer { start: *t, end }
+                }
+                StartSelector::ServerTimestamp(t) => FragmentSelector::Server { start: *t, end },
+                _ => return Err("--end needs --start producer:T or server:T".into()),
+            })
+        }
+    };
     runtime()?.block_on(async {
         // The file is made with the first fragment: nothing that came, or a
         // failure before anything came, leaves no empty file behind.
@@ -690,6 +661,7 @@ pub fn get(
             Ok::<(), String>(())
         };
         let mut count = 0;
+        let mut skipped = 0;
         if raw {
             let mut session = c
                 .get_media(StreamId::from(stream), &start)
@@ -712,8 +684,12 @@ pub fn get(
                 count += 1;
             }
         } else {
-            let mut fragments = Consumer::builder(Arc::new(c), stream).start(start);
-            let mut merged: Option<Merged> = None;
+            let consumer = Consumer::builder(Arc::new(c), stream);
+            let mut fragments = match range {
+                Some(r) => consumer.range(r),
+                None => consumer.start(start),
+            };
+            let mut merged = Merger::new();
             while count < max {
                 let f = if follow {
                     fragments.next().await
@@ -739,7 +715,10 @@ pub fn get(
                 }
                 open(&mut file)?;
                 let Some(w) = file.as_mut() else { break };
-                write_merged(w, &mut merged, &f)?;
+                for ch in merged.push(&f).map_err(|e| e.to_string())? {
+                    w.write_all(&ch).map_err(|e| e.to_string())?;
+                }
+                skipped = merged.overlapping();
                 // A follower's file is playable up to here at any time.
                 w.flush().map_err(|e| e.to_string())?;
                 count += 1;
@@ -758,6 +737,11 @@ pub fn get(
         };
         w.flush().map_err(|e| e.to_string())?;
         eprintln!("{}: {count} fragments", out.display());
+        if skipped > 0 {
+            eprintln!(
+                "{skipped} fragments left out: they cover producer time already written (a second upload of the same period)"
+            );
+        }
         Ok(())
     })
 }
