@@ -447,7 +447,6 @@ async fn playlists_and_manifests_pass_the_validators_rules() {
     .await;
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["errors"], json!([]), "{out}");
-    eprintln!("{out}");
     let s = &v["summary"];
     assert_eq!(s["hls-NEVER"]["discontinuities"], json!([]), "{out}");
     assert_eq!(

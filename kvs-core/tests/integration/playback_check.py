@@ -139,6 +139,23 @@ def check_hls(name, **members):
     }
 
 
+def mpd_schema(etree):
+    """The MPD schema at `xsd`, its imports (xlink.xsd, xml.xsd) taken from
+    the same folder, never from the network."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(xsd))
+
+    class Beside(etree.Resolver):
+        def resolve(self, url, public_id, context):
+            local = os.path.join(folder, url.rsplit("/", 1)[-1])
+            return self.resolve_filename(local, context) if os.path.exists(local) else None
+
+    parser = etree.XMLParser(load_dtd=True, no_network=True)
+    parser.resolvers.add(Beside())
+    return etree.XMLSchema(etree.parse(xsd, parser))
+
+
 def check_dash(name, **members):
     from lxml import etree
 
@@ -146,8 +163,7 @@ def check_dash(name, **members):
     _, text = fetch(base)
     doc = etree.fromstring(text)
     if xsd:
-        parser = etree.XMLParser(load_dtd=True, no_network=True)
-        schema = etree.XMLSchema(etree.parse(xsd, parser))
+        schema = mpd_schema(etree)
         if not schema.validate(doc):
             errors.append(f"{name}: the MPD does not validate: {schema.error_log}")
     ns = {"d": "urn:mpeg:dash:schema:mpd:2011"}
