@@ -12,12 +12,16 @@
 //! is left as the service returns it, duplicates and all).
 //!
 //! Two fragments cover the same time when they start at the same producer
-//! millisecond or overlap by more than half of the shorter one — not when
-//! the last audio frames of one run a few ms into the next one's start, as
-//! AAC frames that straddle a fragment boundary do. The threshold is an
-//! inference (\[I\]: the reference names duplicates, not a tolerance); exact
-//! resends and repeated uploads, the cases that occur, are caught by it
-//! with a wide margin.
+//! millisecond or their spans overlap by more than [`TOLERANCE_MS`]: the
+//! reference keeps "the oldest ingested collection of fragments" of those
+//! "ingested within the same time range", so any real overlap goes, and
+//! the fragments kept never overlap — every path that joins them plays a
+//! monotonic timeline. A span is a fragment's media, first frame to the
+//! end of its video's last (the service's FragmentLengthInMilliseconds);
+//! AAC frames that straddle a fragment boundary do not count. The
+//! tolerance (\[I\]: the reference names none) absorbs the rounding of
+//! spans to milliseconds, and is shorter than any video frame interval up
+//! to 200 fps, so no two kept fragments hold a frame at the same instant.
 
 use std::collections::BTreeMap;
 
@@ -45,14 +49,18 @@ impl Span {
             .end_ms
             .min(other.end_ms)
             .saturating_sub(self.start_ms.max(other.start_ms));
-        let shorter = (self.end_ms - self.start_ms).min(other.end_ms - other.start_ms);
-        self.start_ms == other.start_ms || overlap.saturating_mul(2) > shorter
+        self.start_ms == other.start_ms || overlap > TOLERANCE_MS
     }
 }
 
+/// How far two fragments' spans may overlap (ms) and both be kept: the
+/// rounding of spans to milliseconds, not a frame.
+pub const TOLERANCE_MS: u64 = 5;
+
 /// The fragments to play, in producer-time order, duplicates dropped: of
 /// fragments covering the same producer time (see the module docs), the one
-/// that comes first in `fragments` is kept. `fragments` must come in ingest
+/// that comes first in `fragments` is kept, so the spans kept overlap by
+/// [`TOLERANCE_MS`] at most. `fragments` must come in ingest
 /// order (server-timestamp order; ListFragments returns them in no order,
 /// so sort its list by server timestamp first). `span` gives each one's
 /// place on the producer timeline.
@@ -104,12 +112,16 @@ mod tests {
     }
 
     #[test]
-    fn audio_running_into_the_next_fragment_is_not_a_duplicate() {
-        // The first fragment's last AAC frame ends 21 ms into the next.
-        assert_eq!(run(&[(0, 2021), (2000, 2000)]), [0, 1]);
-        // More than half of the shorter one overlapping is.
-        assert_eq!(run(&[(0, 2000), (900, 1000)]), [0]);
-        assert_eq!(run(&[(0, 2000), (1500, 2000)]), [0, 1]);
+    fn any_real_overlap_goes_and_adjacent_fragments_stay() {
+        // Back to back, and within the rounding tolerance.
+        assert_eq!(run(&[(0, 2000), (2000, 2000), (6000, 2000)]), [0, 1, 2]);
+        assert_eq!(run(&[(0, 2004), (2000, 2000)]), [0, 1]);
+        // One frame (40 ms) into the next: the later-ingested one goes,
+        // whichever comes first in time.
+        assert_eq!(run(&[(2000, 2000), (40, 2000)]), [0]);
+        assert_eq!(run(&[(0, 2000), (1960, 2000)]), [0]);
+        // A later upload covering the gap between two kept fragments stays.
+        assert_eq!(run(&[(0, 2000), (4000, 2000), (2000, 2000)]), [0, 2, 1]);
     }
 
     #[test]

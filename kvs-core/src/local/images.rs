@@ -152,7 +152,7 @@ pub(crate) fn get_images(
     // before it, until the next one starts or a second after its last frame.
     let holder = |t: u64| -> Option<usize> {
         let k = fragments.iter().rposition(|f| time(f) <= t)?;
-        let end = time(&fragments[k]) + fragments[k].duration_ms + 1000;
+        let end = time(&fragments[k]) + fragments[k].media_ms + 1000;
         let next = fragments.get(k + 1).map_or(u64::MAX, |n| time(n));
         (t < end.min(next).max(time(&fragments[k]) + 1)).then_some(k)
     };

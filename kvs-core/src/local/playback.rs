@@ -520,10 +520,12 @@ fn hvc1_codecs(p: &[u8]) -> Option<String> {
 /// elements. [I]: the reference names the attributes, not their namespace.
 const KVS_NAMESPACE: &str = "https://kinesisvideo.amazonaws.com/dash";
 
-/// Producer time (ms) of the stream's first fragment: where session
-/// timelines start.
+/// Producer time (ms) where session timelines start: the earliest
+/// producer timestamp stored in the stream (not the first ingested: an
+/// upload may fill in time before it). Every segment's timestamps and every
+/// DASH `t` count from it.
 fn origin_ms(m: &Media) -> u64 {
-    m.fragments.first().map_or(0, |f| f.producer_ms)
+    m.fragments.iter().map(|f| f.producer_ms).min().unwrap_or(0)
 }
 
 /// What to add to a fragment's frame timestamps to get producer time (ns):

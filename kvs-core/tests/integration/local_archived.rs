@@ -37,7 +37,7 @@ async fn list_and_fetch_fragments() {
     assert_eq!(producer, [0, 2000, 4000, 6000]);
     assert!(all
         .iter()
-        .all(|f| f.fragment_size_in_bytes > 10_000 && f.fragment_length_in_milliseconds == 1960));
+        .all(|f| f.fragment_size_in_bytes > 10_000 && f.fragment_length_in_milliseconds == 2000));
     let some = c
         .list_fragments(
             "cam",
@@ -247,7 +247,8 @@ print(json.dumps({"numbers": numbers, "content_type": resp["ContentType"], "firs
 async fn a_start_instant_inside_a_fragment_starts_with_that_fragment() {
     use kvs_core::client::StartSelector;
     let (_ep, c, _) = stream_with_clip().await;
-    // The clip: four fragments at 0, 2, 4 and 6 s, each 1.96 s long.
+    // The clip: four fragments at 0, 2, 4 and 6 s, each 2 s of media (its
+    // last frame starts at 1.96 s and lasts 40 ms).
     let first = |ms: u64| {
         let c = c.clone();
         async move {
@@ -266,7 +267,8 @@ async fn a_start_instant_inside_a_fragment_starts_with_that_fragment() {
     assert_eq!(first(0).await, Some(0));
     assert_eq!(first(1000).await, Some(0), "the middle of the first");
     assert_eq!(first(1960).await, Some(0), "its last frame");
-    assert_eq!(first(1980).await, Some(2000), "between two: the next");
+    assert_eq!(first(1980).await, Some(0), "inside its last frame");
+    assert_eq!(first(2000).await, Some(2000), "where the next starts");
     assert_eq!(first(7000).await, Some(6000), "inside the newest");
     assert_eq!(first(9000).await, None, "past the newest: nothing yet");
 }

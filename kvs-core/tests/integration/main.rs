@@ -2,6 +2,7 @@
 //! module is an area, `common` the setup they share. Run one area with
 //! `cargo test -p kvs-core --all-features --test integration <module>::`.
 
+mod archive_timeline;
 mod aws_config_chain;
 mod bad_input;
 mod client_faults;

@@ -108,20 +108,20 @@ pub(crate) fn start_index(media: &Media, selector: &Value) -> Result<usize, ApiE
         ),
         // The fragment that contains the instant (GetMedia API reference:
         // "the fragment that contains the timestamp"), else the first after
-        // it: the first whose span [start, start + duration] ends at or
-        // after it — the newest included.
+        // it: the first whose span [start, start + length) — its media, to
+        // the end of its last frame — ends after it; the newest included.
         "PRODUCER_TIMESTAMP" => {
             let t = ts()?;
             Ok(frags
                 .iter()
-                .position(|f| f.producer_ms.saturating_add(f.duration_ms) >= t)
+                .position(|f| f.producer_ms.saturating_add(f.media_ms.max(1)) > t)
                 .unwrap_or(frags.len()))
         }
         "SERVER_TIMESTAMP" => {
             let t = ts()?;
             Ok(frags
                 .iter()
-                .position(|f| f.server_ms.saturating_add(f.duration_ms) >= t)
+                .position(|f| f.server_ms.saturating_add(f.media_ms.max(1)) > t)
                 .unwrap_or(frags.len()))
         }
         other => Err(bad(&format!("unknown StartSelectorType {other}"))),
@@ -173,7 +173,7 @@ pub(crate) fn list_fragments(media: Option<&Media>, req: &Value) -> Result<Value
                 "FragmentSizeInBytes": f.size,
                 "ProducerTimestamp": f.producer_ms as f64 / 1000.0,
                 "ServerTimestamp": f.server_ms as f64 / 1000.0,
-                "FragmentLengthInMilliseconds": f.duration_ms,
+                "FragmentLengthInMilliseconds": f.media_ms,
             })
         })
         .collect();

@@ -28,11 +28,9 @@ pub(crate) struct Stored {
     pub doc: Vec<Bytes>,
     /// Size of the Cluster, bytes.
     pub size: u64,
-    /// Duration of the fragment, ms: first frame to last frame (what
-    /// ListFragments reports).
-    pub duration_ms: u64,
     /// How long its media plays, ms: first frame to the end of the last
-    /// ([`IngestedFragment::media_ms`]) — HLS `EXTINF`, DASH `d`, the
+    /// ([`IngestedFragment::media_ms`]) — ListFragments'
+    /// `FragmentLengthInMilliseconds`, HLS `EXTINF`, DASH `d`, the
     /// fragment's span on the timeline.
     pub media_ms: u64,
 }
@@ -315,7 +313,6 @@ impl MediaStore {
                     producer_ms,
                     server_ms,
                     size: v["size"].as_u64().unwrap_or(0),
-                    duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
                     // Indexes written before media_ms was kept: the
                     // first-to-last-frame duration.
                     media_ms: v["media_ms"]
@@ -382,7 +379,6 @@ impl MediaStore {
             server_ms,
             doc,
             size: size as u64,
-            duration_ms: f.duration_ms,
             media_ms: f.media_ms,
         });
         let mut streams = self
