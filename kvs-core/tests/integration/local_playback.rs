@@ -740,6 +740,54 @@ fn png_rgb(data: &[u8]) -> (u32, u32, Vec<u8>) {
     (info.width, info.height, buf)
 }
 
+/// GetImages plays the deduplicated timeline: the clip uploaded again 2 s
+/// later covers the times of the first upload's last three fragments with
+/// other pictures; the first ingested are the ones shown there, and the
+/// second upload's last fragment (past the first's end) is shown after.
+#[cfg(feature = "images")]
+#[tokio::test]
+async fn get_images_show_the_first_ingested_of_duplicates() {
+    use kvs_core::client::{GetImagesRequest, ImageFormat, ImageSelectorType};
+    let (_ep, c) = stream_with_av().await;
+    let (acks, err) = common::put_all(
+        &c,
+        "cam",
+        &common::clip(true),
+        TimecodeType::Relative,
+        START_MS + 2000,
+    )
+    .await;
+    assert!(err.is_none() && persisted(&acks).len() == 4, "{err:?}");
+    if !have("ffmpeg") {
+        return;
+    }
+    // (ms after START_MS, the source frame on screen then).
+    for (at, frame) in [(2000, 50), (4200, 105), (8200, 155)] {
+        let req = GetImagesRequest {
+            selector_type: ImageSelectorType::Producer,
+            start: crate::support::at_ms(START_MS + at),
+            end: crate::support::at_ms(START_MS + at + 1),
+            sampling_interval_ms: Some(200),
+            format: ImageFormat::Png,
+            size: None,
+            max_results: Some(1),
+        };
+        let images = c.get_images("cam", &req).await.unwrap();
+        let (_, _, ours) = png_rgb(images[0].content.as_ref().unwrap());
+        let theirs = ffmpeg_frame(frame).await;
+        let diff: u64 = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        let mean = diff as f64 / ours.len() as f64;
+        assert!(
+            mean < 4.0,
+            "at {at} ms: frame {frame}? mean difference {mean}"
+        );
+    }
+}
+
 #[cfg(feature = "images")]
 #[tokio::test]
 async fn get_images_are_the_pictures_at_those_instants() {
