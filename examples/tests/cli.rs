@@ -1342,3 +1342,127 @@ fn an_interrupted_put_delivers_what_it_took_and_says_so() {
         String::from_utf8_lossy(&listed.stdout)
     );
 }
+
+/// Runs `source | tee SRC | kvs put --stream STREAM - [extra]` through a
+/// shell; returns put's standard output and error.
+fn pipe_put(
+    url: &str,
+    dir: &std::path::Path,
+    source: &str,
+    src: &std::path::Path,
+    stream: &str,
+    extra: &str,
+) -> String {
+    assert!(
+        kvs_on(url, dir, &["create-stream".as_ref(), stream.as_ref()])
+            .status
+            .success()
+    );
+    let line = format!(
+        "set -o pipefail; {source} | tee '{}' | '{}' put --stream {stream} - {extra} --endpoint {url}",
+        src.display(),
+        env!("CARGO_BIN_EXE_kvs"),
+    );
+    let out = Command::new("bash")
+        .args(["-c", &line])
+        .env("HOME", dir)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{line}: {text}");
+    text
+}
+
+/// Pipes into `kvs put -`: ffmpeg's Matroska (x264 with B-frames and AAC,
+/// from a lavfi source), ffmpeg's raw H.264 (Annex-B, `--fps`), and
+/// GStreamer's streamable Matroska (videotestsrc through x264enc,
+/// audiotestsrc through avenc_aac): every picture the pipe carried comes
+/// back decoded identically, with its audio, and the upload keeps the
+/// input's own pace (real time).
+#[test]
+fn put_reads_pipes_from_ffmpeg_and_gstreamer() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let have_gst = Command::new("gst-inspect-1.0")
+        .arg("x264enc")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        have_gst || std::env::var("CI").as_deref() != Ok("true"),
+        "GStreamer with x264enc (gstreamer1.0-plugins-ugly) is missing; CI must have it"
+    );
+    let (_local, url) = start_local(&[]);
+    let dir = scratch("pipes");
+    let mut cases = vec![
+        (
+            "ffmpeg-mkv",
+            "ffmpeg -v error -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 -t 3 -c:v libx264 -g 25 -pix_fmt yuv420p -c:a aac -f matroska -".to_owned(),
+            "",
+            75,
+        ),
+        (
+            "ffmpeg-h264",
+            "ffmpeg -v error -f lavfi -i testsrc2=size=320x240:rate=25 -t 3 -c:v libx264 -g 25 -bf 0 -pix_fmt yuv420p -f h264 -".to_owned(),
+            "--fps 25",
+            75,
+        ),
+    ];
+    if have_gst {
+        cases.push((
+            "gstreamer-mkv",
+            "gst-launch-1.0 -q videotestsrc num-buffers=75 ! video/x-raw,width=320,height=240,framerate=25/1 ! x264enc key-int-max=25 ! h264parse ! queue ! mux. audiotestsrc num-buffers=141 samplesperbuffer=1024 ! audio/x-raw,rate=48000 ! audioconvert ! avenc_aac ! aacparse ! queue ! mux. matroskamux name=mux streamable=true ! fdsink fd=1".to_owned(),
+            "",
+            75,
+        ));
+    }
+    for (name, source, extra, pictures) in cases {
+        let src = dir.join(format!("{name}.src"));
+        let started = std::time::Instant::now();
+        let text = pipe_put(&url, &dir, &source, &src, name, extra);
+        assert!(text.contains("0 dropped"), "{name}: {text}");
+        // The input's pace: 3 s of media take about 3 s to put.
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(2500),
+            "{name}: put faster than real time ({:?})",
+            started.elapsed()
+        );
+        let got = dir.join(format!("{name}.mkv"));
+        let get = kvs_on(
+            &url,
+            &dir,
+            &[
+                "get".as_ref(),
+                "--stream".as_ref(),
+                name.as_ref(),
+                "-o".as_ref(),
+                got.as_os_str(),
+            ],
+        );
+        assert!(
+            get.status.success(),
+            "{}",
+            String::from_utf8_lossy(&get.stderr)
+        );
+        let want = picture_md5s(&src);
+        assert_eq!(want.len(), pictures, "{name}");
+        assert_eq!(picture_md5s(&got), want, "{name}: the same pictures");
+        if !extra.contains("fps") {
+            // The audio came too: every AAC packet from the first key frame on.
+            let audio = ffprobe_packets(&got, "a");
+            let source_audio = ffprobe_packets(&src, "a");
+            assert!(
+                !audio.is_empty() && source_audio.len() - audio.len() <= 2,
+                "{name}: {} of {} audio packets",
+                audio.len(),
+                source_audio.len()
+            );
+        }
+    }
+}

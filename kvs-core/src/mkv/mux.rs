@@ -144,13 +144,39 @@ pub fn matroska_frames(data: Bytes) -> Result<FrameInput, MuxError> {
         Some(e) => return Err(MuxError::Parse(e)),
         None => None,
     };
-    let mut tracks: Vec<TrackConfig> = Vec::new();
-    // A later stream header with other parameter sets (a camera
-    // reconfigured): they go in band in front of the next key frame of the
-    // track, so the producer starts a fragment with a new header there.
-    let mut pending_sets: Vec<(u64, Bytes, usize)> = Vec::new();
-    let mut raw = Vec::new();
+    let mut c = Collector::default();
     for e in events {
+        c.on_event(e)?;
+    }
+    if c.tracks.is_empty() {
+        return Err(MuxError::NoTracks);
+    }
+    let raw = std::mem::take(&mut c.raw);
+    let origin = raw.iter().map(|(f, _)| f.timestamp_ns).min().unwrap_or(0);
+    let mut shift = 0;
+    let frames = time_frames(raw, &c.tracks, origin, &mut shift);
+    Ok(FrameInput {
+        tracks: c.tracks,
+        frames,
+        cut,
+    })
+}
+
+/// Matroska events into raw frames: the first stream header's tracks, and
+/// frames with the parameter sets of a later header put in band.
+#[derive(Debug, Default)]
+struct Collector {
+    tracks: Vec<TrackConfig>,
+    /// A later stream header with other parameter sets (a camera
+    /// reconfigured): they go in band in front of the next key frame of the
+    /// track, so the producer starts a fragment with a new header there.
+    pending_sets: Vec<(u64, Bytes, usize)>,
+    /// Frames not yet timed, and whether their payload is now Annex-B.
+    raw: Vec<(crate::mkv::ParsedFrame, bool)>,
+}
+
+impl Collector {
+    fn on_event(&mut self, e: crate::mkv::Event) -> Result<(), MuxError> {
         match e {
             crate::mkv::Event::Tracks(t) => {
                 let new: Vec<TrackConfig> = t.iter().map(TrackConfig::from).collect();
@@ -167,39 +193,47 @@ pub fn matroska_frames(data: Bytes) -> Result<FrameInput, MuxError> {
                     else {
                         continue;
                     };
-                    let before = tracks.iter().find(|o| o.number == n.number);
+                    let before = self.tracks.iter().find(|o| o.number == n.number);
                     if before.is_some_and(|o| o.codec_private != n.codec_private) {
-                        pending_sets.retain(|(t, _, _)| *t != n.number);
-                        pending_sets.push((n.number, Bytes::from(sets), size));
+                        self.pending_sets.retain(|(t, _, _)| *t != n.number);
+                        self.pending_sets.push((n.number, Bytes::from(sets), size));
                     }
                 }
-                if tracks.is_empty() {
-                    tracks = new;
+                if self.tracks.is_empty() {
+                    self.tracks = new;
                 }
             }
             crate::mkv::Event::Frame(mut f) => {
-                if let Some(i) = pending_sets
+                if let Some(i) = self
+                    .pending_sets
                     .iter()
                     .position(|(t, _, _)| *t == f.track && f.key)
                 {
-                    let (_, sets, size) = pending_sets.remove(i);
+                    let (_, sets, size) = self.pending_sets.remove(i);
                     let au = crate::codec::annexb::to_annexb(&f.payload, size)?;
                     f.payload = Bytes::from([&sets[..], &au[..]].concat());
-                    raw.push((f, true));
+                    self.raw.push((f, true));
                 } else {
-                    raw.push((f, false));
+                    self.raw.push((f, false));
                 }
             }
             _ => {}
         }
+        Ok(())
     }
-    if tracks.is_empty() {
-        return Err(MuxError::NoTracks);
-    }
-    let origin = raw.iter().map(|(f, _)| f.timestamp_ns).min().unwrap_or(0);
-    // Decode times: per track, the sorted presentation times; presentation
-    // moved later (all tracks alike) just enough that no frame is shown
-    // before it is decoded.
+}
+
+/// Producer frames of raw Matroska frames: presentation times from
+/// `origin` (ns), decode times per track the sorted presentation times,
+/// presentation moved later (all tracks alike) just enough that no frame is
+/// shown before it is decoded — by `shift` ns at least, which grows to what
+/// these frames need.
+fn time_frames(
+    raw: Vec<(crate::mkv::ParsedFrame, bool)>,
+    tracks: &[TrackConfig],
+    origin: i64,
+    shift: &mut i64,
+) -> Vec<Frame> {
     let sorted: Vec<Vec<i64>> = tracks
         .iter()
         .map(|t| {
@@ -213,10 +247,9 @@ pub fn matroska_frames(data: Bytes) -> Result<FrameInput, MuxError> {
         })
         .collect();
     let mut next = vec![0usize; tracks.len()];
-    let mut shift = 0i64;
     for (f, _) in &raw {
         if let Some(ti) = tracks.iter().position(|t| t.number == f.track) {
-            shift = shift.max(sorted[ti][next[ti]] - (f.timestamp_ns - origin));
+            *shift = (*shift).max(sorted[ti][next[ti]] - (f.timestamp_ns - origin));
             next[ti] += 1;
         }
     }
@@ -226,7 +259,7 @@ pub fn matroska_frames(data: Bytes) -> Result<FrameInput, MuxError> {
         let Some(ti) = tracks.iter().position(|t| t.number == f.track) else {
             continue;
         };
-        let pts = f.timestamp_ns - origin + shift;
+        let pts = f.timestamp_ns - origin + *shift;
         let dts = sorted[ti][next[ti]];
         next[ti] += 1;
         let ns = |v: i64| Duration::from_nanos(v.max(0) as u64);
@@ -242,12 +275,114 @@ pub fn matroska_frames(data: Bytes) -> Result<FrameInput, MuxError> {
             },
         });
     }
-    Ok(FrameInput {
-        tracks,
-        frames,
-        cut,
-    })
+    frames
 }
+
+/// A Matroska/WebM stream read as it arrives (a pipe from ffmpeg or
+/// GStreamer), into producer frames as [`matroska_frames`] makes them.
+/// Frames are handed out a group of pictures at a time — when the first
+/// video track's next key frame arrives — since decode times come from the
+/// sorted presentation times of the group (B-frames); an input without
+/// video hands out every frame as it comes. Memory: one group of pictures.
+#[derive(Debug)]
+pub struct MatroskaReader {
+    parser: crate::mkv::Parser,
+    collector: Collector,
+    origin: Option<i64>,
+    shift: i64,
+}
+
+impl Default for MatroskaReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MatroskaReader {
+    /// A reader that has seen nothing yet.
+    pub fn new() -> Self {
+        MatroskaReader {
+            parser: crate::mkv::Parser::new(crate::mkv::ParserConfig::default()),
+            collector: Collector::default(),
+            origin: None,
+            shift: 0,
+        }
+    }
+
+    /// The first stream header's tracks, once it has arrived.
+    pub fn tracks(&self) -> Option<&[TrackConfig]> {
+        (!self.collector.tracks.is_empty()).then_some(&self.collector.tracks[..])
+    }
+
+    /// Takes the next bytes of the stream; returns the frames now complete
+    /// (a group of pictures, in decode order).
+    ///
+    /// Errors: [`MuxError::Parse`] for input that is not Matroska (the
+    /// stream cannot go on), [`MuxError::Codec`] for a frame whose NAL
+    /// lengths run past its end.
+    pub fn push(&mut self, chunk: Bytes) -> Result<Vec<Frame>, MuxError> {
+        self.parser.push(chunk);
+        loop {
+            match self.parser.next_event() {
+                Ok(Some(e)) => self.collector.on_event(e)?,
+                Ok(None) => break,
+                Err(e) => return Err(MuxError::Parse(e)),
+            }
+        }
+        Ok(self.release(false))
+    }
+
+    /// The stream ended: the frames still held. A stream cut inside an
+    /// element keeps the frames before the cut.
+    ///
+    /// Errors: [`MuxError::NoTracks`] when no stream header came.
+    pub fn finish(&mut self) -> Result<Vec<Frame>, MuxError> {
+        self.parser.finish();
+        loop {
+            match self.parser.next_event() {
+                Ok(Some(e)) => self.collector.on_event(e)?,
+                Ok(None) => break,
+                Err(e) if e.is_truncated() => {
+                    tracing::warn!(error = %e, "Matroska input cut short; the frames before the cut are kept");
+                    break;
+                }
+                Err(e) => return Err(MuxError::Parse(e)),
+            }
+        }
+        if self.collector.tracks.is_empty() {
+            return Err(MuxError::NoTracks);
+        }
+        Ok(self.release(true))
+    }
+
+    /// The frames before the newest video key frame (all of them at the
+    /// end, or without video), timed.
+    fn release(&mut self, all: bool) -> Vec<Frame> {
+        let c = &mut self.collector;
+        let video = c
+            .tracks
+            .iter()
+            .find(|t| matches!(t.kind, crate::mkv::builder::TrackKind::Video { .. }))
+            .map(|t| t.number);
+        let upto = match (all, video) {
+            (true, _) | (false, None) => c.raw.len(),
+            (false, Some(v)) => c
+                .raw
+                .iter()
+                .rposition(|(f, _)| f.track == v && f.key)
+                .unwrap_or(0),
+        };
+        if upto == 0 || c.tracks.is_empty() {
+            return Vec::new();
+        }
+        let batch: Vec<_> = c.raw.drain(..upto).collect();
+        let origin = *self
+            .origin
+            .get_or_insert_with(|| batch.iter().map(|(f, _)| f.timestamp_ns).min().unwrap_or(0));
+        time_frames(batch, &c.tracks, origin, &mut self.shift)
+    }
+}
+
 /// Frames of an Annex-B video elementary stream at `fps` (and optional AAC).
 ///
 /// Video frames carry Annex-B payloads ([`crate::mkv::builder::Payload::AnnexB`])
@@ -347,6 +482,157 @@ pub fn annexb_frames(
     })
 }
 
+/// What a producer's input is, told from its first bytes (a pipe has no
+/// file name to go by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Matroska or WebM (the EBML magic, `1A 45 DF A3`).
+    Matroska,
+    /// An Annex-B elementary stream (ITU-T H.264 Annex B; H.265 Annex B).
+    AnnexB(VideoCodec),
+}
+
+impl InputFormat {
+    /// The format of an input starting with `head` (16 bytes are plenty);
+    /// `None` when it is none of them. Annex-B: a start code, then the first
+    /// NAL unit's header — H.265's two bytes name a VPS, SPS, PPS, access
+    /// unit delimiter or SEI (types 32–35, 39) with layer 0 and temporal id
+    /// 0; H.264's one byte a slice, IDR, SEI, SPS, PPS or delimiter (types
+    /// 1, 5–9) with the forbidden bit clear. (0x46 0x01, an H.265 access
+    /// unit delimiter, would be an H.264 SEI with `nal_ref_idc` 2, which
+    /// H.264 forbids, so H.265 is tried first.)
+    pub fn sniff(head: &[u8]) -> Option<InputFormat> {
+        if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+            return Some(InputFormat::Matroska);
+        }
+        let zeros = head.iter().take_while(|b| **b == 0).count();
+        if zeros < 2 || head.get(zeros) != Some(&1) {
+            return None;
+        }
+        let nal = head.get(zeros + 1..)?;
+        let (&b0, b1) = (nal.first()?, nal.get(1));
+        let h265 = (b0 >> 1) & 0x3f;
+        if b0 & 0x81 == 0 && matches!(h265, 32..=35 | 39) && b1 == Some(&1) {
+            return Some(InputFormat::AnnexB(VideoCodec::H265));
+        }
+        (b0 & 0x80 == 0 && matches!(b0 & 0x1f, 1 | 5..=9))
+            .then_some(InputFormat::AnnexB(VideoCodec::H264))
+    }
+}
+
+/// An Annex-B H.264/H.265 elementary stream read as it arrives (a pipe),
+/// into producer frames as [`annexb_frames`] makes them at `fps`: a group
+/// of pictures at a time — when the next key frame's access unit has
+/// arrived — so presentation order follows the picture order counts
+/// (B-frames). Pictures before the first key frame cannot be decoded and
+/// are dropped (counted in [`AnnexBReader::skipped`]). Memory: one group of
+/// pictures.
+#[derive(Debug)]
+pub struct AnnexBReader {
+    codec: VideoCodec,
+    fps: f64,
+    buf: Vec<u8>,
+    /// Pictures handed out so far.
+    emitted: u64,
+    skipped: usize,
+}
+
+impl AnnexBReader {
+    /// A reader of `codec` at `fps` pictures a second.
+    ///
+    /// Errors: [`MuxError::BadFrameRate`] unless `fps` is positive and finite.
+    pub fn new(codec: VideoCodec, fps: f64) -> Result<Self, MuxError> {
+        if !(fps.is_finite() && fps > 0.0) {
+            return Err(MuxError::BadFrameRate(fps));
+        }
+        Ok(AnnexBReader {
+            codec,
+            fps,
+            buf: Vec::new(),
+            emitted: 0,
+            skipped: 0,
+        })
+    }
+
+    /// The track the frames belong to (track 1; CodecPrivate and size from
+    /// the parameter sets in the stream).
+    pub fn track(&self) -> TrackConfig {
+        let codec_id = match self.codec {
+            VideoCodec::H264 => h264::CODEC_ID,
+            VideoCodec::H265 => h265::CODEC_ID,
+        };
+        let mut t = TrackConfig::video(1, codec_id, Bytes::new(), 0, 0);
+        t.codec_private = None;
+        t
+    }
+
+    /// Pictures dropped before the first key frame.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
+    /// Takes the next bytes; returns the pictures of every group now
+    /// complete, in decode order.
+    ///
+    /// Errors: as [`annexb_frames`].
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Frame>, MuxError> {
+        self.buf.extend_from_slice(chunk);
+        self.release(false)
+    }
+
+    /// The stream ended: the pictures still held.
+    ///
+    /// Errors: as [`annexb_frames`].
+    pub fn finish(&mut self) -> Result<Vec<Frame>, MuxError> {
+        self.release(true)
+    }
+
+    fn release(&mut self, all: bool) -> Result<Vec<Frame>, MuxError> {
+        let data = Bytes::copy_from_slice(&self.buf);
+        let units = access_units(self.codec, &data);
+        let keys: Vec<usize> = units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| self.codec.is_key_unit(u))
+            .map(|(i, _)| i)
+            .collect();
+        // Up to the newest key frame (whose group may still grow), or all.
+        let upto = if all {
+            units.len()
+        } else {
+            keys.last().copied().unwrap_or(0)
+        };
+        if upto == 0 {
+            return Ok(Vec::new());
+        }
+        let end = if upto == units.len() {
+            data.len()
+        } else {
+            units[upto].as_ptr() as usize - data.as_ptr() as usize
+        };
+        self.buf.drain(..end);
+        let first_key = keys.first().copied().filter(|k| *k < upto);
+        let Some(first_key) = first_key else {
+            // Nothing decodable yet: pictures before any key frame.
+            self.skipped += upto;
+            return Ok(Vec::new());
+        };
+        if self.emitted == 0 {
+            self.skipped += first_key;
+        }
+        let start = units[first_key].as_ptr() as usize - data.as_ptr() as usize;
+        let batch = data.slice(if self.emitted == 0 { start } else { 0 }..end);
+        let mut frames = annexb_frames(self.codec, &batch, self.fps, None)?.frames;
+        let offset = ms_round(self.emitted as f64 * 1e9 / self.fps);
+        for f in &mut frames {
+            f.pts += offset;
+            f.dts = f.dts.map(|d| d + offset);
+        }
+        self.emitted += frames.len() as u64;
+        Ok(frames)
+    }
+}
+
 /// Writes frames (in decode order) as a KVS-style Matroska stream with the
 /// producer's state machine (see the module docs); timecodes are the
 /// frames' presentation times in ms from 0.
@@ -418,4 +704,48 @@ pub fn mux_annexb(
 ) -> Result<MuxOutput, MuxError> {
     let input = annexb_frames(codec, video, fps, audio)?;
     mux_frames(input.tracks, input.frames)
+}
+
+#[cfg(test)]
+mod sniff_tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_told_apart_by_their_first_bytes() {
+        let h264 = |b: &[u8]| InputFormat::sniff(b);
+        assert_eq!(
+            h264(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]),
+            Some(InputFormat::Matroska)
+        );
+        // H.264: SPS, delimiter, IDR behind 3- and 4-byte start codes.
+        for nal in [0x67, 0x09, 0x65, 0x06] {
+            assert_eq!(
+                h264(&[0, 0, 0, 1, nal, 0x10]),
+                Some(InputFormat::AnnexB(VideoCodec::H264)),
+                "{nal:#x}"
+            );
+            assert_eq!(
+                h264(&[0, 0, 1, nal]),
+                Some(InputFormat::AnnexB(VideoCodec::H264))
+            );
+        }
+        // H.265: VPS, SPS, access unit delimiter (0x46 0x01 is not H.264).
+        for nal in [0x40, 0x42, 0x46] {
+            assert_eq!(
+                h264(&[0, 0, 0, 1, nal, 0x01, 0x0c]),
+                Some(InputFormat::AnnexB(VideoCodec::H265)),
+                "{nal:#x}"
+            );
+        }
+        // Neither.
+        for other in [
+            &b"RIFF"[..],
+            &[0, 0, 0, 1, 0x80],
+            &[0, 0, 2, 0x67],
+            &[],
+            &[0, 0, 1],
+        ] {
+            assert_eq!(h264(other), None, "{other:?}");
+        }
+    }
 }

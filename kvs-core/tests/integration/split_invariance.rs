@@ -179,3 +179,69 @@ proptest! {
         prop_assert_eq!(frames, vec![avcc]);
     }
 }
+
+/// A pipe delivers its bytes in any pieces: the readers of a stream as it
+/// arrives give the frames the whole-file functions give — Matroska (the
+/// bundled clip with audio, muxed) and Annex-B (the bundled H.264 clip) —
+/// whatever the cuts, a group of pictures at a time.
+#[test]
+fn pipe_readers_give_the_whole_file_frames_at_any_cut() {
+    use kvs_core::codec::annexb::VideoCodec;
+    use kvs_core::mkv::mux::{annexb_frames, matroska_frames, AnnexBReader, MatroskaReader};
+    let mkv = crate::common::clip(true);
+    let h264 = Bytes::from(
+        std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/media/clip.h264"),
+        )
+        .unwrap(),
+    );
+    let whole_mkv = matroska_frames(mkv.clone()).unwrap();
+    let whole_annexb = annexb_frames(VideoCodec::H264, &h264, 25.0, None).unwrap();
+    assert_eq!(whole_annexb.frames.len(), 200);
+    for seed in 0..6 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut reader = MatroskaReader::new();
+        let mut got = Vec::new();
+        let mut at = 0;
+        let mut batches = 0;
+        while at < mkv.len() {
+            let n = rng.usize(1..=20_000).min(mkv.len() - at);
+            let out = reader.push(mkv.slice(at..at + n)).unwrap();
+            batches += usize::from(!out.is_empty());
+            got.extend(out);
+            at += n;
+        }
+        got.extend(reader.finish().unwrap());
+        assert_eq!(reader.tracks().unwrap(), &whole_mkv.tracks[..]);
+        assert_eq!(got, whole_mkv.frames, "Matroska, seed {seed}");
+        assert!(
+            batches >= 3,
+            "a group of pictures at a time, not at the end"
+        );
+
+        let mut reader = AnnexBReader::new(VideoCodec::H264, 25.0).unwrap();
+        let mut got = Vec::new();
+        let mut at = 0;
+        while at < h264.len() {
+            let n = rng.usize(1..=20_000).min(h264.len() - at);
+            got.extend(reader.push(&h264[at..at + n]).unwrap());
+            at += n;
+        }
+        got.extend(reader.finish().unwrap());
+        assert_eq!(got, whole_annexb.frames, "Annex-B, seed {seed}");
+        assert_eq!(reader.skipped(), 0);
+    }
+    // Pictures before the first key frame are dropped and counted.
+    let first_key = whole_annexb
+        .frames
+        .iter()
+        .skip(1)
+        .position(|f| f.key)
+        .unwrap()
+        + 1;
+    let mut reader = AnnexBReader::new(VideoCodec::H264, 25.0).unwrap();
+    let tail = &h264[h264.len() / 8..];
+    let mut got = reader.push(tail).unwrap();
+    got.extend(reader.finish().unwrap());
+    assert!(got[0].key && reader.skipped() > 0 && reader.skipped() < first_key);
+}

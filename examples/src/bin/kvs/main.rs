@@ -162,8 +162,13 @@ enum Cmd {
         /// Stream name or ARN.
         #[arg(long)]
         stream: String,
-        /// The file.
+        /// The file, or `-` for standard input (a pipe from ffmpeg or
+        /// GStreamer: Matroska/WebM or Annex-B, put as it is read).
         file: PathBuf,
+        /// The format of standard input, when its first bytes should not
+        /// decide: mkv (Matroska/WebM), h264 or h265 (Annex-B).
+        #[arg(long, value_parser = ["mkv", "webm", "h264", "h265"])]
+        format: Option<String>,
         /// Frame rate of an elementary-stream input.
         #[arg(long, allow_negative_numbers = true, default_value_t = 25.0)]
         fps: f64,
@@ -322,12 +327,23 @@ fn main() -> ExitCode {
         Cmd::Put {
             stream,
             file,
+            format,
             fps,
             audio,
             realtime,
             aws,
-        } => control::client(&aws)
-            .and_then(|c| media::put(c, &stream, &file, fps, audio.as_deref(), realtime)),
+        } => control::client(&aws).and_then(|c| {
+            if file.as_os_str() == "-" {
+                if audio.is_some() {
+                    return Err("--audio goes with a file, not standard input".into());
+                }
+                media::put_pipe(c, &stream, media::pipe_format(format.as_deref()), fps)
+            } else if format.is_some() {
+                Err("--format goes with standard input (-); a file is told by its extension".into())
+            } else {
+                media::put(c, &stream, &file, fps, audio.as_deref(), realtime)
+            }
+        }),
         Cmd::Get {
             stream,
             start,

@@ -17,7 +17,10 @@ use kvs_core::consumer::Consumer;
 use kvs_core::local::{LocalConfig, LocalEndpoint};
 use kvs_core::mkv::builder::TrackConfig;
 use kvs_core::mkv::merge::Merger;
-use kvs_core::mkv::mux::{annexb_frames, matroska_frames, mux_frames, AacInput, MuxOutput};
+use kvs_core::mkv::mux::{
+    annexb_frames, matroska_frames, mux_frames, AacInput, AnnexBReader, InputFormat,
+    MatroskaReader, MuxOutput,
+};
 use kvs_core::producer::{AckLevel, Frame, PressurePolicy, Producer, ProducerEvent};
 
 /// The bundled clip (H.264 Annex-B and ADTS AAC), built into the binary.
@@ -207,6 +210,9 @@ impl Report {
 /// producer waits for ACKs rather than dropping anything) and its start is
 /// backdated by the media's length, so no fragment carries a producer
 /// timestamp in the future (the service does not take those).
+///
+/// `pipe`: the frames come from it as they are read (a group of pictures at
+/// a time) rather than from `input.frames`, put at their time (`realtime`).
 async fn produce(
     c: Arc<KvsClient>,
     stream: &str,
@@ -214,6 +220,7 @@ async fn produce(
     realtime: bool,
     acks: bool,
     create: Option<CreateStream>,
+    mut pipe: Option<tokio::sync::mpsc::Receiver<Result<Vec<Frame>, String>>>,
 ) -> Result<(Report, u64), String> {
     let now = SystemTime::now();
     let start = if realtime {
@@ -373,7 +380,40 @@ async fn produce(
     }
     let t0 = tokio::time::Instant::now();
     let mut shown = t0;
-    for (i, f) in input.frames.iter().enumerate() {
+    let mut piped: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
+    let mut i = 0;
+    loop {
+        let f = match pipe.as_mut() {
+            None => match input.frames.get(i) {
+                Some(f) => f.clone(),
+                None => break,
+            },
+            Some(rx) => match piped.pop_front() {
+                Some(f) => f,
+                None => {
+                    tokio::select! {
+                        got = rx.recv() => match got {
+                            Some(Ok(batch)) => {
+                                piped.extend(batch);
+                                continue;
+                            }
+                            Some(Err(e)) => {
+                                eprintln!("  input: {e}; delivering what was put");
+                                break;
+                            }
+                            None => break,
+                        },
+                        () = stop.notified() => {
+                            report
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .interrupted = Some(i);
+                            break;
+                        }
+                    }
+                }
+            },
+        };
         if realtime {
             tokio::select! {
                 () = tokio::time::sleep_until(t0 + f.pts) => {}
@@ -388,11 +428,12 @@ async fn produce(
             break;
         }
         let size = f.payload.len() as u64;
-        p.put_frame(f.clone()).await.map_err(|e| e.to_string())?;
+        p.put_frame(f).await.map_err(|e| e.to_string())?;
+        i += 1;
         let mut r = report
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        r.frames = i + 1;
+        r.frames = i;
         r.bytes += size;
         if progress && shown.elapsed() >= Duration::from_millis(250) {
             shown = tokio::time::Instant::now();
@@ -479,7 +520,7 @@ pub fn demo(video: Option<&Path>, audio: Option<&Path>) -> Result<(), String> {
             ..CreateStream::default()
         };
         let (report, start_ms) =
-            produce(c.clone(), "demo", &input, true, true, Some(create)).await?;
+            produce(c.clone(), "demo", &input, true, true, Some(create), None).await?;
         crate::outln!("{}", report.summary());
         if report.dropped > 0 || report.errors > 0 || report.acked == 0 {
             return Err("not every fragment was acknowledged".into());
@@ -553,6 +594,149 @@ pub fn demo(video: Option<&Path>, audio: Option<&Path>) -> Result<(), String> {
     })
 }
 
+/// `kvs put --stream NAME -`: standard input — Matroska/WebM or Annex-B
+/// H.264/H.265, told from its first bytes unless `format` says — uploaded
+/// as it is read (a pipe from ffmpeg or GStreamer), each frame put at its
+/// time from the moment the stream header came; the input's own pace is
+/// the upload's. Ends at the end of the input (or Ctrl-C), once every
+/// fragment is acknowledged.
+pub fn put_pipe(
+    c: KvsClient,
+    stream: &str,
+    format: Option<InputFormat>,
+    fps: f64,
+) -> Result<(), String> {
+    use std::io::Read;
+    use tokio::sync::mpsc;
+    let rt = runtime()?;
+    let (report, _) = rt.block_on(async {
+        let (tx, mut rx) = mpsc::channel::<Result<Bytes, String>>(16);
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let msg = match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(format!("standard input: {e}")),
+                };
+                let last = msg.is_err();
+                if tx.blocking_send(msg).is_err() || last {
+                    break;
+                }
+            }
+        });
+        // Enough of the input to tell what it is.
+        let mut head = Vec::new();
+        while head.len() < 16 {
+            match rx.recv().await {
+                Some(Ok(b)) => head.extend_from_slice(&b),
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        if head.is_empty() {
+            return Err("standard input is empty".into());
+        }
+        let format = format.or_else(|| InputFormat::sniff(&head)).ok_or(
+            "standard input is neither Matroska/WebM nor Annex-B H.264/H.265 (or give --format)",
+        )?;
+        let mux = |e: kvs_core::mkv::mux::MuxError| format!("standard input: {e}");
+        let mut first = Vec::new();
+        let (tracks, mut reader) = match format {
+            InputFormat::Matroska => {
+                let mut r = MatroskaReader::new();
+                first.extend(r.push(Bytes::from(head)).map_err(mux)?);
+                while r.tracks().is_none() {
+                    match rx.recv().await {
+                        Some(Ok(b)) => first.extend(r.push(b).map_err(mux)?),
+                        Some(Err(e)) => return Err(e),
+                        None => return Err("standard input ended before its stream header".into()),
+                    }
+                }
+                let tracks = r.tracks().unwrap_or_default().to_vec();
+                (tracks, PipeReader::Matroska(Box::new(r)))
+            }
+            InputFormat::AnnexB(codec) => {
+                let mut r = AnnexBReader::new(codec, fps).map_err(mux)?;
+                first.extend(r.push(&head).map_err(mux)?);
+                (vec![r.track()], PipeReader::AnnexB(r))
+            }
+        };
+        let (ftx, frx) = mpsc::channel::<Result<Vec<Frame>, String>>(4);
+        let _ = ftx.send(Ok(first)).await;
+        tokio::spawn(async move {
+            loop {
+                let out = match rx.recv().await {
+                    Some(Ok(b)) => reader.push(b).map_err(mux),
+                    Some(Err(e)) => Err(e),
+                    None => {
+                        let _ = ftx.send(reader.finish().map_err(mux)).await;
+                        if let PipeReader::AnnexB(r) = &reader {
+                            if r.skipped() > 0 {
+                                eprintln!(
+                                    "  skipped {} before the first key frame",
+                                    count(r.skipped(), "picture")
+                                );
+                            }
+                        }
+                        break;
+                    }
+                };
+                let failed = out.is_err();
+                if ftx.send(out).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let input = Input {
+            tracks,
+            frames: Vec::new(),
+        };
+        produce(Arc::new(c), stream, &input, true, true, None, Some(frx)).await
+    })?;
+    crate::outln!("{}", report.summary());
+    if report.dropped > 0 || report.acked == 0 {
+        return Err("not every fragment was acknowledged".into());
+    }
+    if report.interrupted.is_some() {
+        return Err("interrupted: the rest of the input was not put".into());
+    }
+    Ok(())
+}
+
+/// `--format`'s value as an input format.
+pub fn pipe_format(name: Option<&str>) -> Option<InputFormat> {
+    match name? {
+        "h264" => Some(InputFormat::AnnexB(VideoCodec::H264)),
+        "h265" => Some(InputFormat::AnnexB(VideoCodec::H265)),
+        _ => Some(InputFormat::Matroska),
+    }
+}
+
+/// The reader of a piped input.
+enum PipeReader {
+    Matroska(Box<MatroskaReader>),
+    AnnexB(AnnexBReader),
+}
+
+impl PipeReader {
+    fn push(&mut self, b: Bytes) -> Result<Vec<Frame>, kvs_core::mkv::mux::MuxError> {
+        match self {
+            PipeReader::Matroska(r) => r.push(b),
+            PipeReader::AnnexB(r) => r.push(&b),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<Frame>, kvs_core::mkv::mux::MuxError> {
+        match self {
+            PipeReader::Matroska(r) => r.finish(),
+            PipeReader::AnnexB(r) => r.finish(),
+        }
+    }
+}
+
 /// `kvs put`: uploads a file (see [`produce`]).
 pub fn put(
     c: KvsClient,
@@ -563,8 +747,15 @@ pub fn put(
     realtime: bool,
 ) -> Result<(), String> {
     let input = input(file, fps, audio)?;
-    let (report, _) =
-        runtime()?.block_on(produce(Arc::new(c), stream, &input, realtime, true, None))?;
+    let (report, _) = runtime()?.block_on(produce(
+        Arc::new(c),
+        stream,
+        &input,
+        realtime,
+        true,
+        None,
+        None,
+    ))?;
     crate::outln!("{}", report.summary());
     if report.dropped > 0 || report.acked == 0 {
         return Err("not every fragment was acknowledged".into());
