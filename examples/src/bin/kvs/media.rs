@@ -172,6 +172,19 @@ struct Report {
 }
 
 impl Report {
+    /// Prints the summary; an error unless every fragment was acknowledged
+    /// and the whole input put.
+    fn verdict(&self) -> Result<(), String> {
+        crate::outln!("{}", self.summary());
+        if self.dropped > 0 || self.acked == 0 {
+            return Err("not every fragment was acknowledged".into());
+        }
+        if self.interrupted.is_some() {
+            return Err("interrupted: the rest of the input was not put".into());
+        }
+        Ok(())
+    }
+
     fn percentile(&self, p: usize) -> f64 {
         let mut l = self.latencies.clone();
         l.sort();
@@ -696,14 +709,7 @@ pub fn put_pipe(
         };
         produce(Arc::new(c), stream, &input, true, true, None, Some(frx)).await
     })?;
-    crate::outln!("{}", report.summary());
-    if report.dropped > 0 || report.acked == 0 {
-        return Err("not every fragment was acknowledged".into());
-    }
-    if report.interrupted.is_some() {
-        return Err("interrupted: the rest of the input was not put".into());
-    }
-    Ok(())
+    report.verdict()
 }
 
 /// `--format`'s value as an input format.
@@ -756,15 +762,9 @@ pub fn put(
         None,
         None,
     ))?;
-    crate::outln!("{}", report.summary());
-    if report.dropped > 0 || report.acked == 0 {
-        return Err("not every fragment was acknowledged".into());
-    }
-    if report.interrupted.is_some() {
-        return Err("interrupted: the rest of the input was not put".into());
-    }
-    Ok(())
+    report.verdict()
 }
+
 /// Epoch seconds (UTC) as a time, to the millisecond.
 fn epoch(s: f64) -> Result<SystemTime, String> {
     (s.is_finite() && s >= 0.0)
