@@ -46,8 +46,14 @@ fn mp4_error(e: Mp4Error) -> ApiError {
 /// A stored fragment parsed back.
 pub(crate) fn parse(f: &Stored) -> Result<Fragment, ApiError> {
     let mut asm = FragmentAssembler::default();
-    for part in &f.doc {
-        asm.push(part.clone());
+    let doc = f.doc().map_err(|e| {
+        ApiError::new(
+            ServiceException::ResourceNotFound,
+            format!("fragment {} is gone: {e}", f.number),
+        )
+    })?;
+    for part in doc {
+        asm.push(part);
     }
     asm.finish();
     asm.next_fragment().ok().flatten().ok_or_else(|| {

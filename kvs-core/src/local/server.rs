@@ -46,8 +46,24 @@ pub struct LocalConfig {
     /// is 0 (default 512; the service keeps a few minutes).
     pub live_buffer_fragments: usize,
     /// Keep streams and fragments in this directory, so they survive a
-    /// restart (fragments are on disk before PERSISTED is sent).
+    /// restart (fragments are on disk before PERSISTED is sent). Only an
+    /// index and each stream's newest `memory_fragments` stay in memory;
+    /// older fragments are read from disk, so memory stays bounded whatever
+    /// is stored.
     pub data_dir: Option<std::path::PathBuf>,
+    /// With `data_dir`: the newest fragments per stream whose documents
+    /// stay in memory, for live readers (default 16).
+    pub memory_fragments: usize,
+    /// Without `data_dir`: the fragment bytes (Clusters) a stream with
+    /// retention holds in memory; past it the oldest fragments expire first,
+    /// with a warning (default 1 GiB; 0: no cap).
+    pub max_memory_bytes_per_stream: u64,
+    /// How long a retention hour lasts (default 3,600 s). Fragments expire
+    /// once they were ingested (server time) more than the stream's
+    /// `DataRetentionInHours` of these ago, as the service's do; a change of
+    /// retention applies at once. Shorten it to watch expiry in a test or a
+    /// soak run.
+    pub retention_hour: std::time::Duration,
     /// When set, every request must carry a valid SigV4 signature by this
     /// access key and secret; bad or expired ones get the service's 403.
     pub credentials: Option<(String, String)>,
@@ -83,6 +99,9 @@ impl Default for LocalConfig {
             faults: Faults::default(),
             credentials: None,
             data_dir: None,
+            memory_fragments: 16,
+            max_memory_bytes_per_stream: 1 << 30,
+            retention_hour: std::time::Duration::from_secs(3600),
             live_buffer_fragments: 512,
             idle_ack_interval: std::time::Duration::from_secs(2),
             idle_timeout: std::time::Duration::from_secs(30),
@@ -141,7 +160,8 @@ impl LocalEndpoint {
                 MediaStore::open(dir)?
             }
             None => MediaStore::default(),
-        };
+        }
+        .with_limits(cfg.memory_fragments, cfg.max_memory_bytes_per_stream);
         let shared = Arc::new(Shared {
             url: format!("http://{addr}"),
             registry: Mutex::new(registry),
@@ -177,6 +197,34 @@ impl LocalEndpoint {
                                 _ = cut.changed() => {}
                             }
                         });
+                    }
+                }
+            }
+        });
+        // Retention: fragments past their stream's retention expire, swept
+        // every second (or each hundredth of a shortened retention hour).
+        let sweep = Arc::downgrade(&shared);
+        let every = (shared.cfg.retention_hour / 100).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(s) = sweep.upgrade() else { break };
+                let hour_ms = s.cfg.retention_hour.as_millis() as u64;
+                let streams = s
+                    .registry
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .streams();
+                let now = super::media::now_ms();
+                for (name, meta) in streams {
+                    if meta.retention_hours > 0 {
+                        let keep = u64::from(meta.retention_hours).saturating_mul(hour_ms);
+                        s.media.expire(&name, now.saturating_sub(keep));
                     }
                 }
             }
@@ -422,17 +470,18 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
                 Err(e) => error_response(&e),
             });
         }
+        // Streamed a fragment at a time (read from disk when it is no
+        // longer in memory), so a long list costs one fragment of memory.
         return Ok(match super::media::fragments_by_number(media, &json) {
-            Ok(parts) if s.cfg.faults.drop_after_bytes.is_some() => {
+            Ok(fragments) => {
                 let (tx, rx) = tokio::sync::mpsc::channel(16);
-                tokio::spawn(super::media::send_parts(
-                    parts,
+                tokio::spawn(super::media::send_fragment_list(
+                    fragments,
                     tx,
                     s.cfg.faults.drop_after_bytes,
                 ));
                 streaming_response("video/webm", rx)
             }
-            Ok(parts) => chunks_response(200, "video/webm", parts),
             Err(e) => error_response(&e),
         });
     }

@@ -20,6 +20,7 @@ mod local_media;
 mod local_official_clients;
 mod local_persist;
 mod local_playback;
+mod local_retention;
 mod local_robustness;
 mod merge;
 mod moto;

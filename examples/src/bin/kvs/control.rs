@@ -39,18 +39,8 @@ pub fn client(aws: &AwsArgs) -> Result<KvsClient, String> {
     KvsClient::new(cfg).map_err(|e| e.to_string())
 }
 
-pub fn local(
-    port: u16,
-    faults: &[String],
-    data_dir: Option<std::path::PathBuf>,
-    credentials: Option<(String, String)>,
-) -> Result<(), String> {
-    let mut cfg = LocalConfig {
-        port,
-        credentials,
-        data_dir,
-        ..LocalConfig::default()
-    };
+pub fn local(mut cfg: LocalConfig, faults: &[String]) -> Result<(), String> {
+    let port = cfg.port;
     for f in faults {
         cfg.faults.apply(f)?;
     }

@@ -253,6 +253,18 @@ enum Cmd {
         /// The secret that goes with --access-key-id.
         #[arg(long, requires = "access_key_id")]
         secret_access_key: Option<String>,
+        /// How many seconds a retention hour lasts: fragments expire once
+        /// ingested more than their stream's retention (in these hours) ago.
+        #[arg(long, default_value_t = 3600.0)]
+        retention_hour_secs: f64,
+        /// With --data-dir: the newest fragments per stream kept in memory
+        /// (older ones are read from disk).
+        #[arg(long, default_value_t = 16)]
+        memory_fragments: usize,
+        /// Without --data-dir: MB of fragments a stream holds in memory;
+        /// beyond it the oldest expire first (0: no cap).
+        #[arg(long, default_value_t = 1024)]
+        max_memory_mb: u64,
     },
     /// CreateStream.
     CreateStream {
@@ -314,7 +326,25 @@ fn main() -> ExitCode {
             data_dir,
             access_key_id,
             secret_access_key,
-        } => control::local(port, &fault, data_dir, access_key_id.zip(secret_access_key)),
+            retention_hour_secs,
+            memory_fragments,
+            max_memory_mb,
+        } => {
+            if !(retention_hour_secs.is_finite() && retention_hour_secs >= 0.001) {
+                Err("--retention-hour-secs must be at least 0.001".into())
+            } else {
+                let cfg = kvs_core::local::LocalConfig {
+                    port,
+                    credentials: access_key_id.zip(secret_access_key),
+                    data_dir,
+                    retention_hour: std::time::Duration::from_secs_f64(retention_hour_secs),
+                    memory_fragments,
+                    max_memory_bytes_per_stream: max_memory_mb.saturating_mul(1 << 20),
+                    ..kvs_core::local::LocalConfig::default()
+                };
+                control::local(cfg, &fault)
+            }
+        }
         Cmd::Demo { video, audio } => media::demo(video.as_deref(), audio.as_deref()),
         Cmd::ListFragments {
             stream,

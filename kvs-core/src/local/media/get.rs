@@ -95,7 +95,15 @@ pub(crate) async fn run_get_media(
                 if sent_live.contains(&f.number) {
                     continue;
                 }
-                for part in f.doc.iter().cloned() {
+                let doc = match f.doc() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Expired while it was being read: the stream goes on.
+                        tracing::warn!(fragment = %f.number, error = %e, "GetMedia: fragment gone");
+                        continue;
+                    }
+                };
+                for part in doc {
                     if !w.send(part).await {
                         return;
                     }
@@ -126,12 +134,15 @@ pub(crate) async fn run_get_media(
                     // producer's Tags after its Cluster) and its token.
                     let (tail, token) = match &end {
                         LiveEnd::Stored(f) => (
-                            f.doc.get(sent..).unwrap_or_default(),
+                            f.doc()
+                                .ok()
+                                .and_then(|d| d.get(sent..).map(<[Bytes]>::to_vec))
+                                .unwrap_or_default(),
                             Some(f.number.as_str()),
                         ),
-                        LiveEnd::Abandoned => (&[][..], None),
+                        LiveEnd::Abandoned => (Vec::new(), None),
                     };
-                    for part in tail.iter().cloned().chain([trailer(live.server_ms, token)]) {
+                    for part in tail.into_iter().chain([trailer(live.server_ms, token)]) {
                         if !w.send(part).await {
                             return;
                         }
@@ -217,15 +228,25 @@ fn error_chunk(id: u64, fragment: Option<&str>) -> Bytes {
 /// The response body, with the `drop-after-bytes` fault applied.
 /// Sends `parts` as a response body, cut after `limit` bytes when a
 /// fault asks for it (GetMediaForFragmentList under `drop-after-bytes`).
-pub(crate) async fn send_parts(parts: Vec<Bytes>, out: Out, limit: Option<u64>) {
+pub(crate) async fn send_fragment_list(fragments: Vec<Arc<Stored>>, out: Out, limit: Option<u64>) {
     let mut w = Writer {
         out,
         limit,
         sent: 0,
     };
-    for p in parts {
-        if !w.send(p).await {
-            return;
+    for f in fragments {
+        let parts = match super::queries::fragment_list_doc(&f) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(fragment = %f.number, error = %e, "GetMediaForFragmentList: fragment gone");
+                let _ = w.out.send(Err(e)).await;
+                return;
+            }
+        };
+        for p in parts {
+            if !w.send(p).await {
+                return;
+            }
         }
     }
 }

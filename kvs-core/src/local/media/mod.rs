@@ -18,7 +18,7 @@ use hyper::body::{Body, Frame};
 use tokio::sync::mpsc;
 
 pub use faults::Faults;
-pub(crate) use get::{run_get_media, send_parts};
+pub(crate) use get::{run_get_media, send_fragment_list};
 pub(crate) use put::{put_media_headers, run_put_media, PutMediaRequest};
 pub(crate) use queries::{
     epoch_ms, fragments_by_number, in_range, list_fragments, start_index, time_range,

@@ -184,20 +184,20 @@ pub(crate) fn list_fragments(media: Option<&Media>, req: &Value) -> Result<Value
     Ok(out)
 }
 
-/// GetMediaForFragmentList: the named fragments' documents, in the order
-/// asked, as the stored chunks (nothing copied) with the service Tags in
-/// this API's spelling (`…_SERVER_SIDE_TIMESTAMP`, `…_PRODUCER_SIDE_TIMESTAMP`).
+/// GetMediaForFragmentList: the named fragments, in the order asked
+/// (their documents are read one at a time as they are sent:
+/// [`fragment_list_doc`]).
 pub(crate) fn fragments_by_number(
     media: Option<&Media>,
     req: &Value,
-) -> Result<Vec<Bytes>, ApiError> {
+) -> Result<Vec<Arc<Stored>>, ApiError> {
     let bad = |m: String| ApiError::new(ServiceException::InvalidArgument, m);
     let numbers = req
         .get("Fragments")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty() && a.len() <= 1000)
         .ok_or_else(|| bad("Fragments must list 1 to 1000 fragment numbers".into()))?;
-    let docs: Vec<Vec<Bytes>> = numbers
+    numbers
         .iter()
         .map(|n| {
             let n = n
@@ -205,17 +205,7 @@ pub(crate) fn fragments_by_number(
                 .ok_or_else(|| bad("fragment numbers are strings".into()))?;
             media
                 .and_then(|m| m.fragments.iter().find(|f| f.number == n))
-                .map(|f| match f.doc.split_first() {
-                    Some((prefix, [_, rest @ ..])) => {
-                        let lead =
-                            lead_tags(Lead::FragmentList, &f.number, f.server_ms, f.producer_ms);
-                        [prefix.clone(), Bytes::from(lead)]
-                            .into_iter()
-                            .chain(rest.iter().cloned())
-                            .collect()
-                    }
-                    _ => f.doc.clone(),
-                })
+                .cloned()
                 .ok_or_else(|| {
                     ApiError::new(
                         ServiceException::ResourceNotFound,
@@ -223,6 +213,24 @@ pub(crate) fn fragments_by_number(
                     )
                 })
         })
-        .collect::<Result<_, _>>()?;
-    Ok(docs.concat())
+        .collect()
+}
+
+/// A fragment's document as GetMediaForFragmentList sends it: the stored
+/// chunks (nothing copied) with the service Tags in this API's spelling
+/// (`…_SERVER_SIDE_TIMESTAMP`, `…_PRODUCER_SIDE_TIMESTAMP`).
+///
+/// Errors: its file cannot be read (expired meanwhile).
+pub(crate) fn fragment_list_doc(f: &Stored) -> std::io::Result<Vec<Bytes>> {
+    let doc = f.doc()?;
+    Ok(match doc.split_first() {
+        Some((prefix, [_, rest @ ..])) => {
+            let lead = lead_tags(Lead::FragmentList, &f.number, f.server_ms, f.producer_ms);
+            [prefix.clone(), Bytes::from(lead)]
+                .into_iter()
+                .chain(rest.iter().cloned())
+                .collect()
+        }
+        _ => doc,
+    })
 }

@@ -15,17 +15,20 @@ use super::epoch_secs;
 
 /// A stored fragment: the GetMedia document without the trailing service
 /// tags (`MILLIS_BEHIND_NOW`, `CONTINUATION_TOKEN`, added when it is sent).
+///
+/// With a data directory only the newest fragments of a stream (the live
+/// edge, [`MediaStore::memory_fragments`]) keep their document in memory;
+/// the others are read from their file when asked for ([`Stored::doc`]),
+/// so memory does not grow with what is stored.
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub number: String,
     pub producer_ms: u64,
     pub server_ms: u64,
-    /// `doc[0]`: EBML header, Segment, header elements and the producer's
-    /// Tags that came before the Cluster; `doc[1]`: the service's Tags in
-    /// front of the Cluster, GetMedia spelling ([`Lead::GetMedia`]); then the
-    /// Cluster and the producer's Tags that followed it. (A fragment saved
-    /// by an older version whose service Tags cannot be found is one chunk.)
-    pub doc: Vec<Bytes>,
+    /// The document ([`Stored::doc`]) while it is held in memory.
+    memory: std::sync::Mutex<Option<Vec<Bytes>>>,
+    /// Where it is saved, and where its service Tags lie in the file.
+    file: Option<(std::path::PathBuf, Option<(usize, usize)>)>,
     /// Size of the Cluster, bytes.
     pub size: u64,
     /// How long its media plays, ms: first frame to the end of the last
@@ -35,10 +38,73 @@ pub(crate) struct Stored {
     pub media_ms: u64,
 }
 
+impl Stored {
+    /// The document: `[0]` the EBML header, Segment, header elements and
+    /// the producer's Tags that came before the Cluster; `[1]` the service's
+    /// Tags in front of the Cluster, GetMedia spelling ([`Lead::GetMedia`]);
+    /// then the Cluster and the producer's Tags that followed it. (A
+    /// fragment saved by an older version whose service Tags cannot be found
+    /// is one chunk.) From memory, or read from its file.
+    ///
+    /// Errors: the file cannot be read (expired and deleted meanwhile, say).
+    pub(crate) fn doc(&self) -> std::io::Result<Vec<Bytes>> {
+        if let Some(d) = self
+            .memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(d.clone());
+        }
+        let Some((path, at)) = &self.file else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("fragment {} is no longer held", self.number),
+            ));
+        };
+        let data = Bytes::from(std::fs::read(path)?);
+        let lead = lead_tags(
+            Lead::GetMedia,
+            &self.number,
+            self.server_ms,
+            self.producer_ms,
+        );
+        Ok(split_doc(data, *at, &lead))
+    }
+
+    /// Drops the in-memory copy of a fragment that is saved; whether it was
+    /// held.
+    fn evict(&self) -> bool {
+        if self.file.is_none() {
+            return false;
+        }
+        self.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .is_some()
+    }
+
+    /// The index line that describes it (`index.jsonl`).
+    fn index_line(&self) -> Value {
+        let (lead_at, lead_len) = self
+            .file
+            .as_ref()
+            .and_then(|(_, at)| *at)
+            .map_or((Value::Null, Value::Null), |(a, l)| (a.into(), l.into()));
+        serde_json::json!({"number": self.number, "producer_ms": self.producer_ms,
+            "server_ms": self.server_ms, "size": self.size, "media_ms": self.media_ms,
+            "lead_at": lead_at, "lead_len": lead_len})
+    }
+}
+
 /// Fragments of one stream, with a wake-up for live readers.
 #[derive(Debug, Default)]
 pub(crate) struct Media {
     pub fragments: Vec<Arc<Stored>>,
+    /// Bytes of the Clusters held (the memory cap without a data
+    /// directory).
+    held: u64,
     /// Fragments being ingested (one per PutMedia connection at most), in
     /// the order they started.
     pub live: Vec<Arc<Live>>,
@@ -144,6 +210,15 @@ pub(crate) struct MediaStore {
     pub(super) put_connections: std::sync::atomic::AtomicU64,
     /// Open PutMedia (`true`) and GetMedia (`false`) connections per stream.
     connections: std::sync::Mutex<HashMap<(String, bool), usize>>,
+    /// With a data directory: the newest fragments per stream whose
+    /// documents stay in memory (the live edge); older ones are read from
+    /// disk.
+    pub(crate) memory_fragments: usize,
+    /// Without a data directory: the Cluster bytes held per stream; beyond
+    /// it the oldest fragments expire first (0: no cap).
+    pub(crate) max_memory_bytes: u64,
+    /// Index files are appended and rewritten one at a time.
+    index_lock: std::sync::Mutex<()>,
 }
 
 /// One open PutMedia or GetMedia connection of a stream, counted until dropped.
@@ -258,6 +333,14 @@ pub(super) fn tags_element(out: &mut Vec<u8>, tags: &[(&str, String)]) {
 }
 
 impl MediaStore {
+    /// The memory bounds ([`MediaStore::memory_fragments`],
+    /// [`MediaStore::max_memory_bytes`]).
+    pub(crate) fn with_limits(mut self, memory_fragments: usize, max_memory_bytes: u64) -> Self {
+        self.memory_fragments = memory_fragments.max(1);
+        self.max_memory_bytes = max_memory_bytes;
+        self
+    }
+
     /// A fresh 47-digit fragment number, increasing.
     pub(crate) fn next_number(&self) -> String {
         let n = self
@@ -298,17 +381,21 @@ impl MediaStore {
                 let v: Value = serde_json::from_str(line)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                 let number = v["number"].as_str().unwrap_or_default().to_owned();
-                let doc = std::fs::read(entry.path().join(format!("{number}.mkv")))?;
                 max = max.max(number.get(13..).and_then(|n| n.parse().ok()).unwrap_or(0));
+                // An entry whose file is gone expired just before a stop.
+                let path = entry.path().join(format!("{number}.mkv"));
+                if !path.exists() {
+                    continue;
+                }
                 let producer_ms = v["producer_ms"].as_u64().unwrap_or(0);
                 let server_ms = v["server_ms"].as_u64().unwrap_or(0);
                 let at = v["lead_at"]
                     .as_u64()
                     .zip(v["lead_len"].as_u64())
                     .map(|(a, l)| (a as usize, l as usize));
-                let lead = lead_tags(Lead::GetMedia, &number, server_ms, producer_ms);
                 m.fragments.push(Arc::new(Stored {
-                    doc: split_doc(Bytes::from(doc), at, &lead),
+                    memory: std::sync::Mutex::new(None),
+                    file: Some((path, at)),
                     number,
                     producer_ms,
                     server_ms,
@@ -357,36 +444,73 @@ impl MediaStore {
             .chain(f.cluster.iter().cloned())
             .chain(f.trailing_tags.iter().cloned())
             .collect();
+        let mut file = None;
         if let Some(dir) = self.stream_dir(stream).filter(|_| durable) {
             use std::io::Write;
             std::fs::create_dir_all(&dir)?;
-            let mut file = std::fs::File::create(dir.join(format!("{number}.mkv")))?;
+            let path = dir.join(format!("{number}.mkv"));
+            let mut out = std::fs::File::create(&path)?;
             for part in &doc {
-                file.write_all(part)?;
+                out.write_all(part)?;
             }
-            file.sync_all()?;
-            let line = serde_json::json!({"number": number, "producer_ms": producer_ms, "server_ms": server_ms, "size": size, "duration_ms": f.duration_ms, "media_ms": f.media_ms, "lead_at": lead_at, "lead_len": lead_len});
-            let mut index = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("index.jsonl"))?;
-            index.write_all(format!("{line}\n").as_bytes())?;
-            index.sync_all()?;
+            out.sync_all()?;
+            file = Some((path, Some((lead_at, lead_len))));
         }
         let stored = Arc::new(Stored {
             number,
             producer_ms,
             server_ms,
-            doc,
+            memory: std::sync::Mutex::new(Some(doc)),
+            file,
             size: size as u64,
             media_ms: f.media_ms,
         });
+        if let Some(dir) = self.stream_dir(stream).filter(|_| stored.file.is_some()) {
+            use std::io::Write;
+            let _guard = self
+                .index_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut index = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("index.jsonl"))?;
+            index.write_all(format!("{}\n", stored.index_line()).as_bytes())?;
+            index.sync_all()?;
+        }
         let mut streams = self
             .streams
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let m = streams.entry(stream.to_owned()).or_default();
         m.fragments.push(stored.clone());
+        m.held += stored.size;
+        if stored.file.is_some() {
+            // The live edge stays in memory; older documents are on disk.
+            let older = m.fragments.len().saturating_sub(self.memory_fragments);
+            for f in m.fragments[..older].iter().rev() {
+                if !f.evict() {
+                    break;
+                }
+                m.held = m.held.saturating_sub(f.size);
+            }
+        } else if self.max_memory_bytes > 0 && durable {
+            // Without a data directory: the oldest go first past the cap.
+            let mut expired = 0;
+            while m.held > self.max_memory_bytes && m.fragments.len() > 1 {
+                let f = m.fragments.remove(0);
+                m.held = m.held.saturating_sub(f.size);
+                expired += 1;
+            }
+            if expired > 0 {
+                tracing::warn!(
+                    stream,
+                    expired,
+                    cap = self.max_memory_bytes,
+                    "oldest fragments expired: the stream's memory cap is reached (give a data directory to keep them)"
+                );
+            }
+        }
         // Live readers that had its first parts get the rest.
         if let Some(i) = m.live.iter().position(|l| l.number == stored.number) {
             m.live.remove(i).end(LiveEnd::Stored(stored));
@@ -452,9 +576,75 @@ impl MediaStore {
         {
             let excess = m.fragments.len().saturating_sub(keep);
             if excess > 0 {
-                m.fragments.drain(..excess);
+                for f in m.fragments.drain(..excess) {
+                    m.held = m.held.saturating_sub(f.size);
+                }
             }
         }
+    }
+
+    /// Expires a stream's fragments ingested before `cutoff_ms` (server
+    /// time, epoch ms): gone from memory, from ListFragments and every
+    /// read, and from disk (files and index). Returns how many went.
+    pub(crate) fn expire(&self, stream: &str, cutoff_ms: u64) -> usize {
+        let (gone, kept): (Vec<Arc<Stored>>, Vec<Value>) = {
+            let mut streams = self
+                .streams
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(m) = streams.get_mut(stream) else {
+                return 0;
+            };
+            if !m.fragments.iter().any(|f| f.server_ms < cutoff_ms) {
+                return 0;
+            }
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut m.fragments)
+                .into_iter()
+                .partition(|f| f.server_ms < cutoff_ms);
+            m.fragments = kept;
+            for f in &gone {
+                if f.memory
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some()
+                {
+                    m.held = m.held.saturating_sub(f.size);
+                }
+            }
+            let lines = m
+                .fragments
+                .iter()
+                .filter(|f| f.file.is_some())
+                .map(|f| f.index_line())
+                .collect();
+            (gone, lines)
+        };
+        if let Some(dir) = self.stream_dir(stream) {
+            let _guard = self
+                .index_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The index first (an entry without its file is skipped at
+            // start), then the files.
+            let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
+            let tmp = dir.join("index.jsonl.tmp");
+            let written = std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, dir.join("index.jsonl")));
+            if let Err(e) = written {
+                tracing::error!(stream, error = %e, "cannot rewrite the fragment index");
+            }
+            for f in &gone {
+                if let Some((path, _)) = &f.file {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        tracing::debug!(
+            stream,
+            expired = gone.len(),
+            "fragments past retention expired"
+        );
+        gone.len()
     }
 
     /// Forgets a deleted stream's fragments (and their files).
