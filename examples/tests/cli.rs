@@ -1466,3 +1466,178 @@ fn put_reads_pipes_from_ffmpeg_and_gstreamer() {
         }
     }
 }
+
+/// Resident memory of a process, bytes (`VmRSS` in /proc).
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Soak: `kvs local --data-dir` taking several GB faster than real time
+/// (`KVS_SOAK_MB`, default 4,096 MB: 10 MB fragments of 25 frames) into a
+/// stream with a 1-hour retention whose hour lasts 1 s: the endpoint's
+/// resident memory stays under a fixed bound (it would hold every byte if
+/// fragments stayed in memory), the expired fragments are gone from
+/// ListFragments and from disk, and every fragment still within retention
+/// reads back whole.
+#[test]
+fn a_long_upload_keeps_the_endpoint_within_bounds() {
+    use bytes::Bytes;
+    use kvs_core::client::{ClientConfig, CreateStream, KvsClient};
+    use kvs_core::producer::{PressurePolicy, Producer};
+    use kvs_core::{Credentials, Frame, Payload, TrackConfig};
+    use std::time::{Duration, SystemTime};
+
+    const BOUND: u64 = 400 << 20;
+    let total_mb: u64 = std::env::var("KVS_SOAK_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4096);
+    let dir = scratch("soak");
+    let (local, url) = start_local(&[
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+        "--retention-hour-secs".as_ref(),
+        "1".as_ref(),
+        "--memory-fragments".as_ref(),
+        "4".as_ref(),
+    ]);
+    let pid = local.0.id();
+    // The endpoint's memory, sampled while it works.
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                peak.fetch_max(rss(pid), std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    // The key frame: the bundled clip's first access unit (SPS, PPS, IDR);
+    // the others 400 KB each (a slice NAL unit of filler).
+    let clip =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264")).unwrap();
+    let key = Bytes::from(
+        kvs_core::codec::annexb::access_units(
+            kvs_core::codec::annexb::VideoCodec::H264,
+            &Bytes::from(clip),
+        )[0]
+        .clone(),
+    );
+    let filler = {
+        let mut f = vec![0u8; 400 * 1024];
+        let len = (f.len() - 4) as u32;
+        f[..4].copy_from_slice(&len.to_be_bytes());
+        f[4] = 0x41;
+        for (i, b) in f[5..].iter_mut().enumerate() {
+            *b = (i % 251) as u8 | 1;
+        }
+        Bytes::from(f)
+    };
+    let frames = (total_mb << 20) / filler.len() as u64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (listed, expired_files, read_back) = rt.block_on(async {
+        let c = KvsClient::new(
+            ClientConfig::new("us-east-1", Credentials::new("a", "b", None, None, "soak"))
+                .endpoint(url.as_str()),
+        )
+        .unwrap();
+        c.create_stream(&CreateStream {
+            stream_name: "soak".into(),
+            data_retention_in_hours: 1,
+            ..CreateStream::default()
+        })
+        .await
+        .unwrap();
+        let mut video = TrackConfig::video(1, "V_MPEG4/ISO/AVC", Bytes::new(), 0, 0);
+        video.codec_private = None;
+        // Backdated by the media's length: no producer time in the future.
+        let media = Duration::from_millis(frames * 40);
+        let p = Producer::builder(c.clone(), "soak")
+            .track(video)
+            .start_time(SystemTime::now() - media)
+            .pressure(PressurePolicy::Wait)
+            .build()
+            .await
+            .unwrap();
+        for i in 0..frames {
+            let (is_key, payload) = if i % 25 == 0 {
+                (true, Payload::AnnexB(key.clone()))
+            } else {
+                (false, Payload::Raw(filler.clone()))
+            };
+            p.put_frame(Frame {
+                track: 1,
+                pts: Duration::from_millis(i * 40),
+                dts: None,
+                key: is_key,
+                payload,
+            })
+            .await
+            .unwrap();
+        }
+        p.finish(Duration::from_secs(120)).await.unwrap();
+        // A longer retention, at once: what is listed now stays to be read.
+        let version = c.describe_stream("soak").await.unwrap().version.unwrap();
+        c.update_data_retention(
+            "soak",
+            &version,
+            kvs_core::client::RetentionChange::Increase,
+            1000,
+        )
+        .await
+        .unwrap();
+        let mut listed = c.list_fragments("soak", None).await.unwrap();
+        listed.sort_by(|a, b| a.producer_timestamp.total_cmp(&b.producer_timestamp));
+        let numbers: Vec<String> = listed.iter().map(|f| f.fragment_number.clone()).collect();
+        let on_disk = std::fs::read_dir(dir.join("media").join("s-soak"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "mkv"))
+            .count();
+        let read_back = c
+            .get_media_for_fragment_list("soak", &numbers)
+            .await
+            .unwrap();
+        (listed.len(), on_disk, read_back)
+    });
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    sampler.join().unwrap();
+    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+    let fragments = (frames as usize).div_ceil(25);
+    eprintln!(
+        "soak: {total_mb} MB in {fragments} fragments; endpoint peak RSS {} MB; {listed} fragments within retention",
+        peak >> 20
+    );
+    assert!(peak > 0, "the endpoint's memory was read");
+    assert!(peak < BOUND, "peak RSS {} MB", peak >> 20);
+    assert!(
+        listed < fragments / 2,
+        "{listed} of {fragments} still listed: expired ones stay"
+    );
+    assert_eq!(
+        expired_files, listed,
+        "the expired fragments' files are gone"
+    );
+    assert_eq!(read_back.len(), listed);
+    let last = frames as usize - 25 * (fragments - 1);
+    for (i, f) in read_back.iter().enumerate() {
+        assert!(f.complete);
+        let want = if i + 1 == read_back.len() { last } else { 25 };
+        assert_eq!(f.frames.len(), want, "whole");
+        assert!(f.frames[1..].iter().all(|fr| fr.payload == filler));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
