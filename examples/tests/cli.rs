@@ -1487,6 +1487,7 @@ fn rss(pid: u32) -> u64 {
 /// ListFragments and from disk, and every fragment still within retention
 /// reads back whole.
 #[test]
+#[allow(clippy::print_stderr)] // the measured figures, for the record
 fn a_long_upload_keeps_the_endpoint_within_bounds() {
     use bytes::Bytes;
     use kvs_core::client::{ClientConfig, CreateStream, KvsClient};
@@ -1525,13 +1526,11 @@ fn a_long_upload_keeps_the_endpoint_within_bounds() {
     // the others 400 KB each (a slice NAL unit of filler).
     let clip =
         std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media/clip.h264")).unwrap();
-    let key = Bytes::from(
-        kvs_core::codec::annexb::access_units(
-            kvs_core::codec::annexb::VideoCodec::H264,
-            &Bytes::from(clip),
-        )[0]
-        .clone(),
-    );
+    let key = kvs_core::codec::annexb::access_units(
+        kvs_core::codec::annexb::VideoCodec::H264,
+        &Bytes::from(clip),
+    )[0]
+    .clone();
     let filler = {
         let mut f = vec![0u8; 400 * 1024];
         let len = (f.len() - 4) as u32;
