@@ -1640,3 +1640,85 @@ fn a_long_upload_keeps_the_endpoint_within_bounds() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The web console of `kvs local` in a real browser: headless Chromium
+/// (Debian's `chromium`) driven by `playwright-core` (npm, in `.tools`)
+/// through `examples/tests/console/check.js` — a stream put with `kvs put`
+/// is listed, its live video plays (time advances, 640 pixels wide as the
+/// clip) both through Chromium's own HLS and through the Media Source
+/// Extensions player, the timeline shows its 4 fragments, thumbnails come
+/// from GetImages; the screenshots are saved under the target directory.
+#[test]
+fn the_web_console_plays_a_stream_in_chromium() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let modules = root.join(".tools/node_modules");
+    let ready = modules.join("playwright-core").exists()
+        && std::path::Path::new("/usr/bin/chromium").exists()
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "node, chromium or .tools/node_modules/playwright-core is missing; CI must have them (run the README test command)"
+        );
+        return;
+    }
+    let (_local, url) = start_local(&[]);
+    let dir = scratch("console");
+    let media = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media");
+    assert!(
+        kvs_on(&url, &dir, &["create-stream".as_ref(), "cam".as_ref()])
+            .status
+            .success()
+    );
+    let put = kvs_on(
+        &url,
+        &dir,
+        &[
+            "put".as_ref(),
+            "--stream".as_ref(),
+            "cam".as_ref(),
+            media.join("clip.h264").as_os_str(),
+            "--audio".as_ref(),
+            media.join("clip.aac").as_os_str(),
+        ],
+    );
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (player, shot) in [("", "console.png"), ("?player=mse", "console-mse.png")] {
+        let shot = artifacts.join(shot);
+        let out = Command::new("node")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/check.js"))
+            .arg(format!("{url}/{player}"))
+            .args(["cam", "640", "4"])
+            .arg(&shot)
+            .env("NODE_PATH", &modules)
+            .output()
+            .unwrap();
+        let seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{player}: {seen}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_str(seen.trim()).unwrap();
+        assert_eq!(v["fragments"], 4, "{seen}");
+        assert_eq!(v["video_width"], 640, "{seen}");
+        assert_eq!(v["advanced"], true, "{seen}");
+        if player.is_empty() {
+            assert_eq!(v["mode"], "native-hls", "Chromium plays HLS itself: {seen}");
+        } else {
+            assert_eq!(v["mode"], "mse", "{seen}");
+        }
+        assert!(
+            std::fs::metadata(&shot).unwrap().len() > 10_000,
+            "a screenshot"
+        );
+    }
+}

@@ -49,6 +49,7 @@
 //! # Ok(()) }
 //! ```
 
+mod console;
 mod images;
 
 mod media;

@@ -577,6 +577,26 @@ fn playback(s: &Arc<Shared>, req: &Request<Incoming>) -> Resp {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    // The web console.
+    if path == "/" || path == "/console" {
+        return Response::builder()
+            .status(200)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("cache-control", "no-cache")
+            .body(
+                Full::new(Bytes::from_static(super::console::PAGE.as_bytes()))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .expect("static response parts");
+    }
+    if path == "/console/acks" {
+        let stream = query
+            .get("stream")
+            .map(|s| s.replace("%20", " "))
+            .unwrap_or_default();
+        return json_response(200, &super::console::acks(&s.media, &stream), &request_id());
+    }
     if !(path.starts_with("/hls/v1/") || path.starts_with("/dash/v1/")) {
         return error_response(&ApiError::new(
             ServiceException::Other("UnknownOperationException".into()),

@@ -293,6 +293,7 @@ async fn ingest_put_media(
                     }
                 }
                 IngestEvent::Received(f) => {
+                    let received_at = std::time::Instant::now();
                     let (number, server_ms) = current
                         .take()
                         .unwrap_or_else(|| (store.next_number(), now_ms()));
@@ -354,6 +355,7 @@ async fn ingest_put_media(
                         live.live = None;
                         store.trim(&req.stream, req.live_buffer);
                     } else if ok {
+                        store.note_ack(&req.stream, &number, received_at.elapsed());
                         send(Ack::Persisted {
                             fragment_timecode: f.timecode,
                             fragment_number: number,

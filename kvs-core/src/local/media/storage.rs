@@ -105,6 +105,9 @@ pub(crate) struct Media {
     /// Bytes of the Clusters held (the memory cap without a data
     /// directory).
     held: u64,
+    /// The newest PERSISTED ACKs: fragment number, when (epoch ms) and how
+    /// long after the fragment's last byte (the console shows them).
+    pub acks: std::collections::VecDeque<(String, u64, std::time::Duration)>,
     /// Fragments being ingested (one per PutMedia connection at most), in
     /// the order they started.
     pub live: Vec<Arc<Live>>,
@@ -645,6 +648,19 @@ impl MediaStore {
             "fragments past retention expired"
         );
         gone.len()
+    }
+
+    /// Records a PERSISTED ACK: `latency` from the fragment's last byte.
+    pub(crate) fn note_ack(&self, stream: &str, number: &str, latency: std::time::Duration) {
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let acks = &mut streams.entry(stream.to_owned()).or_default().acks;
+        if acks.len() == 32 {
+            acks.pop_front();
+        }
+        acks.push_back((number.to_owned(), super::now_ms(), latency));
     }
 
     /// Forgets a deleted stream's fragments (and their files).
