@@ -77,6 +77,8 @@
 //!   `ClientConfig::from_sdk_config`.
 //! - `local`: the KVS-compatible endpoint on 127.0.0.1 ([`local`]; implies
 //!   `client`).
+//! - `rtsp`: RTSP camera ingest ([`rtsp`]): the `retina` client feeding a
+//!   Producer (implies `client`).
 //! - `images`: the endpoint's GetImages decodes H.264 (openh264, a C codec
 //!   built from source) into JPEG/PNG; without it GetImages answers
 //!   `MEDIA_ERROR` for every picture.
@@ -105,6 +107,8 @@ pub mod mpegts;
 #[cfg(feature = "client")]
 pub mod producer;
 pub mod protocol;
+#[cfg(feature = "rtsp")]
+pub mod rtsp;
 pub mod timeline;
 
 pub use auth::Credentials;

@@ -120,6 +120,24 @@ enum Cmd {
         #[arg(long, allow_negative_numbers = true, default_value_t = 2.0)]
         bitrate: f64,
     },
+    /// An RTSP camera into a stream: H.264/H.265 (+ AAC or G.711), with
+    /// timestamps from RTP/RTCP, reconnecting to the camera by itself.
+    Rtsp {
+        /// Stream name or ARN.
+        #[arg(long)]
+        stream: String,
+        /// rtsp://[user:password@]host[:port]/path (the credentials never
+        /// appear in output).
+        url: String,
+        /// RTP transport.
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
+        transport: String,
+        /// Stop after this many seconds (default: at Ctrl-C).
+        #[arg(long, allow_negative_numbers = true)]
+        seconds: Option<f64>,
+        #[command(flatten)]
+        aws: control::AwsArgs,
+    },
     /// Summarise a Matroska file (GetMedia output, a PutMedia body, any MKV/WebM).
     Inspect {
         /// The file to read.
@@ -313,6 +331,14 @@ fn main() -> ExitCode {
             audio,
             bitrate,
         } => latency(seconds, audio, bitrate),
+        Cmd::Rtsp {
+            stream,
+            url,
+            transport,
+            seconds,
+            aws,
+        } => control::client(&aws)
+            .and_then(|c| media::rtsp(c, &stream, &url, transport == "udp", seconds)),
         Cmd::Inspect { file, json } => inspect::run(&file, json),
         Cmd::Mux {
             input,

@@ -712,6 +712,91 @@ pub fn put_pipe(
     report.verdict()
 }
 
+/// `kvs rtsp`: a camera into `stream` until Ctrl-C (or `seconds`), a line
+/// per event (connections, reconnections, frames dropped, ACKs) and a
+/// summary.
+pub fn rtsp(
+    c: KvsClient,
+    stream: &str,
+    url: &str,
+    udp: bool,
+    seconds: Option<f64>,
+) -> Result<(), String> {
+    use kvs_core::rtsp::{ingest, RtspEvent, RtspOptions, RtspTransport};
+    if seconds.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+        return Err("--seconds must be positive".into());
+    }
+    runtime()?.block_on(async {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            match seconds {
+                Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            let _ = stop_tx.send(true);
+        });
+        let printer = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                match e {
+                    RtspEvent::Connected {
+                        reconnection,
+                        media,
+                    } => crate::outln!(
+                        "  connected{}: {}",
+                        if reconnection > 0 { " again" } else { "" },
+                        media.join(", ")
+                    ),
+                    RtspEvent::Reconnecting { error, delay } => {
+                        crate::outln!("  reconnecting in {:.1} s: {error}", delay.as_secs_f64())
+                    }
+                    RtspEvent::FramesDropped { frames, reason } => {
+                        crate::outln!("  dropped {} ({reason})", count(frames, "video frame"));
+                    }
+                    RtspEvent::NoKeyFrame { waited } => {
+                        crate::outln!("  no key frame for {:.0} s", waited.as_secs_f64())
+                    }
+                    RtspEvent::Producer(ProducerEvent::Acked {
+                        fragment_number,
+                        latency,
+                        frames,
+                        ..
+                    }) => crate::outln!(
+                        "  ACK fragment #{fragment_number} ({frames} frames) in {:.1} ms",
+                        ms(latency)
+                    ),
+                    RtspEvent::Producer(ProducerEvent::ServiceError { code, .. }) => {
+                        crate::outln!("  ACK ERROR {code}");
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let opts = RtspOptions {
+            transport: if udp {
+                RtspTransport::Udp
+            } else {
+                RtspTransport::Tcp
+            },
+            ..RtspOptions::default()
+        };
+        let builder = Producer::builder(c, stream);
+        let report = ingest(url, builder, opts, tx, stop)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = printer.await;
+        crate::outln!(
+            "{} put, {} dropped, {} to the camera",
+            count(report.frames as usize, "frame"),
+            report.dropped,
+            count(report.reconnections as usize, "reconnection")
+        );
+        Ok(())
+    })
+}
+
 /// `--format`'s value as an input format.
 pub fn pipe_format(name: Option<&str>) -> Option<InputFormat> {
     match name? {
