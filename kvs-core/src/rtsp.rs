@@ -326,6 +326,77 @@ async fn connect(
     })
 }
 
+/// What becomes of a video frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Gate {
+    /// Put it; `dropped`: the frames dropped before it, and why.
+    Pass {
+        dropped: Option<(usize, &'static str)>,
+    },
+    /// Drop it: it cannot be decoded.
+    Drop,
+}
+
+/// Video frames that can be decoded, and nothing else: after a connection
+/// starts, and after packets are lost (retina's `loss`: packets missing
+/// before this frame), frames wait for the next key frame. Also notices a
+/// camera that sends no key frame for a long time. Sans-IO: the caller
+/// gives the time.
+#[derive(Debug)]
+struct KeyFrameGate {
+    need_key: bool,
+    dropped: usize,
+    reason: &'static str,
+    last_key: Instant,
+    warned: bool,
+}
+
+impl KeyFrameGate {
+    fn new(now: Instant) -> Self {
+        KeyFrameGate {
+            need_key: true,
+            dropped: 0,
+            reason: "before the first key frame",
+            last_key: now,
+            warned: false,
+        }
+    }
+
+    /// A video frame: whether it goes on.
+    fn video(&mut self, key: bool, loss: u16, now: Instant) -> Gate {
+        if key {
+            // A key frame decodes whatever was lost before it.
+            self.last_key = now;
+            self.warned = false;
+            let dropped =
+                (self.need_key && self.dropped > 0).then_some((self.dropped, self.reason));
+            self.need_key = false;
+            self.dropped = 0;
+            return Gate::Pass { dropped };
+        }
+        if loss > 0 && !self.need_key {
+            self.need_key = true;
+            self.reason = "lost packets";
+        }
+        if self.need_key {
+            self.dropped += 1;
+            Gate::Drop
+        } else {
+            Gate::Pass { dropped: None }
+        }
+    }
+
+    /// How long since the last key frame, once per wait, when it is
+    /// `warning` or more.
+    fn overdue(&mut self, now: Instant, warning: Duration) -> Option<Duration> {
+        let waited = now.saturating_duration_since(self.last_key);
+        (waited >= warning && !self.warned).then(|| {
+            self.warned = true;
+            waited
+        })
+    }
+}
+
 /// Where a stream's frames go on the producer's timeline, for one
 /// connection.
 #[derive(Clone, Copy)]
@@ -480,19 +551,13 @@ async fn run_connection(
     // SystemTime), used for a stream whose first frame has not come yet.
     let mut reports: Vec<Option<(i64, SystemTime)>> = vec![None; playing.taken.len()];
     // Video waits for a key frame (at the start, and after lost packets).
-    let mut need_key = true;
-    let mut dropped_run = 0usize;
-    let mut drop_reason = "before the first key frame";
-    let mut last_key = Instant::now();
-    let mut warned = false;
+    let mut gate = KeyFrameGate::new(Instant::now());
     loop {
         let item = tokio::select! {
             item = playing.demuxed.next() => item,
             _ = stop.changed() => return Ok(None),
             () = tokio::time::sleep(opts.key_frame_warning.min(Duration::from_secs(1))) => {
-                let waited = last_key.elapsed();
-                if waited >= opts.key_frame_warning && !warned {
-                    warned = true;
+                if let Some(waited) = gate.overdue(Instant::now(), opts.key_frame_warning) {
                     let _ = events.send(RtspEvent::NoKeyFrame { waited });
                 }
                 continue;
@@ -544,25 +609,16 @@ async fn run_connection(
         };
         let taken = &playing.taken[i];
         if let Some(key) = is_key {
-            if loss > 0 && !key {
-                need_key = true;
-                drop_reason = "lost packets";
-            }
-            if key {
-                last_key = Instant::now();
-                warned = false;
-                if need_key && dropped_run > 0 {
-                    let _ = events.send(RtspEvent::FramesDropped {
-                        frames: dropped_run,
-                        reason: drop_reason,
-                    });
+            match gate.video(key, loss, Instant::now()) {
+                Gate::Drop => {
+                    report.dropped += 1;
+                    continue;
                 }
-                need_key = false;
-                dropped_run = 0;
-            } else if need_key {
-                dropped_run += 1;
-                report.dropped += 1;
-                continue;
+                Gate::Pass { dropped } => {
+                    if let Some((frames, reason)) = dropped {
+                        let _ = events.send(RtspEvent::FramesDropped { frames, reason });
+                    }
+                }
             }
         }
         let rate = ts.clock_rate().get();
@@ -609,5 +665,76 @@ async fn run_connection(
             })
             .await?;
         report.frames += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_decodable_video_goes_on() {
+        let t0 = Instant::now();
+        let mut g = KeyFrameGate::new(t0);
+        // Joined mid-GOP: two frames wait for the key frame, then reported.
+        assert_eq!(g.video(false, 0, t0), Gate::Drop);
+        assert_eq!(g.video(false, 0, t0), Gate::Drop);
+        assert_eq!(
+            g.video(true, 0, t0),
+            Gate::Pass {
+                dropped: Some((2, "before the first key frame"))
+            }
+        );
+        assert_eq!(g.video(false, 0, t0), Gate::Pass { dropped: None });
+        // Packets lost before a frame: it and the rest of the GOP go.
+        assert_eq!(g.video(false, 3, t0), Gate::Drop);
+        assert_eq!(g.video(false, 0, t0), Gate::Drop);
+        assert_eq!(
+            g.video(true, 0, t0),
+            Gate::Pass {
+                dropped: Some((2, "lost packets"))
+            }
+        );
+        // Loss just before a key frame costs nothing.
+        assert_eq!(g.video(true, 5, t0), Gate::Pass { dropped: None });
+    }
+
+    #[test]
+    fn a_long_wait_for_a_key_frame_is_reported_once() {
+        let t0 = Instant::now();
+        let mut g = KeyFrameGate::new(t0);
+        let w = Duration::from_secs(10);
+        assert_eq!(g.overdue(t0 + Duration::from_secs(9), w), None);
+        assert_eq!(g.overdue(t0 + w, w), Some(w));
+        assert_eq!(g.overdue(t0 + Duration::from_secs(30), w), None, "once");
+        let _ = g.video(true, 0, t0 + Duration::from_secs(31));
+        assert_eq!(
+            g.overdue(t0 + Duration::from_secs(41), w),
+            Some(w),
+            "again after a key frame"
+        );
+    }
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let (u, c) = split_credentials("rtsp://cam:s3cret%20pw@10.0.0.2:554/live?x=1").unwrap();
+        assert_eq!(u.as_str(), "rtsp://10.0.0.2:554/live?x=1");
+        let c = c.unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("cam", "s3cret pw")
+        );
+        assert!(split_credentials("rtsp://10.0.0.2/live")
+            .unwrap()
+            .1
+            .is_none());
+        let e = split_credentials("http://u:s3cret@h/")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        let e = split_credentials("rtsp://u:s3cret@[bad")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }
