@@ -1906,6 +1906,24 @@ fn rtsp_cameras_stream_into_kvs() {
     );
     assert!(!ffprobe_packets(&got, "a").is_empty(), "the AAC track came");
 
+    // The README's first camera command: ffmpeg copying the camera into a
+    // pipe (it hands a picture's slices over in separate packets).
+    let copied = dir.join("copied.src");
+    let text = pipe_put(
+        &url,
+        &dir,
+        &format!("ffmpeg -v error -rtsp_transport tcp -i {cam_url} -t 4 -c copy -f matroska -"),
+        &copied,
+        "copied",
+        "",
+    );
+    assert!(text.contains("0 dropped"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    let got = get("copied");
+    let (_, pictures) = mkv_slices(&got);
+    assert!(pictures >= 75, "{pictures} pictures copied");
+    assert_eq!(picture_md5s(&got).len(), pictures, "every picture decodes");
+
     // UDP.
     let udp = output(rtsp("udp", &["--transport", "udp", "--seconds", "4"]));
     assert!(udp.contains("connected: video/h264"), "{udp}");

@@ -159,6 +159,24 @@ pub enum RtspError {
     Producer(#[from] ProducerError),
 }
 
+/// How a URL is named in errors, events and logs: without credentials (taken
+/// out before) and without its query, where some cameras take a password.
+pub fn shown(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+/// An error's first line (a server that answers something else than RTSP
+/// gets a hex dump of it), with the URL's query, if it appears, hidden.
+fn plain(error: &str, url: &url::Url) -> String {
+    let first = error.lines().next().unwrap_or_default().trim();
+    match url.query() {
+        Some(q) if !q.is_empty() => first.replace(q, "…"),
+        _ => first.to_owned(),
+    }
+}
+
 /// `url` without its user and password, and those as retina credentials.
 ///
 /// Errors: [`RtspError::BadUrl`].
@@ -231,8 +249,8 @@ async fn connect(
     transport: RtspTransport,
 ) -> Result<Playing, RtspError> {
     let fail = |e: &dyn std::fmt::Display| RtspError::Connect {
-        url: url.to_string(),
-        error: e.to_string(),
+        url: shown(url),
+        error: plain(&e.to_string(), url),
     };
     let opts = SessionOptions::default()
         .creds(creds.clone())
@@ -247,9 +265,7 @@ async fn connect(
         .iter()
         .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"));
     let Some(video) = video else {
-        return Err(RtspError::NoVideo {
-            url: url.to_string(),
-        });
+        return Err(RtspError::NoVideo { url: shown(url) });
     };
     let audio = session.streams().iter().position(|s| {
         s.media() == "audio" && matches!(s.encoding_name(), "mpeg4-generic" | "pcmu" | "pcma")
@@ -271,7 +287,7 @@ async fn connect(
             t
         } else if s.encoding_name() == "mpeg4-generic" {
             let Some(ParametersRef::Audio(p)) = s.parameters() else {
-                tracing::warn!(%url, "AAC stream without its configuration; audio left out");
+                tracing::warn!(url = %shown(url), "AAC stream without its configuration; audio left out");
                 continue;
             };
             TrackConfig::audio(
@@ -523,7 +539,7 @@ pub async fn ingest(
             .collect();
         if now != tracks {
             return Err(RtspError::TracksChanged {
-                url: url.to_string(),
+                url: shown(&url),
                 reason: format!("{tracks:?} then {now:?}"),
             });
         }
@@ -565,7 +581,11 @@ async fn run_connection(
         };
         let item = match item {
             None => return Ok(Some("the camera ended the stream".into())),
-            Some(Err(e)) => return Ok(Some(e.to_string())),
+            Some(Err(e)) => {
+                return Ok(Some(
+                    e.to_string().lines().next().unwrap_or_default().to_owned(),
+                ))
+            }
             Some(Ok(i)) => i,
         };
         let (stream_id, ts, data, is_key, loss) = match item {

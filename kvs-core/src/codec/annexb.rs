@@ -141,7 +141,7 @@ impl VideoCodec {
     }
 
     /// True when this VCL NAL starts a new picture (first slice).
-    fn first_slice(self, nal: &[u8]) -> bool {
+    pub(crate) fn first_slice(self, nal: &[u8]) -> bool {
         let hl = match self {
             Self::H264 => 1,
             Self::H265 => 2,

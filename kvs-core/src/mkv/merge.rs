@@ -109,6 +109,8 @@ impl Merger {
                 date_utc: f
                     .producer_timestamp_ms
                     .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+                // Each file its own SegmentUID (RFC 9559: unique per Segment).
+                segment_uid: std::array::from_fn(|_| fastrand::u8(..)),
                 ..StreamConfig::new(f.tracks.iter().map(TrackConfig::from).collect())
             };
             let builder = FragmentBuilder::new(cfg).map_err(build)?;

@@ -173,6 +173,9 @@ struct Collector {
     pending_sets: Vec<(u64, Bytes, usize)>,
     /// Frames not yet timed, and whether their payload is now Annex-B.
     raw: Vec<(crate::mkv::ParsedFrame, bool)>,
+    /// Per video track, NAL units that came as a frame of their own with no
+    /// picture (see [`Collector::no_picture`]), for the track's next frame.
+    held: Vec<(u64, Vec<u8>)>,
 }
 
 impl Collector {
@@ -204,6 +207,50 @@ impl Collector {
                 }
             }
             crate::mkv::Event::Frame(mut f) => {
+                // A packet of parameter sets (and delimiters) alone, with the
+                // time of the picture after it — what ffmpeg copies from an
+                // RTSP camera that sends SPS/PPS in packets of their own —
+                // joins that picture (two frames at one decode time are
+                // refused by the producer), as decoders read them.
+                if self.no_picture(&f) {
+                    tracing::warn!(
+                        track = f.track,
+                        timecode = f.timecode,
+                        "a frame without a picture (parameter sets alone) joins the next one"
+                    );
+                    match self.held.iter_mut().find(|(t, _)| *t == f.track) {
+                        Some((_, h)) => h.extend_from_slice(&f.payload),
+                        None => self.held.push((f.track, f.payload.to_vec())),
+                    }
+                    return Ok(());
+                }
+                if let Some(i) = self.held.iter().position(|(t, _)| *t == f.track) {
+                    let (_, mut prefix) = self.held.remove(i);
+                    prefix.extend_from_slice(&f.payload);
+                    f.payload = Bytes::from(prefix);
+                }
+                // The rest of a picture split across frames (its later
+                // slices at the picture's own time — ffmpeg copies a
+                // multi-slice picture from RTSP so): joined to it.
+                if self.continues_picture(&f) {
+                    let size = self.length_size(f.track).unwrap_or(4);
+                    if let Some((prev, annexb)) =
+                        self.raw.iter_mut().rev().find(|(p, _)| p.track == f.track)
+                    {
+                        tracing::warn!(
+                            track = f.track,
+                            timecode = f.timecode,
+                            "a picture's slices came in two frames; joined"
+                        );
+                        let more = if *annexb {
+                            crate::codec::annexb::to_annexb(&f.payload, size)?
+                        } else {
+                            f.payload.clone()
+                        };
+                        prev.payload = Bytes::from([&prev.payload[..], &more[..]].concat());
+                        return Ok(());
+                    }
+                }
                 if let Some(i) = self
                     .pending_sets
                     .iter()
@@ -220,6 +267,64 @@ impl Collector {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Collector {
+    /// Whether a frame of an H.264/H.265 track holds NAL units but no
+    /// picture (no VCL NAL unit); false for any other frame (audio, a
+    /// picture, a payload that does not parse).
+    fn no_picture(&self, f: &crate::mkv::ParsedFrame) -> bool {
+        self.picture_less(f).unwrap_or(false)
+    }
+
+    /// A video track's codec and NAL length size (from its avcC/hvcC
+    /// record: avcC byte 4, hvcC byte 21, low two bits, plus one).
+    fn video_codec(&self, track: u64) -> Option<(VideoCodec, usize)> {
+        let t = self.tracks.iter().find(|t| t.number == track)?;
+        let codec = match t.codec_id.as_str() {
+            crate::codec::h264::CODEC_ID => VideoCodec::H264,
+            crate::codec::h265::CODEC_ID => VideoCodec::H265,
+            _ => return None,
+        };
+        let p = t.codec_private.as_deref()?;
+        let at = if codec == VideoCodec::H264 { 4 } else { 21 };
+        Some((codec, usize::from(p.get(at)? & 3) + 1))
+    }
+
+    fn length_size(&self, track: u64) -> Option<usize> {
+        self.video_codec(track).map(|(_, s)| s)
+    }
+
+    /// Whether a video frame carries the later slices of the picture
+    /// before it: the same time as the track's previous frame, and its
+    /// first picture NAL unit is not a picture's first slice.
+    fn continues_picture(&self, f: &crate::mkv::ParsedFrame) -> bool {
+        let Some((codec, size)) = self.video_codec(f.track) else {
+            return false;
+        };
+        let same_time = self
+            .raw
+            .iter()
+            .rev()
+            .find(|(p, _)| p.track == f.track)
+            .is_some_and(|(p, _)| p.timestamp_ns == f.timestamp_ns);
+        if !same_time {
+            return false;
+        }
+        let Ok(nals) = crate::codec::annexb::avcc_nals(&f.payload, size) else {
+            return false;
+        };
+        nals.iter()
+            .find(|n| codec.is_vcl(codec.nal_type(n)))
+            .is_some_and(|n| !codec.first_slice(n))
+    }
+
+    fn picture_less(&self, f: &crate::mkv::ParsedFrame) -> Option<bool> {
+        let (codec, size) = self.video_codec(f.track)?;
+        let nals = crate::codec::annexb::avcc_nals(&f.payload, size).ok()?;
+        let picture = nals.iter().any(|n| codec.is_vcl(codec.nal_type(n)));
+        Some(!nals.is_empty() && !picture)
     }
 }
 
@@ -747,5 +852,79 @@ mod sniff_tests {
         ] {
             assert_eq!(h264(other), None, "{other:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod quirk_tests {
+    use super::*;
+    use crate::mkv::builder::{FragmentBuilder, FrameIn, StreamConfig};
+
+    const SPS: &[u8] = &[
+        0x67, 0x4d, 0x40, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+        0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2e, 0x48,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xcc, 0xb2];
+
+    fn avcc(nals: &[&[u8]]) -> Bytes {
+        let mut out = Vec::new();
+        for n in nals {
+            out.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            out.extend_from_slice(n);
+        }
+        Bytes::from(out)
+    }
+
+    /// What ffmpeg copies from an RTSP camera that sends a picture's slices
+    /// (and its parameter sets) in packets of their own: frames at one time
+    /// that together are one picture. They come out as one frame each
+    /// picture, the producer's rule of increasing decode times kept.
+    #[test]
+    fn a_picture_split_across_frames_is_joined() {
+        let private =
+            h264::avcc_record(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)]).unwrap();
+        let track = TrackConfig::video(1, h264::CODEC_ID, private, 640, 360);
+        let mut b = FragmentBuilder::new(StreamConfig::new(vec![track])).unwrap();
+        let first_slice: &[u8] = &[0x65, 0x88, 0x84, 0x01];
+        let second_slice: &[u8] = &[0x65, 0x01, 0x42, 0x22];
+        let p_slice: &[u8] = &[0x41, 0x9a, 0x38, 0x0d];
+        let frame = |timecode: i64, key: bool, payload: Bytes| FrameIn {
+            track: 1,
+            timecode,
+            key,
+            payload: Payload::Raw(payload),
+        };
+        let mut out = vec![b.header()];
+        b.fragment(
+            &[
+                // Parameter sets alone, at the key picture's time.
+                frame(0, true, avcc(&[&[0x09, 0x10], SPS, PPS])),
+                frame(0, true, avcc(&[first_slice])),
+                frame(0, true, avcc(&[second_slice])),
+                frame(40, false, avcc(&[p_slice])),
+            ],
+            &[],
+            &mut out,
+        )
+        .unwrap();
+        let input = matroska_frames(Bytes::from(out.concat())).unwrap();
+        let got: Vec<(Duration, Bytes)> = input
+            .frames
+            .iter()
+            .map(|f| match &f.payload {
+                Payload::Raw(b) => (f.pts, b.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Duration::ZERO,
+                    avcc(&[&[0x09, 0x10], SPS, PPS, first_slice, second_slice])
+                ),
+                (Duration::from_millis(40), avcc(&[p_slice])),
+            ]
+        );
     }
 }

@@ -259,7 +259,9 @@ enum Cmd {
         /// fragment the endpoint receives, counted over all connections, gets
         /// an ERROR ACK with CODE and the connection ends: fires once), `ack-delay-ms=N` (every ACK is sent N ms late;
         /// ingest goes on), `throttle=P` (each control-plane call is refused
-        /// with ClientLimitExceededException with probability P).
+        /// with ClientLimitExceededException with probability P),
+        /// `get-media-error=ID@N` (every GetMedia stops after N fragments with
+        /// the service's error chunk ID).
         #[arg(long)]
         fault: Vec<String>,
         /// Keep streams and fragments here, so they survive a restart.

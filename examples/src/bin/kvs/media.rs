@@ -738,7 +738,10 @@ pub fn rtsp(
             }
             let _ = stop_tx.send(true);
         });
+        // Fragments lost (dropped by the producer, or refused by the
+        // service without a resend) make the exit status non-zero.
         let printer = tokio::spawn(async move {
+            let mut lost = 0usize;
             while let Some(e) = rx.recv().await {
                 match e {
                     RtspEvent::Connected {
@@ -767,12 +770,33 @@ pub fn rtsp(
                         "  ACK fragment #{fragment_number} ({frames} frames) in {:.1} ms",
                         ms(latency)
                     ),
-                    RtspEvent::Producer(ProducerEvent::ServiceError { code, .. }) => {
-                        crate::outln!("  ACK ERROR {code}");
+                    RtspEvent::Producer(ProducerEvent::ServiceError {
+                        code, retriable, ..
+                    }) => {
+                        crate::outln!(
+                            "  ACK ERROR {code}{}",
+                            if retriable { "; sending it again" } else { "" }
+                        );
+                    }
+                    RtspEvent::Producer(ProducerEvent::FragmentDropped {
+                        frames, reason, ..
+                    }) => {
+                        lost += 1;
+                        crate::outln!(
+                            "  dropped a fragment ({}): {reason}",
+                            count(frames, "frame")
+                        );
+                    }
+                    RtspEvent::Producer(ProducerEvent::LeadingFramesSkipped { frames, .. }) => {
+                        crate::outln!(
+                            "  skipped {} before the first video key frame",
+                            count(frames, "frame")
+                        );
                     }
                     _ => {}
                 }
             }
+            lost
         });
         let opts = RtspOptions {
             transport: if udp {
@@ -786,13 +810,22 @@ pub fn rtsp(
         let report = ingest(url, builder, opts, tx, stop)
             .await
             .map_err(|e| e.to_string())?;
-        let _ = printer.await;
+        let lost = printer.await.unwrap_or(0);
         crate::outln!(
             "{} put, {} dropped, {} to the camera",
             count(report.frames as usize, "frame"),
             report.dropped,
             count(report.reconnections as usize, "reconnection")
         );
+        if report.frames == 0 {
+            return Err("nothing came from the camera".into());
+        }
+        if lost > 0 {
+            return Err(format!(
+                "{} lost: not every fragment was acknowledged",
+                count(lost, "fragment")
+            ));
+        }
         Ok(())
     })
 }
