@@ -177,6 +177,16 @@ fn plain(error: &str, url: &url::Url) -> String {
     }
 }
 
+/// Whether the camera refused the request for good (RTSP 401 after the
+/// credentials were tried, 403, 404: a wrong password or path), which no
+/// retry of the first connection will change.
+fn refused(e: &RtspError) -> bool {
+    matches!(e, RtspError::Connect { error, .. }
+        if [" 401 ", "401 response", "403 response", "404 response"]
+            .iter()
+            .any(|s| error.contains(s)))
+}
+
 /// `url` without its user and password, and those as retina credentials.
 ///
 /// Errors: [`RtspError::BadUrl`].
@@ -457,7 +467,7 @@ pub async fn ingest(
         match connect(&url, &creds, opts.transport).await {
             Ok(p) => break p,
             Err(e @ RtspError::NoVideo { .. }) => return Err(e),
-            Err(e) if attempt >= opts.first_connect_attempts => return Err(e),
+            Err(e) if attempt >= opts.first_connect_attempts || refused(&e) => return Err(e),
             Err(e) => {
                 tracing::info!(error = %e, "RTSP connection failed; trying again");
                 tokio::select! {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -331,6 +331,15 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallib
     let op = req.uri().path().trim_start_matches('/').to_owned();
     if req.method() == hyper::Method::GET {
         return Ok(playback(&s, &req));
+    }
+    if req.method() == hyper::Method::HEAD && matches!(op.as_str(), "" | "console") {
+        // The console page, asked about (link checkers, `curl -I`).
+        return Ok(Response::builder()
+            .status(200)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("content-length", super::console::PAGE.len())
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .expect("static response parts"));
     }
     if req.method() != hyper::Method::POST {
         return Ok(error_response(&ApiError::new(

@@ -927,3 +927,39 @@ async fn sessions_play_uploads_with_restarting_timecodes_on_one_timeline() {
         );
     }
 }
+
+/// The web console's page and its ACK read, as a browser fetches them
+/// (the page itself is driven in Chromium by the tool's tests).
+#[tokio::test]
+async fn the_console_page_and_its_acks_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ep, _c) = stream_with_av().await;
+    let (status, page) = get(&format!("{}/", ep.url())).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>kvs local</title>"), "{page}");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "nothing fetched from elsewhere"
+    );
+    let (status, acks) = get(&format!("{}/console/acks?stream=cam", ep.url())).await;
+    assert_eq!(status, 200);
+    let acks: serde_json::Value = serde_json::from_str(&acks).unwrap();
+    assert_eq!(acks.as_array().unwrap().len(), 4, "{acks}");
+    assert!(acks[0]["latency_ms"].as_f64().unwrap() >= 0.0);
+    // HEAD answers like GET, without the body.
+    let host = ep.url().strip_prefix("http://").unwrap().to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    tcp.write_all(
+        format!("HEAD / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tcp.read_to_end(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", page.len())),
+        "{head}"
+    );
+}
