@@ -15,8 +15,9 @@
 //! ```
 //!
 //! - **Live** ([`ConsumerBuilder::start`]): GetMedia from the selector
-//!   (when the first five tries all fail — a wrong endpoint, no network —
-//!   the stream yields that error and ends);
+//!   (when the first five tries all fail without an answer from the
+//!   service — a wrong endpoint, no network — the stream yields that error
+//!   and ends; a throttled try is an answer, retried with backoff);
 //!   when the connection breaks, the service ends the session (as it does
 //!   after a while) or stops it with a retryable error chunk (3002, 5000),
 //!   it starts again after the last fragment it delivered (its
@@ -382,6 +383,9 @@ async fn follow(
                 return;
             }
             Err(e) => {
+                // A service's answer (throttled, say) is not a wrong
+                // endpoint: from then on only the backoff applies.
+                answered |= e.service_code().is_some();
                 tracing::debug!(error = %e, attempt, "GetMedia failed; retrying");
                 tokio::time::sleep(backoff.delay(attempt)).await;
                 attempt = attempt.saturating_add(1);

@@ -233,7 +233,7 @@ impl Collector {
                 // slices at the picture's own time — ffmpeg copies a
                 // multi-slice picture from RTSP so): joined to it.
                 if self.continues_picture(&f) {
-                    let size = self.length_size(f.track).unwrap_or(4);
+                    let size = self.video_codec(f.track).map_or(4, |(_, s)| s);
                     if let Some((prev, annexb)) =
                         self.raw.iter_mut().rev().find(|(p, _)| p.track == f.track)
                     {
@@ -275,7 +275,13 @@ impl Collector {
     /// picture (no VCL NAL unit); false for any other frame (audio, a
     /// picture, a payload that does not parse).
     fn no_picture(&self, f: &crate::mkv::ParsedFrame) -> bool {
-        self.picture_less(f).unwrap_or(false)
+        let Some((codec, size)) = self.video_codec(f.track) else {
+            return false;
+        };
+        let Ok(nals) = crate::codec::annexb::avcc_nals(&f.payload, size) else {
+            return false;
+        };
+        !nals.is_empty() && !nals.iter().any(|n| codec.is_vcl(codec.nal_type(n)))
     }
 
     /// A video track's codec and NAL length size (from its avcC/hvcC
@@ -290,10 +296,6 @@ impl Collector {
         let p = t.codec_private.as_deref()?;
         let at = if codec == VideoCodec::H264 { 4 } else { 21 };
         Some((codec, usize::from(p.get(at)? & 3) + 1))
-    }
-
-    fn length_size(&self, track: u64) -> Option<usize> {
-        self.video_codec(track).map(|(_, s)| s)
     }
 
     /// Whether a video frame carries the later slices of the picture
@@ -318,13 +320,6 @@ impl Collector {
         nals.iter()
             .find(|n| codec.is_vcl(codec.nal_type(n)))
             .is_some_and(|n| !codec.first_slice(n))
-    }
-
-    fn picture_less(&self, f: &crate::mkv::ParsedFrame) -> Option<bool> {
-        let (codec, size) = self.video_codec(f.track)?;
-        let nals = crate::codec::annexb::avcc_nals(&f.payload, size).ok()?;
-        let picture = nals.iter().any(|n| codec.is_vcl(codec.nal_type(n)));
-        Some(!nals.is_empty() && !picture)
     }
 }
 
@@ -681,7 +676,19 @@ impl AnnexBReader {
     ///
     /// Errors: as [`annexb_frames`].
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Frame>, MuxError> {
+        // Only a key frame's arrival completes a group: the new bytes (and
+        // a start code cut across the previous chunk) are looked at, and
+        // the buffer is split into access units only then.
+        let from = self.buf.len().saturating_sub(5);
         self.buf.extend_from_slice(chunk);
+        let (codec, region) = (self.codec, &self.buf[from..]);
+        let mut key = false;
+        crate::codec::annexb::for_each_nal(region, |s, _| {
+            key |= codec.is_key(codec.nal_type(&region[s..]));
+        });
+        if !key {
+            return Ok(Vec::new());
+        }
         self.release(false)
     }
 

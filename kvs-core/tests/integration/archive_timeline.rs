@@ -111,21 +111,11 @@ fn whole_range() -> FragmentSelector {
     }
 }
 
+/// A playback response's body, which must be a 200.
 async fn get_text(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    tcp.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.split_once("\r\n\r\n").unwrap().1.to_owned()
+    let (status, body) = common::http_get(url).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// The `FragmentNumber=` values of a playlist or manifest, in order.

@@ -10,7 +10,7 @@ use crate::common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{endpoint_with_stream, persisted};
+use common::{endpoint_with_stream, http_get as get, persisted};
 use kvs_core::client::{
     FragmentSelector, KvsClient, PlaybackMode, ServiceException, StreamingSessionOptions,
     TimecodeType,
@@ -119,9 +119,7 @@ async fn video_pts(input: &str) -> Vec<f64> {
 async fn clips_keep_one_timeline_and_drop_duplicates() {
     let (_ep, c) = stream_with_av().await;
     for at in [START_MS, START_MS + 14_000] {
-        let (acks, err) =
-            common::put_all(&c, "cam", &common::clip(true), TimecodeType::Relative, at).await;
-        assert!(err.is_none() && persisted(&acks).len() == 4);
+        common::put_clip(&c, "cam", at).await;
     }
     if !have("ffprobe") {
         return;
@@ -210,9 +208,7 @@ async fn post_json(url: &str, path: &str, body: &serde_json::Value) -> (u16, Str
 async fn two_uploads_with_a_gap() -> (LocalEndpoint, KvsClient) {
     let (ep, c) = endpoint_with_stream(LocalConfig::default(), "cam", 1).await;
     for at in [START_MS, START_MS + 14_000] {
-        let (acks, err) =
-            common::put_all(&c, "cam", &common::clip(true), TimecodeType::Relative, at).await;
-        assert!(err.is_none() && persisted(&acks).len() == 4, "{err:?}");
+        common::put_clip(&c, "cam", at).await;
     }
     (ep, c)
 }
@@ -605,25 +601,6 @@ async fn get_clip_errors_are_the_services() {
     assert_eq!(code(dash), Some(ServiceException::InvalidArgument));
 }
 
-/// A plain GET on loopback: status and body.
-async fn get(url: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    tcp.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (status, body)
-}
-
 #[tokio::test]
 async fn hls_and_dash_sessions_play_in_ffmpeg() {
     let (_ep, c) = stream_with_av().await;
@@ -729,6 +706,17 @@ async fn ffmpeg_frame(n: usize) -> Vec<u8> {
     out.stdout
 }
 
+/// The mean absolute difference of two pictures' samples (RGB bytes).
+#[cfg(feature = "images")]
+fn mean_difference(a: &[u8], b: &[u8]) -> f64 {
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.len() as f64
+}
+
 #[cfg(feature = "images")]
 fn png_rgb(data: &[u8]) -> (u32, u32, Vec<u8>) {
     let mut r = png::Decoder::new(std::io::Cursor::new(data))
@@ -749,15 +737,7 @@ fn png_rgb(data: &[u8]) -> (u32, u32, Vec<u8>) {
 async fn get_images_show_the_first_ingested_of_duplicates() {
     use kvs_core::client::{GetImagesRequest, ImageFormat, ImageSelectorType};
     let (_ep, c) = stream_with_av().await;
-    let (acks, err) = common::put_all(
-        &c,
-        "cam",
-        &common::clip(true),
-        TimecodeType::Relative,
-        START_MS + 2000,
-    )
-    .await;
-    assert!(err.is_none() && persisted(&acks).len() == 4, "{err:?}");
+    common::put_clip(&c, "cam", START_MS + 2000).await;
     if !have("ffmpeg") {
         return;
     }
@@ -775,12 +755,7 @@ async fn get_images_show_the_first_ingested_of_duplicates() {
         let images = c.get_images("cam", &req).await.unwrap();
         let (_, _, ours) = png_rgb(images[0].content.as_ref().unwrap());
         let theirs = ffmpeg_frame(frame).await;
-        let diff: u64 = ours
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| u64::from(a.abs_diff(*b)))
-            .sum();
-        let mean = diff as f64 / ours.len() as f64;
+        let mean = mean_difference(&ours, &theirs);
         assert!(
             mean < 4.0,
             "at {at} ms: frame {frame}? mean difference {mean}"
@@ -824,12 +799,7 @@ async fn get_images_are_the_pictures_at_those_instants() {
         assert_eq!((w, h), (640, 360));
         let theirs = ffmpeg_frame(frame).await;
         assert_eq!(ours.len(), theirs.len());
-        let diff: u64 = ours
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| u64::from(a.abs_diff(*b)))
-            .sum();
-        let mean = diff as f64 / ours.len() as f64;
+        let mean = mean_difference(&ours, &theirs);
         assert!(
             mean < 4.0,
             "image {i} vs frame {frame}: mean difference {mean}"
@@ -837,12 +807,7 @@ async fn get_images_are_the_pictures_at_those_instants() {
         if frame > 0 {
             // And not merely any picture: the previous second's differs.
             let other = ffmpeg_frame(frame - 25).await;
-            let d: u64 = ours
-                .iter()
-                .zip(&other)
-                .map(|(a, b)| u64::from(a.abs_diff(*b)))
-                .sum();
-            assert!(d as f64 / ours.len() as f64 > 2.0 * mean);
+            assert!(mean_difference(&ours, &other) > 2.0 * mean);
         }
     }
     // JPEG, scaled.
@@ -884,15 +849,7 @@ async fn get_images_are_the_pictures_at_those_instants() {
 async fn sessions_play_uploads_with_restarting_timecodes_on_one_timeline() {
     let (_ep, c) = stream_with_av().await;
     // A second upload whose relative timecodes start at 0 again, 8 s later.
-    let (acks, err) = common::put_all(
-        &c,
-        "cam",
-        &common::clip(true),
-        TimecodeType::Relative,
-        START_MS + 8000,
-    )
-    .await;
-    assert!(err.is_none() && persisted(&acks).len() == 4);
+    common::put_clip(&c, "cam", START_MS + 8000).await;
     if !have("ffmpeg") || !have("ffprobe") {
         return;
     }

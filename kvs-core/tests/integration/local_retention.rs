@@ -12,8 +12,8 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{endpoint_with_stream, persisted};
-use kvs_core::client::{FragmentSelector, RetentionChange, StartSelector, TimecodeType};
+use common::endpoint_with_stream;
+use kvs_core::client::{FragmentSelector, RetentionChange, StartSelector};
 use kvs_core::local::LocalConfig;
 
 const START_MS: u64 = 1_732_012_345_000;
@@ -55,15 +55,7 @@ async fn fragments_expire_with_their_retention_from_memory_and_disk() {
     };
     let (ep, c) = endpoint_with_stream(cfg, "cam", 1).await;
     let put = || async {
-        let (acks, err) = common::put_all(
-            &c,
-            "cam",
-            &common::clip(true),
-            TimecodeType::Relative,
-            START_MS,
-        )
-        .await;
-        assert!(err.is_none() && persisted(&acks).len() == 4, "{err:?}");
+        common::put_clip(&c, "cam", START_MS).await;
     };
     put().await;
     assert_eq!(c.list_fragments("cam", None).await.unwrap().len(), 4);
@@ -116,15 +108,7 @@ async fn archived_reads_come_from_disk_when_only_the_live_edge_is_in_memory() {
         ..LocalConfig::default()
     };
     let (_ep, c) = endpoint_with_stream(cfg, "cam", 1).await;
-    let (acks, err) = common::put_all(
-        &c,
-        "cam",
-        &common::clip(true),
-        TimecodeType::Relative,
-        START_MS,
-    )
-    .await;
-    assert!(err.is_none() && persisted(&acks).len() == 4);
+    common::put_clip(&c, "cam", START_MS).await;
     let mut s = c.get_media("cam", &StartSelector::Earliest).await.unwrap();
     let mut frames = 0;
     for _ in 0..4 {
@@ -164,15 +148,7 @@ async fn a_stream_in_memory_keeps_within_its_cap() {
         ..LocalConfig::default()
     };
     let (_ep, c) = endpoint_with_stream(cfg, "cam", 1).await;
-    let (acks, err) = common::put_all(
-        &c,
-        "cam",
-        &common::clip(true),
-        TimecodeType::Relative,
-        START_MS,
-    )
-    .await;
-    assert!(err.is_none() && persisted(&acks).len() == 4);
+    common::put_clip(&c, "cam", START_MS).await;
     let list = c.list_fragments("cam", None).await.unwrap();
     let held: u64 = list.iter().map(|f| f.fragment_size_in_bytes).sum();
     assert!(

@@ -117,6 +117,21 @@ pub async fn put_all(
     (acks, None)
 }
 
+/// Uploads the bundled clip with audio (4 fragments, RELATIVE timecodes)
+/// at `producer_start_ms`, and checks every fragment was PERSISTED.
+pub async fn put_clip(c: &KvsClient, stream: &str, producer_start_ms: u64) {
+    let (acks, err) = put_all(
+        c,
+        stream,
+        &clip(true),
+        TimecodeType::Relative,
+        producer_start_ms,
+    )
+    .await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(persisted(&acks).len(), 4, "{acks:?}");
+}
+
 /// The fragment timecodes of the PERSISTED ACKs, in order.
 pub fn persisted(acks: &[Ack]) -> Vec<u64> {
     acks.iter()
@@ -147,4 +162,23 @@ pub fn persisted_numbers(acks: &[Ack]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// A plain GET on loopback: status and body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tcp.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
 }
