@@ -120,9 +120,8 @@ impl FrameIterator {
 
     /// `async for`: the next frame, awaited on the module's runtime.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        crate::runtime::runtime()?;
         let (m, idle) = (self.stream.clone(), self.idle);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::aio::awaitable(py, async move {
             Ok(pull_async(&m, idle).await?.map(|(head, frame)| Frame {
                 head,
                 frame,
@@ -171,9 +170,8 @@ impl FragmentIterator {
 
     /// `async for`: the next fragment, awaited on the module's runtime.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        crate::runtime::runtime()?;
         let (m, idle) = (self.stream.clone(), self.idle);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::aio::awaitable(py, async move {
             Ok(pull_async(&m, idle)
                 .await?
                 .map(|f| Fragment { inner: Arc::new(f) }))

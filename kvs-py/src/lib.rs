@@ -9,6 +9,7 @@
 //! module and started on first use ([`runtime`]), runs all I/O; a call
 //! that waits releases the GIL and looks for Ctrl-C every 100 ms.
 
+mod aio;
 mod buffer;
 mod client;
 mod consumer;
@@ -36,5 +37,6 @@ fn _kvs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<producer::G711>()?;
     m.add_class::<local::LocalEndpoint>()?;
     errors::register(m)?;
+    aio::register(m)?;
     Ok(())
 }

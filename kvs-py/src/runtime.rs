@@ -12,7 +12,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// The runtime every client, producer, consumer and local endpoint of the
 /// module runs on (two worker threads), started on first use; `async for`
-/// awaits on it too (through pyo3-async-runtimes).
+/// awaits on it too ([`crate::aio`]).
 pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     let rt = RT
@@ -26,8 +26,6 @@ pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
         })
         .as_ref()
         .map_err(|e| crate::errors::config(format!("cannot start the I/O runtime: {e}")))?;
-    // `async for` awaits on the same runtime (an error: it already has it).
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(rt);
     Ok(rt)
 }
 

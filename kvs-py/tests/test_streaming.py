@@ -2,6 +2,8 @@
 
 import asyncio
 import datetime
+import subprocess
+import sys
 
 from conftest import avcc, put_clip
 
@@ -33,6 +35,58 @@ def test_async_for_lets_other_tasks_run(client, clip):
     assert [len(f.frames) for f in frags] == [50, 50, 50, 50]
     # Two idle seconds at least went by: the loop kept running meanwhile.
     assert ticks > 50
+
+
+def test_a_cancelled_await_loses_no_frame(client, clip):
+    """`asyncio.wait_for` giving up on `__anext__` (here: before anything
+    was put) drops the wait, not a frame: the next await gets the first."""
+    client.create_stream("cam", retention_hours=1)
+
+    async def main():
+        it = client.frames("cam", start="earliest", idle_timeout=5.0)
+        timed_out = 0
+        for _ in range(3):
+            try:
+                await asyncio.wait_for(it.__anext__(), 0.05)
+            except asyncio.TimeoutError:
+                timed_out += 1
+        await asyncio.to_thread(put_clip, client, clip)
+        return timed_out, [f async for f in it]
+
+    timed_out, got = asyncio.run(main())
+    assert timed_out == 3
+    assert [bytes(f.data) for f in got] == [avcc(au) for au, _ in clip]
+
+
+EXIT_AFTER_ASYNC_FOR = """
+import asyncio, sys, kvs
+c = kvs.Client(region="us-east-1", endpoint_url=sys.argv[1], access_key_id="a", secret_access_key="b")
+
+async def one():
+    n = 0
+    async for _ in c.frames("cam", start="earliest", idle_timeout=5.0):
+        n += 1
+        if n == 100:
+            break
+    return n
+
+async def main():
+    return await asyncio.gather(*[one() for _ in range(16)])
+
+print(sum(asyncio.run(main())))
+"""
+
+
+def test_the_program_ends_cleanly_right_after_async_for(endpoint, client, clip):
+    """A program that ends as its last `await` returns: the runtime's
+    threads are done handing results to the loop before the interpreter
+    finalizes (a thread taking the GIL then was ended inside Rust code:
+    a segmentation fault in about one run of four)."""
+    put_clip(client, clip)
+    for _ in range(8):
+        r = subprocess.run([sys.executable, "-c", EXIT_AFTER_ASYNC_FOR, endpoint.endpoint_url],
+                           capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stdout.strip()) == (0, "1600"), r.stderr[-2000:]
 
 
 def test_live_reading_resumes_across_dropped_connections(clip):
